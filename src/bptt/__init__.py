@@ -1,0 +1,33 @@
+"""bptt: recurrent networks with backpropagation through time written by hand in NumPy.
+
+The data flow, one module per step:
+    data -> encoding (Embedding, one_hot) -> recurrent (RNN, LSTM, GRU over bptt.cells)
+    -> head (Linear) -> loss -> (optimizer -> training loop -> checkpoint -> sampling)
+"""
+
+from . import cells
+from .encoding import Embedding, one_hot
+from .gradcheck import GradcheckResult, gradcheck
+from .head import Linear
+from .loss import (
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    MSELoss,
+    bce_with_logits_backward,
+    bce_with_logits_forward,
+    cross_entropy_backward,
+    cross_entropy_forward,
+    mse_backward,
+    mse_forward,
+)
+from .recurrent import GRU, LSTM, RNN
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RNN", "LSTM", "GRU", "Embedding", "Linear", "one_hot", "cells",
+    "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
+    "cross_entropy_forward", "cross_entropy_backward", "mse_forward", "mse_backward",
+    "bce_with_logits_forward", "bce_with_logits_backward",
+    "gradcheck", "GradcheckResult",
+]

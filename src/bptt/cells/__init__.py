@@ -1,0 +1,20 @@
+"""The recurrent cells as pure functions, one module per cell.
+
+Each module has the same four functions:
+
+- ``step_forward(x_t, state_prev, params) -> (state, cache)`` and
+  ``step_backward(dstate, cache) -> (dx_t, dstate_prev, dparams)``: one time step,
+  written to read like the derivation in ``docs/derivations.md``;
+- ``forward(x, state0, params) -> (out, state_T, cache)`` and
+  ``backward(dout, dstate_T, cache) -> (dx, dstate0, dparams)``: a whole sequence, done fast.
+
+``params`` holds one direction of one layer under PyTorch's names without the suffix:
+``weight_ih`` (G*H, D), ``weight_hh`` (G*H, H) and, when the layer has biases, ``bias_ih`` and
+``bias_hh`` (G*H,). The state is ``h`` (B, H) for RNN and GRU and the pair ``(h, c)`` for LSTM.
+"""
+
+from . import gru, lstm, rnn
+
+CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru}
+
+__all__ = ["rnn", "lstm", "gru", "CELLS"]

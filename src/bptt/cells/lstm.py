@@ -1,0 +1,80 @@
+"""LSTM cell, PyTorch's gate order i, f, g, o.
+
+    z_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh            (4H pre-activations)
+    i = sigmoid(z_i)   f = sigmoid(z_f)   g = tanh(z_g)   o = sigmoid(z_o)
+    c_t = f * c_{t-1} + i * g
+    h_t = o * tanh(c_t)
+
+Backward, with dh the total gradient reaching h_t and dc_next the one reaching c_t from step t+1:
+
+    do   = dh * tanh(c_t)
+    dc   = dc_next + dh * o * (1 - tanh(c_t)^2)
+    di   = dc * g     df = dc * c_{t-1}     dg = dc * i
+    dz_i = di * i(1-i)   dz_f = df * f(1-f)   dz_g = dg * (1-g^2)   dz_o = do * o(1-o)
+    dc_{t-1} = dc * f          (the additive path: scaled by the forget gate only)
+    dh_{t-1} = dz W_hh          dx_t = dz W_ih
+
+Dimensions: T time, B batch, D input, H hidden.
+"""
+
+import numpy as np
+
+from . import _kernels
+from ._common import input_projection, sequence_grads, sigmoid, step_grads
+
+GATES = 4
+
+
+def step_forward(x_t, state_prev, params):
+    """x_t (B, D), state_prev (h, c) each (B, H) -> (h, c), cache."""
+    h_prev, c_prev = state_prev
+    H = h_prev.shape[1]
+    z = x_t @ params["weight_ih"].T + h_prev @ params["weight_hh"].T  # (B, 4H)
+    if "bias_ih" in params:
+        z = z + params["bias_ih"] + params["bias_hh"]
+    i = sigmoid(z[:, :H])
+    f = sigmoid(z[:, H : 2 * H])
+    g = np.tanh(z[:, 2 * H : 3 * H])
+    o = sigmoid(z[:, 3 * H :])
+    c = f * c_prev + i * g
+    tc = np.tanh(c)
+    h = o * tc
+    return (h, c), (x_t, h_prev, c_prev, i, f, g, o, tc, params)
+
+
+def step_backward(dstate, cache):
+    """dstate (dh, dc) each (B, H) -> dx_t (B, D), (dh_prev, dc_prev), dparams."""
+    dh, dc_next = dstate
+    x_t, h_prev, c_prev, i, f, g, o, tc, params = cache
+    do = dh * tc
+    dc = dc_next + dh * o * (1.0 - tc * tc)
+    di = dc * g
+    df = dc * c_prev
+    dg = dc * i
+    dz = np.concatenate(
+        [di * i * (1.0 - i), df * f * (1.0 - f), dg * (1.0 - g * g), do * o * (1.0 - o)], axis=1
+    )  # (B, 4H)
+    dx_t, dparams = step_grads(x_t, h_prev, dz, dz, params)
+    dh_prev = dz @ params["weight_hh"]
+    dc_prev = dc * f
+    return dx_t, (dh_prev, dc_prev), dparams
+
+
+def forward(x, state0, params):
+    """x (T, B, D), state0 (h0, c0) each (B, H) -> out (T, B, H), (h_T, c_T), cache."""
+    h0, c0 = state0
+    xw = input_projection(x, params, with_hh_bias=True)  # (T, B, 4H)
+    hs, cs, gates, tcs = _kernels.lstm_forward_loop(xw, h0, c0, params["weight_hh"])
+    # hs, cs (T+1, B, H) with [0] the initial state; gates (T, B, 4H); tcs = tanh(cs[1:])
+    return hs[1:], (hs[-1], cs[-1]), (x, hs, cs, gates, tcs, params)
+
+
+def backward(dout, dstate_T, cache):
+    """dout (T, B, H), dstate_T (dh_T, dc_T) -> dx (T, B, D), (dh0, dc0), dparams."""
+    x, hs, cs, gates, tcs, params = cache
+    dh_T, dc_T = dstate_T
+    dz, dh0, dc0 = _kernels.lstm_backward_loop(
+        dout, dh_T, dc_T, cs, gates, tcs, params["weight_hh"]
+    )  # dz (T, B, 4H)
+    dx, dparams = sequence_grads(x, hs[:-1], dz, dz, params)
+    return dx, (dh0, dc0), dparams

@@ -1,0 +1,64 @@
+"""Input encodings: a learned ``Embedding`` table and ``one_hot``.
+
+Dimensions: V vocabulary (num_embeddings), E embedding size; indices of any shape (...).
+"""
+
+import numpy as np
+
+from .module import Module, resolve_dtype
+
+
+def check_indices(idx, num_embeddings, name="indices"):
+    idx = np.asarray(idx)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array, got dtype {idx.dtype}")
+    if idx.size and (idx.min() < 0 or idx.max() >= num_embeddings):
+        raise ValueError(
+            f"{name} must lie in [0, {num_embeddings}), got values in [{idx.min()}, {idx.max()}]"
+        )
+    return idx
+
+
+def one_hot(idx, num_classes, dtype=np.float32):
+    """Integer indices (...) -> one-hot vectors (..., num_classes)."""
+    idx = check_indices(idx, num_classes)
+    return np.eye(num_classes, dtype=resolve_dtype(dtype))[idx]
+
+
+def embedding_forward(idx, weight):
+    """idx (...) integer, weight (V, E) -> out (..., E)."""
+    return weight[idx]
+
+
+def embedding_backward(dout, idx, V):
+    """dout (..., E) -> dweight (V, E); rows of repeated indices add up (np.add.at)."""
+    dweight = np.zeros((V, dout.shape[-1]), dtype=dout.dtype)
+    np.add.at(dweight, idx.reshape(-1), dout.reshape(-1, dout.shape[-1]))
+    return dweight
+
+
+class Embedding(Module):
+    """A lookup table like ``torch.nn.Embedding``: ``weight`` (V, E), initialised N(0, 1)."""
+
+    def __init__(self, num_embeddings, embedding_dim, dtype="float32", seed=None):
+        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
+        self.dtype = resolve_dtype(dtype)
+        rng = np.random.default_rng(seed)
+        w = rng.standard_normal((self.num_embeddings, self.embedding_dim))
+        self.params = {"weight": w.astype(self.dtype)}
+        self._init_grads()
+        self._idx = None
+
+    def forward(self, idx):
+        """idx (...) integer -> (..., E)."""
+        self._idx = check_indices(idx, self.num_embeddings)
+        return embedding_forward(self._idx, self.params["weight"])
+
+    def backward(self, dout):
+        """dout (..., E): adds into grads['weight']; returns None (indices have no gradient)."""
+        if self._idx is None:
+            raise ValueError("Embedding.backward called before forward")
+        expected = self._idx.shape + (self.embedding_dim,)
+        if dout.shape != expected:
+            raise ValueError(f"Embedding.backward: dout must have shape {expected}, got {dout.shape}")
+        self.grads["weight"] += embedding_backward(dout, self._idx, self.num_embeddings)

@@ -1,0 +1,62 @@
+"""The head: a ``Linear`` layer applied at every time step.
+
+Dimensions: (...) any leading dimensions (e.g. T, B), I in_features, O out_features.
+"""
+
+import numpy as np
+
+from .module import Module, as_float_array, resolve_dtype
+
+
+def linear_forward(x, weight, bias):
+    """x (..., I), weight (O, I), bias (O,) or None -> y (..., O)."""
+    y = x @ weight.T
+    return y + bias if bias is not None else y
+
+
+def linear_backward(dy, x, weight, with_bias):
+    """dy (..., O) -> dx (..., I), dparams {'weight' (O, I), 'bias' (O,)}."""
+    I, O = weight.shape[1], weight.shape[0]
+    dy2 = dy.reshape(-1, O)
+    dparams = {"weight": dy2.T @ x.reshape(-1, I)}
+    if with_bias:
+        dparams["bias"] = dy2.sum(axis=0)
+    return dy @ weight, dparams
+
+
+class Linear(Module):
+    """y = x W^T + b like ``torch.nn.Linear``, initialised U(-1/sqrt(I), 1/sqrt(I))."""
+
+    def __init__(self, in_features, out_features, bias=True, dtype="float32", seed=None):
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.dtype = resolve_dtype(dtype)
+        rng = np.random.default_rng(seed)
+        k = 1.0 / np.sqrt(self.in_features)
+        self.params = {"weight": rng.uniform(-k, k, (self.out_features, self.in_features))}
+        if bias:
+            self.params["bias"] = rng.uniform(-k, k, self.out_features)
+        self.params = {n: p.astype(self.dtype) for n, p in self.params.items()}
+        self._init_grads()
+        self._x = None
+
+    def forward(self, x):
+        """x (..., I) -> (..., O)."""
+        x = as_float_array(x, self.dtype, "Linear input")
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"Linear input must have last dimension {self.in_features}, got shape {x.shape}"
+            )
+        self._x = x
+        return linear_forward(x, self.params["weight"], self.params.get("bias"))
+
+    def backward(self, dy):
+        """dy (..., O) -> dx (..., I); adds into grads."""
+        if self._x is None:
+            raise ValueError("Linear.backward called before forward")
+        expected = self._x.shape[:-1] + (self.out_features,)
+        if np.shape(dy) != expected:
+            raise ValueError(f"Linear.backward: dy must have shape {expected}, got {np.shape(dy)}")
+        dx, dparams = linear_backward(dy, self._x, self.params["weight"], "bias" in self.params)
+        for k, g in dparams.items():
+            self.grads[k] += g
+        return dx

@@ -1,0 +1,245 @@
+"""The recurrent layers ``RNN``, ``LSTM`` and ``GRU``: stacks of layers x directions, each one
+cell (``bptt.cells``) unrolled over the sequence, with PyTorch's arguments, names and shapes.
+
+Dimensions: T time, B batch, D input, H hidden, L layers, K directions (1 or 2), G gates.
+Parameters per layer k and direction (suffix '' or '_reverse'):
+    weight_ih_l{k}{sfx} (G*H, D or K*H)   weight_hh_l{k}{sfx} (G*H, H)
+    bias_ih_l{k}{sfx}   (G*H,)            bias_hh_l{k}{sfx}   (G*H,)
+States: (L*K, B, H), index k*K + direction, whatever ``batch_first`` says.
+"""
+
+import numpy as np
+
+from .cells import gru, lstm, rnn
+from .module import Module, as_float_array, check_shape, resolve_dtype
+
+
+class _Recurrent(Module):
+    cell = None  # the cell module
+    n_states = 1  # 1: h; 2: (h, c)
+
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        dtype="float32",
+        seed=None,
+        **cell_kwargs,
+    ):
+        for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.num_directions = 2 if self.bidirectional else 1
+        self.dtype = resolve_dtype(dtype)
+        self.cell_kwargs = cell_kwargs
+        self.training = True
+        self.rng = np.random.default_rng(seed)  # dropout masks
+        self.params = self._init_params(np.random.default_rng(seed))
+        self._init_grads()
+        self._cache = None
+
+    # ------------------------------------------------------------------ parameters
+    def _suffix(self, k, d):
+        return f"_l{k}" + ("_reverse" if d == 1 else "")
+
+    def _init_params(self, rng):
+        """PyTorch's order and initialisation: every tensor U(-1/sqrt(H), 1/sqrt(H))."""
+        G, H, K = self.cell.GATES, self.hidden_size, self.num_directions
+        bound = 1.0 / np.sqrt(H)
+        params = {}
+        for k in range(self.num_layers):
+            D = self.input_size if k == 0 else K * H
+            for d in range(K):
+                s = self._suffix(k, d)
+                shapes = {f"weight_ih{s}": (G * H, D), f"weight_hh{s}": (G * H, H)}
+                if self.bias:
+                    shapes.update({f"bias_ih{s}": (G * H,), f"bias_hh{s}": (G * H,)})
+                for name, shape in shapes.items():
+                    params[name] = rng.uniform(-bound, bound, shape).astype(self.dtype)
+        return params
+
+    def _cell_params(self, k, d):
+        """The parameters of layer k, direction d, under the cell's suffix-free names."""
+        s = self._suffix(k, d)
+        names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if self.bias else ())
+        return {n: self.params[n + s] for n in names}
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # ------------------------------------------------------------------ checks
+    def _name(self):
+        return type(self).__name__
+
+    def _check_input(self, x):
+        x = as_float_array(x, self.dtype, f"{self._name()} input")
+        if x.ndim not in (2, 3):
+            raise ValueError(
+                f"{self._name()} input must be 3-D (sequence, batch, features) or 2-D unbatched, "
+                f"got shape {x.shape}"
+            )
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{self._name()} input must have {self.input_size} features (input_size), "
+                f"got shape {x.shape}"
+            )
+        batched = x.ndim == 3
+        if not batched:
+            x = x[:, None, :]
+        elif self.batch_first:
+            x = x.transpose(1, 0, 2)
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"{self._name()} input must have at least one step and one sequence, got shape {x.shape}")
+        return x, batched
+
+    def _check_states(self, states, B, batched, what):
+        """None | array | tuple of arrays -> list of n_states arrays (L*K, B, H)."""
+        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        if states is None:
+            return [np.zeros(shape, self.dtype) for _ in range(self.n_states)]
+        if self.n_states == 2:
+            if not isinstance(states, (tuple, list)) or len(states) != 2:
+                raise TypeError(f"{self._name()} {what} must be a tuple (h, c) or None")
+        else:
+            states = (states,)
+        out = []
+        for i, s in enumerate(states):
+            label = f"{what}[{i}]" if self.n_states == 2 else what
+            if s is None:
+                out.append(np.zeros(shape, self.dtype))
+                continue
+            s = as_float_array(s, self.dtype, f"{self._name()} {label}")
+            expected = shape if batched else (shape[0], shape[2])
+            check_shape(s, expected, f"{self._name()} {label}")
+            out.append(s if batched else s[:, None, :])
+        return out
+
+    def _pack_states(self, states, batched):
+        states = [s if batched else s[:, 0, :] for s in states]
+        return tuple(states) if self.n_states == 2 else states[0]
+
+    # ------------------------------------------------------------------ forward / backward
+    def forward(self, x, state=None):
+        """x (T, B, D) [(B, T, D) if batch_first, (T, D) unbatched], state as PyTorch's
+        -> out (T, B, K*H), final state (L*K, B, H) (h or (h, c))."""
+        x, batched = self._check_input(x)  # (T, B, D) time-major
+        T, B, _ = x.shape
+        states0 = self._check_states(state, B, batched, "initial state")
+        K, L = self.num_directions, self.num_layers
+        states_T = [np.empty_like(s) for s in states0]
+        caches, masks = [], []
+        inp = x
+        for k in range(L):
+            outs = []
+            for d in range(K):
+                j = k * K + d
+                s0 = tuple(s[j] for s in states0) if self.n_states == 2 else states0[0][j]
+                xin = inp if d == 0 else inp[::-1]
+                out, sT, cache = self.cell.forward(xin, s0, self._cell_params(k, d), **self.cell_kwargs)
+                outs.append(out if d == 0 else out[::-1])
+                for dst, src in zip(states_T, sT if self.n_states == 2 else (sT,)):
+                    dst[j] = src
+                caches.append(cache)
+            inp = outs[0] if K == 1 else np.concatenate(outs, axis=-1)  # (T, B, K*H)
+            mask = None
+            if self.dropout > 0 and self.training and k < L - 1:
+                keep = 1.0 - self.dropout
+                mask = (self.rng.random(inp.shape) < keep).astype(self.dtype) / keep
+                inp = inp * mask
+            masks.append(mask)
+        self._cache = (caches, masks, x.shape, batched)
+        out = inp if batched else inp[:, 0, :]
+        if batched and self.batch_first:
+            out = out.transpose(1, 0, 2)
+        return out, self._pack_states(states_T, batched)
+
+    def backward(self, dout, dstate=None):
+        """dout like the output, dstate like the final state (None = zeros)
+        -> dx like the input, dstate0 like the initial state. Adds into ``grads``."""
+        if self._cache is None:
+            raise ValueError(f"{self._name()}.backward called before forward")
+        caches, masks, (T, B, D), batched = self._cache
+        K, L, H = self.num_directions, self.num_layers, self.hidden_size
+        dout = as_float_array(dout, self.dtype, f"{self._name()} dout")
+        expected = (T, B, K * H) if not batched else ((B, T, K * H) if self.batch_first else (T, B, K * H))
+        if not batched:
+            expected = (T, K * H)
+        check_shape(dout, expected, f"{self._name()} dout")
+        if not batched:
+            dout = dout[:, None, :]
+        elif self.batch_first:
+            dout = dout.transpose(1, 0, 2)
+        dstates_T = self._check_states(dstate, B, batched, "final-state gradient")
+        dstates0 = [np.empty_like(s) for s in dstates_T]
+        dinp = dout
+        for k in range(L - 1, -1, -1):
+            if masks[k] is not None:
+                dinp = dinp * masks[k]
+            dprev = None
+            for d in range(K):
+                j = k * K + d
+                dsT = tuple(s[j] for s in dstates_T) if self.n_states == 2 else dstates_T[0][j]
+                dout_d = dinp[:, :, d * H : (d + 1) * H]
+                dx_d, ds0, dparams = self.cell.backward(
+                    dout_d if d == 0 else dout_d[::-1], dsT, caches[j]
+                )
+                dx_d = dx_d if d == 0 else dx_d[::-1]
+                dprev = dx_d if dprev is None else dprev + dx_d
+                for dst, src in zip(dstates0, ds0 if self.n_states == 2 else (ds0,)):
+                    dst[j] = src
+                s = self._suffix(k, d)
+                for n, g in dparams.items():
+                    self.grads[n + s] += g
+            dinp = dprev
+        dx = dinp if batched else dinp[:, 0, :]
+        if batched and self.batch_first:
+            dx = dx.transpose(1, 0, 2)
+        return dx, self._pack_states(dstates0, batched)
+
+    def __repr__(self):
+        extra = "".join(f", {k}={v!r}" for k, v in self.cell_kwargs.items())
+        return (
+            f"{self._name()}({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+            f"bias={self.bias}, batch_first={self.batch_first}, dropout={self.dropout}, "
+            f"bidirectional={self.bidirectional}, dtype={np.dtype(self.dtype).name}{extra})"
+        )
+
+
+class RNN(_Recurrent):
+    """Elman RNN like ``torch.nn.RNN``; ``nonlinearity`` 'tanh' (default) or 'relu'."""
+
+    cell = rnn
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, dtype="float32", seed=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype, seed, nonlinearity=nonlinearity)
+
+
+class LSTM(_Recurrent):
+    """LSTM like ``torch.nn.LSTM`` (no projections); state (h, c)."""
+
+    cell = lstm
+    n_states = 2
+
+
+class GRU(_Recurrent):
+    """GRU like ``torch.nn.GRU``: n = tanh(W_in x + b_in + r * (W_hn h + b_hn))."""
+
+    cell = gru
