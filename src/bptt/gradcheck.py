@@ -60,7 +60,7 @@ class GradcheckResult:
     __str__ = table
 
 
-def gradcheck(fn, wrt, eps=1e-6, max_entries=None, seed=0):
+def gradcheck(fn, wrt, eps=1e-5, max_entries=None, seed=0):
     """Check the analytic gradients of a scalar computation by centered finite differences.
 
     fn:   a function of no arguments that runs the forward and backward passes on the arrays in

@@ -1,0 +1,56 @@
+"""Run the same computation in bptt and in PyTorch and compare (the micrograd/tinygrad way)."""
+
+import numpy as np
+import torch
+
+import bptt
+
+TORCH_LAYERS = {bptt.RNN: torch.nn.RNN, bptt.LSTM: torch.nn.LSTM, bptt.GRU: torch.nn.GRU}
+TORCH_DTYPES = {np.float32: torch.float32, np.float64: torch.float64}
+
+
+def torch_twin(layer, seed=0):
+    """A torch module with the same arguments as the bptt layer and torch's own random weights,
+    loaded into the bptt layer through load_state_dict (torch -> bptt)."""
+    torch.manual_seed(seed)
+    kw = dict(num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first,
+              dropout=layer.dropout, bidirectional=layer.bidirectional)
+    kw.update(layer.cell_kwargs)
+    t = TORCH_LAYERS[type(layer)](layer.input_size, layer.hidden_size, **kw)
+    t = t.to(TORCH_DTYPES[layer.dtype])
+    layer.load_state_dict({k: v.detach().numpy() for k, v in t.state_dict().items()})
+    return t
+
+
+def run_both(layer, tmod, x, state0, dout, dstate):
+    """Forward and backward in both; returns two dicts of numpy arrays with the same keys."""
+    is_lstm = isinstance(layer, bptt.LSTM)
+    out, sT = layer.forward(x, state0)
+    layer.zero_grad()
+    dx, ds0 = layer.backward(dout, dstate)
+    ours = {"out": out, "dx": dx, **{f"grad.{k}": v for k, v in layer.grads.items()}}
+    states, dstates0 = (sT, ds0) if is_lstm else ((sT,), (ds0,))
+
+    tt = lambda a: torch.tensor(a, requires_grad=True)  # noqa: E731
+    xt = tt(x)
+    st0 = tuple(tt(s) for s in (state0 if is_lstm else (state0,)))
+    tout, tsT = tmod(xt, st0 if is_lstm else st0[0])
+    tsT = tsT if is_lstm else (tsT,)
+    total = (tout * torch.tensor(dout)).sum()
+    for s, g in zip(tsT, dstate if is_lstm else (dstate,)):
+        total = total + (s * torch.tensor(g)).sum()
+    total.backward()
+    theirs = {"out": tout.detach().numpy(), "dx": xt.grad.numpy(),
+              **{f"grad.{k}": p.grad.numpy() for k, p in tmod.named_parameters()}}
+    for i, (a, b, da, db) in enumerate(zip(states, tsT, dstates0, st0)):
+        ours[f"state_T[{i}]"], theirs[f"state_T[{i}]"] = a, b.detach().numpy()
+        ours[f"dstate0[{i}]"], theirs[f"dstate0[{i}]"] = da, db.grad.numpy()
+    return ours, theirs
+
+
+def assert_all_close(ours, theirs, atol):
+    assert set(ours) == set(theirs), (set(ours) ^ set(theirs))
+    worst = {k: float(np.max(np.abs(ours[k] - theirs[k]))) for k in ours}
+    bad = {k: v for k, v in worst.items() if not v <= atol}
+    assert not bad, f"max abs errors above {atol}: {bad}"
+    return worst
