@@ -1,0 +1,188 @@
+"""Checkpoints: one directory per run, written so that a kill at any moment leaves the previous
+checkpoint whole, and read back only after every part has been checked.
+
+    RUN_DIR/
+      latest                  the name of the newest complete checkpoint (replaced atomically)
+      ckpt-00001000/          one checkpoint, written under a temporary name and renamed
+        model.safetensors     the weights under torch's names (embedding.weight, rnn.weight_ih_l0, ...)
+        state.safetensors     optimizer buffers and the hidden state carried between chunks
+        checkpoint.json       format version, model arguments, vocabulary, training config,
+                              optimizer hyperparameters and step, RNG state, step, data position,
+                              SHA-256 of both tensor files
+      metrics.jsonl           the training log (truncated to the checkpoint's length on resume)
+
+No pickle anywhere: tensors go to safetensors, everything else to JSON.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+
+import numpy as np
+
+FORMAT = "bptt-checkpoint"
+FORMAT_VERSION = 1
+LATEST = "latest"
+KEEP = 2  # complete checkpoints kept per run
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is one line naming the file and the problem."""
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_tensors(path, tensors, metadata=None):
+    from safetensors.numpy import save_file
+
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path, metadata=metadata)
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _write_json(path, obj):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def checkpoint_name(step):
+    return f"ckpt-{step:08d}"
+
+
+def save_checkpoint(run_dir, step, weights, state_tensors, meta):
+    """Write checkpoint ``step`` into ``run_dir`` atomically and point ``latest`` at it.
+
+    weights: name -> array (torch names); state_tensors: name -> array (optimizer, carry);
+    meta: JSON-able dict. Returns the checkpoint directory."""
+    os.makedirs(run_dir, exist_ok=True)
+    name = checkpoint_name(step)
+    final = os.path.join(run_dir, name)
+    tmp = os.path.join(run_dir, f".tmp-{name}-{os.getpid()}")
+    if os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    os.makedirs(tmp)
+    try:
+        _write_tensors(os.path.join(tmp, "model.safetensors"), weights, {"format": "pt"})
+        _write_tensors(os.path.join(tmp, "state.safetensors"), state_tensors)
+        meta = dict(meta, format=FORMAT, format_version=FORMAT_VERSION, step=step)
+        meta["files"] = {f: _sha256(os.path.join(tmp, f)) for f in ("model.safetensors", "state.safetensors")}
+        _write_json(os.path.join(tmp, "checkpoint.json"), meta)
+        _fsync_dir(tmp)
+        if os.path.exists(final):  # the same step saved again (e.g. after a resume)
+            old = final + f".old-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(run_dir)
+        latest_tmp = os.path.join(run_dir, f".{LATEST}.tmp-{os.getpid()}")
+        with open(latest_tmp, "w") as f:
+            f.write(name + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(latest_tmp, os.path.join(run_dir, LATEST))
+        _fsync_dir(run_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _prune(run_dir, keep={name})
+    return final
+
+
+def _checkpoint_dirs(run_dir):
+    names = [n for n in os.listdir(run_dir) if n.startswith("ckpt-") and n[5:].isdigit()]
+    return sorted(names)
+
+
+def _prune(run_dir, keep):
+    """Remove all but the newest KEEP checkpoints, and leftovers of interrupted writes."""
+    names = _checkpoint_dirs(run_dir)
+    for n in names[:-KEEP]:
+        if n not in keep:
+            shutil.rmtree(os.path.join(run_dir, n), ignore_errors=True)
+    for n in os.listdir(run_dir):
+        if n.startswith(".tmp-ckpt-") or ".old-" in n or n.startswith(f".{LATEST}.tmp-"):
+            p = os.path.join(run_dir, n)
+            if not n.endswith(f"-{os.getpid()}"):
+                shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else os.remove(p)
+
+
+def resolve(path):
+    """A run directory (follows ``latest``) or a checkpoint directory -> checkpoint directory."""
+    if not os.path.exists(path):
+        raise CheckpointError(f"no run or checkpoint at {path}")
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{path} is not a run directory or checkpoint directory")
+    if os.path.exists(os.path.join(path, "checkpoint.json")):
+        return path
+    latest = os.path.join(path, LATEST)
+    if os.path.exists(latest):
+        with open(latest, encoding="utf-8", errors="replace") as f:
+            name = f.read().strip()
+        cand = os.path.join(path, name)
+        if name.startswith("ckpt-") and os.path.exists(os.path.join(cand, "checkpoint.json")):
+            return cand
+    names = _checkpoint_dirs(path)
+    if not names:
+        raise CheckpointError(f"{path} holds no checkpoint (not a bptt run directory)")
+    return os.path.join(path, names[-1])
+
+
+def _read_tensors(path):
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(path)
+    except Exception as e:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{path} is damaged: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def load_checkpoint(path):
+    """-> (checkpoint_dir, meta, weights, state_tensors), each part checked for integrity.
+    Shapes against the model are checked by the caller that builds the model."""
+    ckpt = resolve(path)
+    meta_path = os.path.join(ckpt, "checkpoint.json")
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{meta_path} is damaged: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_path} is not a bptt checkpoint")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{meta_path} has format version {meta.get('format_version')!r}; "
+            f"this bptt reads version {FORMAT_VERSION}"
+        )
+    for fname, digest in (meta.get("files") or {}).items():
+        fpath = os.path.join(ckpt, fname)
+        if not os.path.exists(fpath):
+            raise CheckpointError(f"{fpath} is missing")
+        if _sha256(fpath) != digest:
+            raise CheckpointError(f"{fpath} is damaged: its checksum does not match checkpoint.json")
+    weights = _read_tensors(os.path.join(ckpt, "model.safetensors"))
+    state = _read_tensors(os.path.join(ckpt, "state.safetensors"))
+    return ckpt, meta, weights, state

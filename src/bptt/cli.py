@@ -1,0 +1,253 @@
+"""The ``bptt`` command: a thin shell over the library.
+
+    bptt train   [options]            train a character language model (default: on Python's own source)
+    bptt sample  RUN [options]        sample text from a trained run
+    bptt eval    RUN --data FILE      loss, bits per character and perplexity on a text
+    bptt bench   [options]            speed against PyTorch on the CPU
+
+Errors in the input are reported as one line on stderr with a non-zero exit; set BPTT_DEBUG=1
+to see the traceback.
+"""
+
+import argparse
+import os
+import sys
+from dataclasses import fields
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error on one line."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return v
+
+
+def _nonneg_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return v
+
+
+def _positive_float(text):
+    v = _nonneg_float(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return v
+
+
+# options that may change when a run is resumed; everything else comes from the checkpoint
+RESUMABLE = {"steps", "minutes", "eval_every", "eval_batches", "checkpoint_every", "sample_length"}
+DEFAULT_MINUTES = 3.0
+
+
+def _add_train(sub):
+    from .optim import OPTIMIZERS
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser(
+        "train", help="train a character language model",
+        description="Train a character language model with truncated BPTT. With no --data it "
+        "trains on the Python standard library's own source code found on this machine. "
+        "Progress goes to stderr; checkpoints, metrics.jsonl and samples go to the run directory.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a = p.add_argument
+    a("--data", metavar="FILE", help="UTF-8 text file to train on (default: Python's standard library source, ~2 MB)")
+    a("--cell", choices=["lstm", "gru", "rnn"], help=f"recurrent cell (default {d.cell})")
+    a("--hidden", type=_positive_int, dest="hidden_size", help=f"hidden units per layer (default {d.hidden_size})")
+    a("--layers", type=_positive_int, dest="num_layers", help=f"recurrent layers (default {d.num_layers})")
+    a("--embedding-dim", type=_positive_int, help=f"size of the character embedding (default {d.embedding_dim})")
+    a("--dropout", type=_nonneg_float, help=f"dropout between recurrent layers, in [0, 1) (default {d.dropout})")
+    a("--seq-len", type=_positive_int, help=f"time steps per truncated-BPTT chunk (default {d.seq_len})")
+    a("--batch", type=_positive_int, dest="batch_size", help=f"parallel streams per step (default {d.batch_size})")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=_positive_int, help="optimizer steps to train for")
+    g.add_argument("--minutes", type=_positive_float,
+                   help=f"wall-clock minutes to train for (default {DEFAULT_MINUTES:g} when --steps is not given)")
+    a("--optimizer", choices=list(OPTIMIZERS), help=f"optimizer (default {d.optimizer})")
+    a("--lr", type=_positive_float, help=f"learning rate (default {d.lr:g})")
+    a("--schedule", choices=["constant", "step", "cosine"], help=f"learning-rate schedule (default {d.schedule}; step and cosine need --steps)")
+    a("--warmup", type=int, help=f"warm-up steps of the cosine schedule (default {d.warmup})")
+    a("--clip", type=_nonneg_float, help=f"clip the global gradient norm to this, 0 = off (default {d.clip:g})")
+    a("--clip-value", type=_nonneg_float, help=f"clip each gradient entry to +-this, 0 = off (default {d.clip_value:g})")
+    a("--val-fraction", type=_nonneg_float, help=f"the last part of the text kept for validation (default {d.val_fraction:g})")
+    a("--eval-every", type=_positive_int, help=f"validate and print a sample every N steps (default {d.eval_every})")
+    a("--eval-batches", type=int, help=f"validation chunks per evaluation, 0 = all (default {d.eval_batches})")
+    a("--sample-length", type=int, help=f"characters of the sample printed at each evaluation (default {d.sample_length})")
+    a("--checkpoint-every", type=_positive_int, help=f"write a checkpoint every N steps, and at the end (default {d.checkpoint_every})")
+    a("--seed", type=int, help=f"random seed for weights and dropout (default {d.seed})")
+    a("--dtype", choices=["float32", "float64"], help=f"floating-point type (default {d.dtype})")
+    a("--out", metavar="RUN_DIR", help="run directory (default runs/<date-time>)")
+    a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where its last checkpoint left it")
+    a("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train, option_names=[f.name for f in fields(TrainConfig)])
+
+
+def cmd_train(args):
+    from .train import TrainConfig, build_run, fit
+
+    given = {k: getattr(args, k) for k in args.option_names if getattr(args, k, None) is not None}
+    if args.resume:
+        fixed = sorted(set(given) - RESUMABLE)
+        if fixed:
+            names = ", ".join("--" + k.replace("_size", "").replace("num_", "").replace("_", "-") for k in fixed)
+            raise ValueError(f"{names} cannot change when resuming; the run keeps its own settings")
+        over = dict(given)
+        if "steps" in given:
+            over["minutes"] = None
+        if "minutes" in given:
+            over["steps"] = None
+        run = build_run(None, resume=args.resume, overrides=over)
+        print(f"resuming {run.cfg.out} at step {run.step}", file=sys.stderr)
+    else:
+        if "steps" not in given and "minutes" not in given:
+            given["minutes"] = DEFAULT_MINUTES
+        if given.get("schedule", "constant") != "constant" and "steps" not in given:
+            raise ValueError(f"--schedule {given['schedule']} needs --steps")
+        cfg = TrainConfig(**given)
+        run = build_run(cfg)
+        m = run.model
+        print(f"data: {run.data_desc}, vocabulary {len(run.vocab)} characters\n"
+              f"model: {m.config.cell.upper()} {m.config.num_layers}x{m.config.hidden_size}, "
+              f"{m.num_parameters():,} parameters; run directory {run.cfg.out}", file=sys.stderr)
+    result = fit(run, progress=not args.quiet)
+    out = run.cfg.out
+    if result["status"] == "interrupted":
+        print(f"interrupted at step {result['step']}; checkpoint saved. Resume with: bptt train --resume {out}")
+        return 0
+    from .train import sample_text
+
+    print(f"finished {result['step']} steps in {result['elapsed'] / 60:.1f} min; "
+          f"validation loss {result['val_loss']:.4f} nats/char; checkpoint {result['checkpoint']}")
+    print("sample:\n" + sample_text(run, 400, seed=-1 % 2**31))
+    print(f"\nsample more with: bptt sample {out}")
+    return 0
+
+
+def _add_sample(sub):
+    p = sub.add_parser("sample", help="sample text from a trained run",
+                       description="Generate text from a run directory or checkpoint directory.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("--length", type=int, default=500, help="characters to generate")
+    p.add_argument("--temperature", type=_nonneg_float, default=0.8, help="softmax temperature; 0 = always the most likely character")
+    p.add_argument("--top-k", type=_positive_int, default=None, help="sample only among the k most likely characters")
+    p.add_argument("--prime", default=None, help="text to start from (default: a newline)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same text")
+    p.set_defaults(func=cmd_sample)
+
+
+def cmd_sample(args):
+    from .sample import load_model, sample
+
+    model, vocab, _ = load_model(args.run)
+    if args.length < 0:
+        raise ValueError(f"--length must be >= 0, got {args.length}")
+    sys.stdout.write(sample(model, vocab, args.length, args.temperature, args.top_k, args.prime, args.seed) + "\n")
+    return 0
+
+
+def _add_eval(sub):
+    p = sub.add_parser("eval", help="loss and perplexity of a trained run on a text",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("--data", metavar="FILE", required=True, help="UTF-8 text to evaluate on")
+    p.add_argument("--batch", type=_positive_int, default=16, help="parallel streams")
+    p.add_argument("--seq-len", type=_positive_int, default=128, help="time steps per chunk")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args):
+    from .data import load_text
+    from .sample import evaluate_text, load_model
+
+    model, vocab, _ = load_model(args.run)
+    r = evaluate_text(model, vocab, load_text(args.data), args.batch, args.seq_len)
+    print(f"{args.data}: {r['characters']:,} characters\n"
+          f"loss        {r['nats_per_char']:.4f} nats/char\n"
+          f"            {r['bits_per_char']:.4f} bits/char\n"
+          f"perplexity  {r['perplexity']:.3f}")
+    return 0
+
+
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="speed of the cells against PyTorch on the CPU", add_help=False)
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args):
+    from . import bench
+
+    return bench.main(args.rest)
+
+
+def build_parser():
+    parser = _Parser(prog="bptt", description="Recurrent networks with hand-written backpropagation through time.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_train(sub)
+    _add_sample(sub)
+    _add_eval(sub)
+    _add_bench(sub)
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    try:
+        if argv[:1] == ["bench"]:
+            args = argparse.Namespace(func=cmd_bench, rest=argv[1:])
+        else:
+            args = parser.parse_args(argv)
+        if getattr(args, "func", None) is None:
+            parser.print_help()
+            return EXIT_USAGE
+        return args.func(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bptt: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the one place that turns errors into messages
+        if os.environ.get("BPTT_DEBUG"):
+            raise
+        from .checkpoint import CheckpointError
+        from .data import DataError
+        from .train import TrainingError
+
+        known = (DataError, CheckpointError, TrainingError, ValueError, TypeError, OSError)
+        if isinstance(e, known):
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if isinstance(e, OSError) and e.filename:
+                msg = f"{e.strerror or e}: {e.filename}"
+            print(f"bptt: error: {msg}", file=sys.stderr)
+            return EXIT_ERROR
+        print(f"bptt: internal error: {type(e).__name__}: {e} (run with BPTT_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""The progress bar of long work (tqdm): step, smoothed loss, validation loss, chars/s and time left."""
+
+import sys
+import time
+
+from tqdm import tqdm
+
+
+class ProgressBar:
+    def __init__(self, cfg, step, elapsed, enabled=True):
+        self.by_steps = cfg.steps is not None
+        total = cfg.steps if self.by_steps else int(round(cfg.minutes * 60))
+        self.enabled = enabled
+        self.rate = None
+        self._last = (step, time.perf_counter())
+        self.bar = None
+        if enabled:
+            self.bar = tqdm(total=total, initial=step if self.by_steps else int(elapsed),
+                            unit="step" if self.by_steps else "s", dynamic_ncols=True,
+                            file=sys.stderr, mininterval=0.5,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+
+    def update(self, step, elapsed, loss, val, chars_per_step):
+        now = time.perf_counter()
+        s0, t0 = self._last
+        if now > t0 and step > s0:
+            r = (step - s0) * chars_per_step / (now - t0)
+            self.rate = r if self.rate is None else 0.9 * self.rate + 0.1 * r
+        self._last = (step, now)
+        if self.bar is None:
+            return
+        post = {"loss": f"{loss:.3f}"}
+        if val is not None:
+            post["val"] = f"{val:.3f}"
+        if self.rate:
+            post["chars/s"] = f"{self.rate:,.0f}"
+        if not self.by_steps:
+            post["step"] = step
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.update((step if self.by_steps else int(elapsed)) - self.bar.n)
+
+    def write(self, text):
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

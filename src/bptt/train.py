@@ -1,0 +1,383 @@
+"""The training loop: truncated BPTT over B parallel streams, with evaluation, samples,
+checkpoints, exact resume, Ctrl-C and NaN handling.
+
+    for each step:  chunk (T, B) -> model forward from the carried state -> cross-entropy
+                    -> backward (no gradient into the previous chunk) -> clip -> lr schedule
+                    -> optimizer step -> log; every eval_every: validate and sample;
+                    every checkpoint_every and at the end: checkpoint.
+
+Everything that decides the next step (weights, optimizer buffers, carried state, data
+position, dropout RNG, step) is in the checkpoint, so a resumed run continues bit for bit.
+"""
+
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from . import checkpoint as ckpt_io
+from .data import Batches, DataError, Vocab, default_corpus, load_text, prepare
+from .loss import cross_entropy_backward, cross_entropy_forward
+from .model import CharModel, ModelConfig
+from .optim import OPTIMIZERS, clip_grad_norm, clip_grad_value, make_optimizer, make_schedule
+
+LN2 = math.log(2.0)
+
+
+class TrainingError(RuntimeError):
+    """Training stopped on a fault (NaN/Inf); the message says what and where the last good
+    checkpoint is."""
+
+
+@dataclass
+class TrainConfig:
+    data: str = None  # None: the default corpus (the Python standard library's source)
+    cell: str = "lstm"
+    hidden_size: int = 256
+    num_layers: int = 2
+    embedding_dim: int = 64
+    dropout: float = 0.0
+    seq_len: int = 64
+    batch_size: int = 32
+    steps: int = None  # None: train for ``minutes``
+    minutes: float = None
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    schedule: str = "constant"
+    warmup: int = 0
+    clip: float = 5.0  # max global gradient norm; 0 = off
+    clip_value: float = 0.0  # clamp each gradient entry to +-clip_value; 0 = off
+    val_fraction: float = 0.1
+    eval_every: int = 200
+    eval_batches: int = 20  # validation chunks per evaluation (0 = the whole split)
+    sample_length: int = 200
+    checkpoint_every: int = 500
+    seed: int = 0
+    dtype: str = "float32"
+    out: str = None
+
+    def model_config(self, vocab_size):
+        return ModelConfig(vocab_size, self.cell, self.hidden_size, self.num_layers,
+                           self.embedding_dim, self.dropout)
+
+    def validate(self):
+        def positive(name, v, allow_zero=False):
+            if v is None:
+                return
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or (v < 0 if allow_zero else v <= 0):
+                raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {v!r}")
+
+        for name in ("hidden_size", "num_layers", "embedding_dim", "seq_len", "batch_size",
+                     "steps", "minutes", "eval_every", "checkpoint_every", "lr"):
+            positive(name.replace("_", "-"), getattr(self, name))
+        for name in ("clip", "clip_value", "warmup", "eval_batches", "sample_length"):
+            positive(name.replace("_", "-"), getattr(self, name), allow_zero=True)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val-fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.steps is None and self.minutes is None:
+            raise ValueError("give --steps or --minutes")
+        self.model_config(1)  # checks cell, dropout
+
+
+# ----------------------------------------------------------------------------- one step
+def train_step(model, x, y, state, opt, cfg):
+    """One truncated-BPTT step on chunk x, y (T, B). Returns loss, grad norm, new state."""
+    logits, state = model.forward(x, state)  # (T, B, V)
+    loss, cache = cross_entropy_forward(logits, y)
+    model.zero_grad()
+    model.backward(cross_entropy_backward(cache))
+    norm = grad_norm(model.grads) if not cfg.clip else clip_grad_norm(model.grads, cfg.clip)
+    if cfg.clip_value:
+        clip_grad_value(model.grads, cfg.clip_value)
+    return loss, norm, state
+
+
+def grad_norm(grads):
+    return float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))
+
+
+def evaluate(model, batches, max_chunks=0):
+    """Mean cross-entropy (nats/char) over the first ``max_chunks`` chunks (0 = all), with the
+    state carried from chunk to chunk as in training, dropout off."""
+    if batches is None:
+        return float("nan")
+    was = model.rnn.training
+    model.eval()
+    total, count, state = 0.0, 0, None
+    try:
+        for k, (x, y) in enumerate(batches.chunks()):
+            if max_chunks and k >= max_chunks:
+                break
+            logits, state = model.forward(x, state)
+            loss, _ = cross_entropy_forward(logits, y)
+            total += loss * y.size
+            count += y.size
+    finally:
+        model.train(was)
+    return total / max(count, 1)
+
+
+# ----------------------------------------------------------------------------- run state
+def _state_arrays(state):
+    if state is None:
+        return {}
+    parts = state if isinstance(state, tuple) else (state,)
+    return {f"carry.{n}": np.array(s) for n, s in zip("hc", parts)}
+
+
+def _state_from(tensors, is_lstm):
+    if "carry.h" not in tensors:
+        return None
+    return (tensors["carry.h"], tensors["carry.c"]) if is_lstm else tensors["carry.h"]
+
+
+def _text_digest(text):
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Run:
+    """Everything a training run holds; built fresh or from a checkpoint."""
+
+    def __init__(self, cfg, text, vocab, data_desc):
+        self.cfg, self.text, self.vocab, self.data_desc = cfg, text, vocab, data_desc
+        _, self.train_batches, self.val_batches = prepare(
+            text, cfg.val_fraction, cfg.batch_size, cfg.seq_len, vocab=vocab)
+        self.model = CharModel(cfg.model_config(len(vocab)), dtype=cfg.dtype, seed=cfg.seed)
+        self.opt = make_optimizer(cfg.optimizer, self.model.params, self.model.grads, cfg.lr)
+        total = cfg.steps or 10**9
+        kw = {"warmup_steps": cfg.warmup} if cfg.schedule == "cosine" else {}
+        self.schedule = make_schedule(cfg.schedule, cfg.lr, total, **kw)
+        self.step, self.elapsed, self.state = 0, 0.0, None
+        self.metrics_bytes = 0
+
+    # -- checkpoint
+    def meta(self):
+        return {
+            "model": self.model.config.to_dict(),
+            "dtype": self.cfg.dtype,
+            "vocab": self.vocab.to_list(),
+            "train": asdict(self.cfg),
+            "data": {"description": self.data_desc, "sha256": _text_digest(self.text),
+                     **self.train_batches.state_dict()},
+            "optimizer": {k: v for k, v in self.opt.state_dict().items() if k != "buffers"},
+            "rng": {"dropout": self.model.rnn.rng.bit_generator.state},
+            "elapsed": self.elapsed,
+            "metrics_bytes": self.metrics_bytes,
+        }
+
+    def state_tensors(self):
+        buffers = self.opt.state_dict()["buffers"]
+        t = {f"optim.{b}.{p}": a for b, d in buffers.items() for p, a in d.items()}
+        t.update(_state_arrays(self.state))
+        return t
+
+    def save(self):
+        return ckpt_io.save_checkpoint(self.cfg.out, self.step, self.model.state_dict(),
+                                       self.state_tensors(), self.meta())
+
+    def restore(self, meta, weights, tensors):
+        where = meta.get("_path", "checkpoint")
+        try:
+            self.model.load_state_dict(weights)
+        except (ValueError, TypeError) as e:
+            raise ckpt_io.CheckpointError(f"{where}: weights do not fit the model config: {e}") from None
+        buffers = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, b, p = k.split(".", 2)
+                buffers.setdefault(b, {})[p] = v
+        try:
+            self.opt.load_state_dict({**meta["optimizer"], "buffers": buffers})
+            self.train_batches.load_state_dict({k: meta["data"][k] for k in ("position", "epoch")})
+            self.model.rnn.rng.bit_generator.state = meta["rng"]["dropout"]
+        except (ValueError, TypeError, KeyError) as e:
+            raise ckpt_io.CheckpointError(f"{where}: training state does not fit: {e}") from None
+        self.state = _state_from(tensors, self.model.is_lstm)
+        self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
+        self.metrics_bytes = int(meta.get("metrics_bytes", 0))
+
+
+def _load_data(cfg):
+    if cfg.data is None:
+        text, desc = default_corpus()
+    else:
+        text = load_text(cfg.data)
+        desc = f"{cfg.data} ({len(text):,} characters)"
+    return text, desc
+
+
+def build_run(cfg, resume=None, overrides=None):
+    """A fresh run from ``cfg``, or the run in checkpoint ``resume`` with ``overrides`` (e.g.
+    more steps) applied."""
+    if resume is None:
+        cfg.validate()
+        text, desc = _load_data(cfg)
+        run = Run(cfg, text, Vocab.from_text(text), desc)
+        if cfg.out is None:
+            cfg.out = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+        if os.path.isdir(cfg.out) and any(n.startswith("ckpt-") for n in os.listdir(cfg.out)):
+            raise ValueError(f"{cfg.out} already holds a run; resume it with --resume {cfg.out} or choose another --out")
+        return run
+    ckpt_dir, meta, weights, tensors = ckpt_io.load_checkpoint(resume)
+    meta["_path"] = ckpt_dir
+    try:
+        saved = TrainConfig(**{f.name: meta["train"][f.name] for f in fields(TrainConfig) if f.name in meta["train"]})
+        vocab = Vocab(meta["vocab"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ckpt_io.CheckpointError(f"{ckpt_dir}/checkpoint.json is incomplete: {e}") from None
+    for k, v in (overrides or {}).items():
+        setattr(saved, k, v)
+    saved.out = os.path.dirname(os.path.abspath(ckpt_dir))
+    saved.validate()
+    text, desc = _load_data(saved)
+    if _text_digest(text) != meta["data"].get("sha256"):
+        raise ValueError(f"the training data changed since the checkpoint ({desc}); resume needs the same text")
+    if len(vocab) != meta["model"].get("vocab_size"):
+        raise ckpt_io.CheckpointError(f"{ckpt_dir}: the vocabulary ({len(vocab)} characters) does not match the model (vocab_size {meta['model'].get('vocab_size')})")
+    run = Run(saved, text, vocab, desc)
+    run.restore(meta, weights, tensors)
+    return run
+
+
+# ----------------------------------------------------------------------------- the loop
+class _Interrupt:
+    """Turns SIGINT into a flag checked between steps."""
+
+    def __init__(self):
+        self.hit = False
+
+    def __enter__(self):
+        try:
+            self.prev = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread
+            self.prev = None
+        return self
+
+    def _handler(self, signum, frame):
+        self.hit = True
+
+    def __exit__(self, *exc):
+        if self.prev is not None:
+            signal.signal(signal.SIGINT, self.prev)
+
+
+def _done(run):
+    cfg = run.cfg
+    if cfg.steps is not None and run.step >= cfg.steps:
+        return True
+    return cfg.minutes is not None and run.elapsed >= cfg.minutes * 60
+
+
+def fit(run, progress=True, echo=print):
+    """Train ``run`` until its steps or minutes are used up, or Ctrl-C. Returns a summary dict
+    with 'status' ('finished' | 'interrupted'), 'step', 'val_loss', 'checkpoint'."""
+    from .progress import ProgressBar
+
+    cfg, model, opt = run.cfg, run.model, run.opt
+    os.makedirs(cfg.out, exist_ok=True)
+    metrics_path = os.path.join(cfg.out, "metrics.jsonl")
+    _truncate(metrics_path, run.metrics_bytes)
+    chars_per_step = cfg.seq_len * cfg.batch_size
+    bar = ProgressBar(cfg, run.step, run.elapsed, enabled=progress)
+    status, smooth, val, ema, n_avg = "finished", None, None, 0.0, 0
+    with open(metrics_path, "a", encoding="utf-8") as log, _Interrupt() as interrupt:
+        t_last = time.perf_counter()
+        while not _done(run):
+            x, y, new_epoch = run.train_batches.next()
+            if new_epoch:
+                run.state = None  # streams restart at the beginning of the data
+            opt.lr = run.schedule(run.step)
+            loss, norm, run.state = train_step(model, x, y, run.state, opt, cfg)
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                bar.close()
+                what = "loss" if not math.isfinite(loss) else "gradient norm"
+                raise TrainingError(
+                    f"the {what} became {loss if what == 'loss' else norm} at step {run.step + 1}; "
+                    f"training stopped. {_last_good(cfg.out)}")
+            opt.step()
+            run.step += 1
+            now = time.perf_counter()
+            run.elapsed += now - t_last
+            t_last = now
+            ema = 0.98 * ema + 0.02 * loss
+            n_avg += 1
+            smooth = ema / (1 - 0.98**n_avg)  # bias-corrected moving average
+            rec = {"step": run.step, "loss": loss, "lr": opt.lr, "grad_norm": norm,
+                   "time": round(run.elapsed, 4), "epoch": run.train_batches.epoch}
+            if run.step % cfg.eval_every == 0:
+                val = _evaluate_and_show(run, bar, smooth)
+                rec.update(val_loss=val, val_bpc=val / LN2)
+            log.write(json.dumps(rec) + "\n")
+            bar.update(run.step, run.elapsed, smooth, val, chars_per_step)
+            t_last = time.perf_counter()  # evaluation time is not training time
+            if interrupt.hit:
+                status = "interrupted"
+                break
+            if run.step % cfg.checkpoint_every == 0 and not _done(run):
+                log.flush()
+                run.metrics_bytes = log.tell()
+                run.save()
+        log.flush()
+        run.metrics_bytes = log.tell()
+        path = run.save()
+    if status == "finished" and run.step % cfg.eval_every:
+        # a last evaluation, shown but not logged: the log of a run stopped and resumed must
+        # equal the log of the same run straight through
+        val = _evaluate_and_show(run, bar, smooth)
+    bar.close()
+    return {"status": status, "step": run.step, "val_loss": val, "checkpoint": path,
+            "train_loss": smooth, "elapsed": run.elapsed}
+
+
+def _evaluate_and_show(run, bar, smooth):
+    val = evaluate(run.model, run.val_batches, run.cfg.eval_batches)
+    text = sample_text(run, run.cfg.sample_length, seed=run.step)
+    train = f"train {smooth:.4f}  " if smooth is not None else ""
+    bar.write(f"step {run.step}: {train}val {val:.4f} nats/char ({val / LN2:.3f} bits/char)\n"
+              f"  sample: {text!r}")
+    return val
+
+
+def sample_text(run, length, seed=0, prime=None, temperature=0.8):
+    """A sample from the model with its own RNG (never the training RNG)."""
+    if length <= 0:
+        return ""
+    vocab = run.vocab
+    prime = prime or ("\n" if "\n" in vocab.chars else vocab.chars[0])
+    ids = run.model.generate(vocab.encode(prime), length, temperature=temperature,
+                             rng=np.random.default_rng([run.cfg.seed, seed]))
+    return vocab.decode(ids)
+
+
+def _last_good(run_dir):
+    try:
+        return f"The last good checkpoint is kept: {ckpt_io.resolve(run_dir)}"
+    except ckpt_io.CheckpointError:
+        return "No checkpoint had been written yet."
+
+
+def _truncate(path, size):
+    """Cut the metrics log back to the checkpoint's length (what came after was not kept)."""
+    if os.path.exists(path):
+        if os.path.getsize(path) < size:
+            raise ckpt_io.CheckpointError(
+                f"{path} is shorter than the checkpoint expects ({os.path.getsize(path)} < {size} bytes)")
+        with open(path, "r+b") as f:
+            f.truncate(size)
+    elif size:
+        raise ckpt_io.CheckpointError(f"{path} is missing; the checkpoint expects {size} bytes of metrics")
+
+
+__all__ = ["TrainConfig", "TrainingError", "build_run", "fit", "evaluate", "sample_text",
+           "Batches", "DataError"]
