@@ -20,6 +20,8 @@ from .loss import (
     mse_backward,
     mse_forward,
 )
+from .model import CharModel, ModelConfig
+from .optim import SGD, Adagrad, Adam, AdamW, RMSprop, clip_grad_norm, clip_grad_value
 from .recurrent import GRU, LSTM, RNN
 
 __version__ = "0.1.0"
@@ -29,5 +31,6 @@ __all__ = [
     "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
     "cross_entropy_forward", "cross_entropy_backward", "mse_forward", "mse_backward",
     "bce_with_logits_forward", "bce_with_logits_backward",
-    "gradcheck", "GradcheckResult",
+    "gradcheck", "GradcheckResult", "CharModel", "ModelConfig",
+    "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "clip_grad_norm", "clip_grad_value",
 ]
