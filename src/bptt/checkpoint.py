@@ -164,6 +164,17 @@ def load_checkpoint(path):
     """-> (checkpoint_dir, meta, weights, state_tensors), each part checked for integrity.
     Shapes against the model are checked by the caller that builds the model."""
     ckpt = resolve(path)
+    try:
+        return _load(ckpt)
+    except CheckpointError as e:
+        older = [n for n in _checkpoint_dirs(os.path.dirname(ckpt) or ".") if n < os.path.basename(ckpt)]
+        if ckpt == path or not older:
+            raise
+        alt = os.path.join(os.path.dirname(ckpt), older[-1])
+        raise CheckpointError(f"{e}; an older checkpoint is {alt} (give that path instead)") from None
+
+
+def _load(ckpt):
     meta_path = os.path.join(ckpt, "checkpoint.json")
     try:
         with open(meta_path, encoding="utf-8") as f:

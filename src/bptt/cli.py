@@ -70,8 +70,7 @@ def _add_train(sub):
         "train", help="train a character language model",
         description="Train a character language model with truncated BPTT. With no --data it "
         "trains on the Python standard library's own source code found on this machine. "
-        "Progress goes to stderr; checkpoints, metrics.jsonl and samples go to the run directory.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "Progress goes to stderr; checkpoints, metrics.jsonl and samples go to the run directory.")
     a = p.add_argument
     a("--data", metavar="FILE", help="UTF-8 text file to train on (default: Python's standard library source, ~2 MB)")
     a("--cell", choices=["lstm", "gru", "rnn"], help=f"recurrent cell (default {d.cell})")
@@ -179,11 +178,15 @@ def _add_eval(sub):
 
 
 def cmd_eval(args):
-    from .data import load_text
+    from .data import DataError, load_text
     from .sample import evaluate_text, load_model
 
     model, vocab, _ = load_model(args.run)
-    r = evaluate_text(model, vocab, load_text(args.data), args.batch, args.seq_len)
+    text = load_text(args.data)
+    try:
+        r = evaluate_text(model, vocab, text, args.batch, args.seq_len)
+    except DataError as e:
+        raise DataError(f"{args.data}: {e}") from None
     print(f"{args.data}: {r['characters']:,} characters\n"
           f"loss        {r['nats_per_char']:.4f} nats/char\n"
           f"            {r['bits_per_char']:.4f} bits/char\n"

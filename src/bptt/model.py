@@ -131,6 +131,8 @@ class CharModel(Module):
 def sample_logits(logits, temperature, top_k, rng):
     """One token from logits (V,): argmax at temperature 0, else softmax(logits / temperature)
     restricted to the top_k largest."""
+    if not np.isfinite(logits).all():
+        raise ValueError("the model's output is not finite (NaN or Inf): its weights have diverged")
     if temperature == 0:
         return int(np.argmax(logits))
     z = logits / temperature

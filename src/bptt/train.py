@@ -183,6 +183,11 @@ class Run:
         return t
 
     def save(self):
+        bad = [k for k, v in self.model.params.items() if not np.isfinite(v).all()]
+        if bad:
+            raise TrainingError(
+                f"the weights became NaN or Inf at step {self.step} ({', '.join(bad[:3])}); "
+                f"training stopped. {_last_good(self.cfg.out)}")
         return ckpt_io.save_checkpoint(self.cfg.out, self.step, self.model.state_dict(),
                                        self.state_tensors(), self.meta())
 
@@ -298,7 +303,8 @@ def fit(run, progress=True, echo=print):
             if new_epoch:
                 run.state = None  # streams restart at the beginning of the data
             opt.lr = run.schedule(run.step)
-            loss, norm, run.state = train_step(model, x, y, run.state, opt, cfg)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked below
+                loss, norm, run.state = train_step(model, x, y, run.state, opt, cfg)
             if not (math.isfinite(loss) and math.isfinite(norm)):
                 bar.close()
                 what = "loss" if not math.isfinite(loss) else "gradient norm"
@@ -362,7 +368,7 @@ def sample_text(run, length, seed=0, prime=None, temperature=0.8):
 
 def _last_good(run_dir):
     try:
-        return f"The last good checkpoint is kept: {ckpt_io.resolve(run_dir)}"
+        return f"The last checkpoint is kept: {ckpt_io.resolve(run_dir)}"
     except ckpt_io.CheckpointError:
         return "No checkpoint had been written yet."
 
