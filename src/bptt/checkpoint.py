@@ -17,6 +17,7 @@ No pickle anywhere: tensors go to safetensors, everything else to JSON.
 import hashlib
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -55,7 +56,15 @@ def _fsync_dir(path):
 def _write_tensors(path, tensors, metadata=None):
     from safetensors.numpy import save_file
 
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path, metadata=metadata)
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path, metadata=metadata)
+    except Exception as e:  # safetensors reports an I/O error (e.g. a full disk) as its own error type
+        if isinstance(e, OSError):
+            raise
+        code = re.search(r"os error (\d+)", str(e))
+        if code:
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), path) from None
+        raise OSError(f"cannot write {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
 
@@ -105,8 +114,10 @@ def save_checkpoint(run_dir, step, weights, state_tensors, meta):
             os.fsync(f.fileno())
         os.replace(latest_tmp, os.path.join(run_dir, LATEST))
         _fsync_dir(run_dir)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.filename is None and e.errno:  # name what was being written
+            raise OSError(e.errno, e.strerror, tmp) from None
         raise
     _prune(run_dir, keep={name})
     return final
@@ -188,7 +199,10 @@ def _load(ckpt):
             f"{meta_path} has format version {meta.get('format_version')!r}; "
             f"this bptt reads version {FORMAT_VERSION}"
         )
-    for fname, digest in (meta.get("files") or {}).items():
+    files = meta.get("files") or {}
+    if not isinstance(files, dict):
+        raise CheckpointError(f"{meta_path} is damaged: 'files' must map file names to checksums")
+    for fname, digest in files.items():
         fpath = os.path.join(ckpt, fname)
         if not os.path.exists(fpath):
             raise CheckpointError(f"{fpath} is missing")

@@ -4,6 +4,8 @@
     bptt sample  RUN [options]        sample text from a trained run
     bptt eval    RUN --data FILE      loss, bits per character and perplexity on a text
     bptt bench   [options]            speed against PyTorch on the CPU
+    bptt train --task NAME [options]  a classic BPTT task (binary-add, echo, next-prime, copy, adding, series)
+    bptt forecast RUN --steps K       the next K values from a trained series run
 
 Errors in the input are reported as one line on stderr with a non-zero exit; set BPTT_DEBUG=1
 to see the traceback.
@@ -12,6 +14,7 @@ to see the traceback.
 import argparse
 import os
 import sys
+import warnings
 from dataclasses import fields
 
 EXIT_ERROR = 1
@@ -100,10 +103,17 @@ def _add_train(sub):
     a("--out", metavar="RUN_DIR", help="run directory (default runs/<date-time>)")
     a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where its last checkpoint left it")
     a("--quiet", action="store_true", help="no progress bar")
+    from .tasks_cli import add_train_options
+
+    add_train_options(p)  # --task NAME and its options
     p.set_defaults(func=cmd_train, option_names=[f.name for f in fields(TrainConfig)])
 
 
 def cmd_train(args):
+    from . import tasks_cli
+
+    if tasks_cli.wants_task(args):
+        return tasks_cli.run(args)
     from .train import TrainConfig, build_run, fit
 
     given = {k: getattr(args, k) for k in args.option_names if getattr(args, k, None) is not None}
@@ -212,6 +222,11 @@ def build_parser():
     _add_sample(sub)
     _add_eval(sub)
     _add_bench(sub)
+    from .tasks_cli import add_forecast
+
+    add_forecast(sub)
+    from . import viz_cli
+    viz_cli.add_commands(sub)
     return parser
 
 
@@ -226,7 +241,9 @@ def main(argv=None):
         if getattr(args, "func", None) is None:
             parser.print_help()
             return EXIT_USAGE
-        return args.func(args)
+        with warnings.catch_warnings():  # overflow and NaN are checked and reported in one line
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return args.func(args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -245,6 +262,8 @@ def main(argv=None):
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             if isinstance(e, OSError) and e.filename:
                 msg = f"{e.strerror or e}: {e.filename}"
+                if isinstance(e, FileExistsError) and os.path.isfile(e.filename):  # makedirs over a file
+                    msg = f"{e.filename} is a file, not a directory"
             print(f"bptt: error: {msg}", file=sys.stderr)
             return EXIT_ERROR
         print(f"bptt: internal error: {type(e).__name__}: {e} (run with BPTT_DEBUG=1 for the traceback)",

@@ -5,7 +5,7 @@ Dimensions: V vocabulary (num_embeddings), E embedding size; indices of any shap
 
 import numpy as np
 
-from .module import Module, resolve_dtype
+from .module import Module, check_sizes, resolve_dtype
 
 
 def check_indices(idx, num_embeddings, name="indices"):
@@ -41,6 +41,7 @@ class Embedding(Module):
     """A lookup table like ``torch.nn.Embedding``: ``weight`` (V, E), initialised N(0, 1)."""
 
     def __init__(self, num_embeddings, embedding_dim, dtype="float32", seed=None):
+        check_sizes(num_embeddings=num_embeddings, embedding_dim=embedding_dim)
         self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
         self.dtype = resolve_dtype(dtype)
         rng = np.random.default_rng(seed)

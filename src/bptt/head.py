@@ -5,7 +5,7 @@ Dimensions: (...) any leading dimensions (e.g. T, B), I in_features, O out_featu
 
 import numpy as np
 
-from .module import Module, as_float_array, resolve_dtype
+from .module import Module, as_float_array, check_sizes, resolve_dtype
 
 
 def linear_forward(x, weight, bias):
@@ -28,6 +28,7 @@ class Linear(Module):
     """y = x W^T + b like ``torch.nn.Linear``, initialised U(-1/sqrt(I), 1/sqrt(I))."""
 
     def __init__(self, in_features, out_features, bias=True, dtype="float32", seed=None):
+        check_sizes(in_features=in_features, out_features=out_features)
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.dtype = resolve_dtype(dtype)
         rng = np.random.default_rng(seed)

@@ -18,6 +18,8 @@ def _mask_weights(mask, shape, dtype):
     if mask is None:
         return np.ones(shape, dtype=dtype)
     mask = np.asarray(mask)
+    if mask.dtype.kind not in "biuf":
+        raise TypeError(f"mask must be numbers or booleans, got dtype {mask.dtype}")
     try:
         return np.broadcast_to(mask, shape).astype(dtype)
     except ValueError:
@@ -35,6 +37,8 @@ def _check_float(x, name):
 def cross_entropy_forward(logits, targets, mask=None, ignore_index=None):
     """Softmax cross-entropy. logits (..., V) float, targets (...) integer class indices."""
     logits = _check_float(logits, "logits")
+    if logits.ndim < 1 or logits.shape[-1] < 1:
+        raise ValueError(f"logits must have a last axis of at least one class, got shape {logits.shape}")
     targets = np.asarray(targets)
     if targets.dtype.kind not in "iu":
         raise TypeError(f"targets must be an integer array, got dtype {targets.dtype}")

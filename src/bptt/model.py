@@ -97,6 +97,9 @@ class CharModel(Module):
         unexpected = sorted(set(state_dict) - set(self.params))
         if missing or unexpected:
             raise ValueError(f"weights do not match the model: missing {missing}, unexpected {unexpected}")
+        for k, v in state_dict.items():  # all checked before any is loaded, under the full names
+            if np.shape(v) != self.params[k].shape:
+                raise ValueError(f"{k} must have shape {self.params[k].shape}, got {np.shape(v)}")
         for name, part in self.parts.items():
             prefix = name + "."
             part.load_state_dict({k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)})

@@ -25,6 +25,13 @@ def as_float_array(x, dtype, name):
     return arr.astype(dtype, copy=False)
 
 
+def check_sizes(**sizes):
+    """Raise ValueError unless every size is a positive integer (bools are not sizes)."""
+    for name, v in sizes.items():
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+
 def check_shape(arr, expected, name):
     """Raise ValueError naming the expected and the actual shape (None in expected = any)."""
     ok = arr.ndim == len(expected) and all(e is None or e == a for e, a in zip(expected, arr.shape))

@@ -8,15 +8,19 @@ from . import checkpoint as ckpt_io
 from .data import Batches, DataError, Vocab
 from .loss import cross_entropy_forward
 from .model import CharModel, ModelConfig
+from .module import resolve_dtype
 
 
 def load_model(path):
     """A run directory or checkpoint directory -> (model, vocab, meta)."""
     ckpt_dir, meta, weights, _ = ckpt_io.load_checkpoint(path)
+    if "task" in meta:  # a run of `bptt train --task NAME` (bptt.tasks), not a character model
+        hint = "; forecast with: bptt forecast RUN --steps K" if meta["task"] == "series" else ""
+        raise ckpt_io.CheckpointError(f"{ckpt_dir} holds a {meta['task']!r} task run, not a character model{hint}")
     try:
         config = ModelConfig(**meta["model"])
         vocab = Vocab(meta["vocab"])
-        dtype = meta.get("dtype", "float32")
+        dtype = resolve_dtype(meta.get("dtype", "float32"))
     except (KeyError, TypeError, ValueError) as e:
         raise ckpt_io.CheckpointError(f"{ckpt_dir}/checkpoint.json: bad model description: {e}") from None
     if len(vocab) != config.vocab_size:

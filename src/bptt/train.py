@@ -206,11 +206,15 @@ class Run:
             self.opt.load_state_dict({**meta["optimizer"], "buffers": buffers})
             self.train_batches.load_state_dict({k: meta["data"][k] for k in ("position", "epoch")})
             self.model.rnn.rng.bit_generator.state = meta["rng"]["dropout"]
+            self.state = _state_from(tensors, self.model.is_lstm)
+            want = (self.cfg.num_layers, self.cfg.batch_size, self.cfg.hidden_size)
+            for name, s in _state_arrays(self.state).items():
+                if s.shape != want:
+                    raise ValueError(f"{name} must have shape {want}, got {s.shape}")
+            self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
+            self.metrics_bytes = int(meta.get("metrics_bytes", 0))
         except (ValueError, TypeError, KeyError) as e:
             raise ckpt_io.CheckpointError(f"{where}: training state does not fit: {e}") from None
-        self.state = _state_from(tensors, self.model.is_lstm)
-        self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
-        self.metrics_bytes = int(meta.get("metrics_bytes", 0))
 
 
 def _load_data(cfg):
@@ -233,6 +237,9 @@ def build_run(cfg, resume=None, overrides=None):
             cfg.out = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
         if os.path.isdir(cfg.out) and any(n.startswith("ckpt-") for n in os.listdir(cfg.out)):
             raise ValueError(f"{cfg.out} already holds a run; resume it with --resume {cfg.out} or choose another --out")
+        if os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
+            raise ValueError(f"{cfg.out} is a file, not a run directory; choose another --out")
+        os.makedirs(cfg.out, exist_ok=True)  # a directory that cannot be made fails here, before training
         return run
     ckpt_dir, meta, weights, tensors = ckpt_io.load_checkpoint(resume)
     meta["_path"] = ckpt_dir
@@ -250,12 +257,33 @@ def build_run(cfg, resume=None, overrides=None):
         raise ValueError(f"the training data changed since the checkpoint ({desc}); resume needs the same text")
     if len(vocab) != meta["model"].get("vocab_size"):
         raise ckpt_io.CheckpointError(f"{ckpt_dir}: the vocabulary ({len(vocab)} characters) does not match the model (vocab_size {meta['model'].get('vocab_size')})")
-    run = Run(saved, text, vocab, desc)
+    if meta["model"] != saved.model_config(len(vocab)).to_dict() or meta.get("dtype", saved.dtype) != saved.dtype:
+        raise ckpt_io.CheckpointError(  # the model part and the training part disagree
+            f"{ckpt_dir}/checkpoint.json is inconsistent: its model ({meta['model']}, {meta.get('dtype')}) "
+            f"is not the one its training config builds")
+    try:
+        run = Run(saved, text, vocab, desc)
+    except DataError as e:
+        raise ckpt_io.CheckpointError(f"{ckpt_dir}: the checkpoint does not fit its training data: {e}") from None
     run.restore(meta, weights, tensors)
     return run
 
 
 # ----------------------------------------------------------------------------- the loop
+class _closed_on_error:
+    """Closes the progress bar when an error leaves the loop, so the error is the last line."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def __enter__(self):
+        return self.bar
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is not None:
+            self.bar.close()
+
+
 class _Interrupt:
     """Turns SIGINT into a flag checked between steps."""
 
@@ -296,7 +324,7 @@ def fit(run, progress=True, echo=print):
     chars_per_step = cfg.seq_len * cfg.batch_size
     bar = ProgressBar(cfg, run.step, run.elapsed, enabled=progress)
     status, smooth, val, ema, n_avg = "finished", None, None, 0.0, 0
-    with open(metrics_path, "a", encoding="utf-8") as log, _Interrupt() as interrupt:
+    with open(metrics_path, "a", encoding="utf-8") as log, _Interrupt() as interrupt, _closed_on_error(bar):
         t_last = time.perf_counter()
         while not _done(run):
             x, y, new_epoch = run.train_batches.next()
@@ -311,7 +339,8 @@ def fit(run, progress=True, echo=print):
                 raise TrainingError(
                     f"the {what} became {loss if what == 'loss' else norm} at step {run.step + 1}; "
                     f"training stopped. {_last_good(cfg.out)}")
-            opt.step()
+            with np.errstate(over="ignore", invalid="ignore"):  # a diverged update is caught at the next step
+                opt.step()
             run.step += 1
             now = time.perf_counter()
             run.elapsed += now - t_last
@@ -337,7 +366,8 @@ def fit(run, progress=True, echo=print):
         log.flush()
         run.metrics_bytes = log.tell()
         path = run.save()
-    if status == "finished" and run.step % cfg.eval_every:
+    _write_loss_plot(cfg.out)
+    if status == "finished" and (run.step % cfg.eval_every or val is None):  # (None: resumed at the end)
         # a last evaluation, shown but not logged: the log of a run stopped and resumed must
         # equal the log of the same run straight through
         val = _evaluate_and_show(run, bar, smooth)
@@ -364,6 +394,21 @@ def sample_text(run, length, seed=0, prime=None, temperature=0.8):
     ids = run.model.generate(vocab.encode(prime), length, temperature=temperature,
                              rng=np.random.default_rng([run.cfg.seed, seed]))
     return vocab.decode(ids)
+
+
+def _write_loss_plot(run_dir):
+    """RUN_DIR/loss.png from the metrics log; a missing matplotlib or a failed drawing is only
+    a warning, never a failed run (the checkpoint is already saved)."""
+    try:
+        from .plots import write_loss_plot
+    except ImportError:
+        return
+    try:
+        write_loss_plot(run_dir)
+    except Exception as e:  # noqa: BLE001 - a picture must not fail a finished run
+        import sys
+
+        print(f"warning: could not draw {os.path.join(run_dir, 'loss.png')}: {e}", file=sys.stderr)
 
 
 def _last_good(run_dir):

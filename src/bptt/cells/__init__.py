@@ -11,10 +11,16 @@ Each module has the same four functions:
 ``params`` holds one direction of one layer under PyTorch's names without the suffix:
 ``weight_ih`` (G*H, D), ``weight_hh`` (G*H, H) and, when the layer has biases, ``bias_ih`` and
 ``bias_hh`` (G*H,). The state is ``h`` (B, H) for RNN and GRU and the pair ``(h, c)`` for LSTM.
+
+The sequential time loops run compiled with numba when it is installed (``"numba"``, the default)
+or in plain NumPy (``"numpy"``, the reference); ``set_backend`` / ``get_backend`` switch and tell,
+and the environment variable ``BPTT_BACKEND=numpy`` forces the NumPy loops. Results agree to
+rounding; numba is imported, and its kernels compiled, on the first call only.
 """
 
 from . import gru, lstm, rnn
+from ._kernels import get_backend, set_backend
 
 CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru}
 
-__all__ = ["rnn", "lstm", "gru", "CELLS"]
+__all__ = ["rnn", "lstm", "gru", "CELLS", "set_backend", "get_backend"]

@@ -1,10 +1,94 @@
-"""Chooses the implementation of the time loops (see ``_numpy_loops``)."""
+"""Chooses the implementation of the time loops: ``_numba_loops`` (compiled, the default) or
+``_numpy_loops`` (plain NumPy, the reference and the fallback).
 
-from ._numpy_loops import (  # noqa: F401
-    gru_backward_loop,
-    gru_forward_loop,
-    lstm_backward_loop,
-    lstm_forward_loop,
-    rnn_backward_loop,
-    rnn_forward_loop,
-)
+The choice is made on the first call, not at import: importing bptt neither imports numba nor
+compiles anything. If numba cannot be imported the NumPy loops run, silently. The environment
+variable ``BPTT_BACKEND=numpy`` forces the fallback; ``set_backend`` changes it at run time.
+"""
+
+import os
+import warnings
+
+from . import _numpy_loops
+
+BACKENDS = ("numba", "numpy")
+
+_env = os.environ.get("BPTT_BACKEND", "").strip().lower()
+if _env and _env not in BACKENDS:
+    warnings.warn(f"BPTT_BACKEND must be one of {BACKENDS}, got {_env!r}; using 'numba'", stacklevel=2)
+    _env = ""
+_requested = _env or "numba"
+_impl = None  # the module in use, resolved on first use
+
+
+def _load_numba():
+    from . import _numba_loops  # imports numba; compiles nothing yet
+
+    return _numba_loops
+
+
+def _resolve():
+    global _impl
+    if _impl is None:
+        if _requested == "numba":
+            try:
+                _impl = _load_numba()
+            except Exception:  # numba missing or broken: the reference loops, silently
+                _impl = _numpy_loops
+        else:
+            _impl = _numpy_loops
+    return _impl
+
+
+def set_backend(name):
+    """Run the time loops with ``"numba"`` (compiled; the default) or ``"numpy"`` (reference).
+
+    ``"numba"`` raises ImportError when numba cannot be imported. Results agree to rounding
+    (1e-12 in float64); only the speed differs.
+    """
+    global _requested, _impl
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    if name == "numba":
+        try:
+            impl = _load_numba()
+        except Exception as e:
+            raise ImportError(f"the 'numba' backend needs numba, which failed to import: {e}") from e
+    else:
+        impl = _numpy_loops
+    _requested, _impl = name, impl
+
+
+def get_backend():
+    """The backend the time loops run with: ``"numba"`` or ``"numpy"``."""
+    return "numba" if _resolve() is not _numpy_loops else "numpy"
+
+
+def rnn_forward_loop(xw, h0, W_hh, relu):
+    return _resolve().rnn_forward_loop(xw, h0, W_hh, relu)
+
+
+def rnn_backward_loop(dout, dh_T, hs, W_hh, relu):
+    return _resolve().rnn_backward_loop(dout, dh_T, hs, W_hh, relu)
+
+
+def lstm_forward_loop(xw, h0, c0, W_hh):
+    return _resolve().lstm_forward_loop(xw, h0, c0, W_hh)
+
+
+def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh):
+    return _resolve().lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh)
+
+
+def gru_forward_loop(xw, h0, W_hh, b_hh):
+    return _resolve().gru_forward_loop(xw, h0, W_hh, b_hh)
+
+
+def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh):
+    return _resolve().gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh)
+
+
+for _f in (rnn_forward_loop, rnn_backward_loop, lstm_forward_loop, lstm_backward_loop,
+           gru_forward_loop, gru_backward_loop):
+    _f.__doc__ = getattr(_numpy_loops, _f.__name__).__doc__
+del _f

@@ -1,0 +1,403 @@
+"""Speed of the bptt layers against PyTorch's on the CPU: ``python benchmarks/cells.py`` or
+``bptt.bench.main(argv)``.
+
+For each cell and size (T, B, D, H) one training step of one layer, float32: forward, then
+backward of sum(out * g) for a fixed random g, input gradient included, for ``bptt.RNN/LSTM/GRU``
+and ``torch.nn.RNN/LSTM/GRU`` in the same process, the two alternating, the median of the
+repeats after a warm-up. Both use the same number of threads. The limit is the machine's
+float32 matrix-multiply rate, measured in the same run: a step does 3 * 2*T*B*G*H*(D+H) flops
+of matrix products (forward; backward twice that), and the table says what fraction of that
+rate each reaches. Peak memory of one step: NumPy's allocations through ``tracemalloc`` for
+bptt, the allocation events of torch's CPU allocator through ``torch.profiler`` for torch.
+The first-call compile time of the numba kernels (and the load from numba's cache) is measured
+in child processes with an empty numba cache directory.
+
+Dimensions: T time, B batch, D input, H hidden, G gates (1 RNN, 4 LSTM, 3 GRU).
+"""
+
+import argparse
+import gc
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+
+import numpy as np
+
+GRID = [(25, 1, 65, 100), (100, 16, 32, 32), (100, 32, 64, 128), (100, 64, 256, 256), (50, 128, 512, 512)]
+QUICK_GRID = [(5, 1, 3, 4), (8, 4, 6, 16)]
+CELLS = ("rnn", "lstm", "gru")
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+# ----------------------------------------------------------------------------- machine
+def blas_threads():
+    """(threads NumPy's BLAS uses, how that was found)."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        n = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+        if n:
+            return max(n), "threadpoolctl"
+    except ImportError:
+        pass
+    return os.cpu_count() or 1, "os.cpu_count() (threadpoolctl not installed)"
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_name():
+    try:
+        cfg = np.show_config(mode="dicts")
+        b = cfg["Build Dependencies"]["blas"]
+        return f"{b.get('name', '?')} {b.get('version', '')}".strip()
+    except Exception:
+        return "unknown"
+
+
+def matmul_rate(n, repeats):
+    """Median GFLOP/s of an n x n float32 np.matmul (the machine's matrix-multiply rate)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty((n, n), np.float32)
+    np.matmul(a, b, out=out)
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.matmul(a, b, out=out)
+        ts.append(time.perf_counter() - t)
+    return 2.0 * n**3 / float(np.median(ts)) / 1e9
+
+
+def step_flops(cell, T, B, D, H):
+    """Matrix-product flops of forward + backward: 3 * 2*T*B*G*H*(D+H)."""
+    return 3 * 2 * T * B * GATES[cell] * H * (D + H)
+
+
+# ----------------------------------------------------------------------------- the two steps
+def make_pair(cell, T, B, D, H, seed=0):
+    """-> (bptt step, torch step, torch layer): closures doing one forward + backward each."""
+    import torch
+
+    import bptt
+
+    bl = {"rnn": bptt.RNN, "lstm": bptt.LSTM, "gru": bptt.GRU}[cell](D, H, dtype="float32", seed=seed)
+    tl = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](D, H)
+    with torch.no_grad():
+        for name, p in tl.named_parameters():
+            p.copy_(torch.from_numpy(bl.params[name]))
+    rng = np.random.default_rng(seed + 1)
+    x = rng.standard_normal((T, B, D), dtype=np.float32)
+    g = rng.standard_normal((T, B, H), dtype=np.float32)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    gt = torch.from_numpy(g.copy())
+
+    def bptt_step():
+        bl.forward(x)
+        bl.backward(g)
+
+    def torch_step():
+        out, _ = tl(xt)
+        (out * gt).sum().backward()
+
+    return bptt_step, torch_step, bl, tl
+
+
+def time_pair(f_bptt, f_torch, repeats, warmup):
+    """Alternating timings -> (median bptt s, median torch s)."""
+    for _ in range(warmup):
+        f_bptt()
+        f_torch()
+    tb, tt = [], []
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            t = time.perf_counter()
+            f_bptt()
+            tb.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            f_torch()
+            tt.append(time.perf_counter() - t)
+    finally:
+        if gc_was:
+            gc.enable()
+    return float(np.median(tb)), float(np.median(tt))
+
+
+def peak_bptt(f):
+    """Peak bytes NumPy allocates during f() above what was allocated before (tracemalloc)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        f()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak - base
+
+
+def peak_torch(f):
+    """Peak bytes torch's CPU allocator holds during f() above what it held before, from the
+    allocation events torch.profiler records (None if they are not available)."""
+    try:
+        from torch.profiler import ProfilerActivity, profile
+
+        gc.collect()
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            f()
+        events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+        events.sort(key=lambda e: e.start_ns())
+        cur = peak = 0
+        for e in events:
+            cur += e.nbytes()
+            peak = max(peak, cur)
+        return peak
+    except Exception:
+        return None
+
+
+# ----------------------------------------------------------------------------- compile times
+_PROBE = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+import bptt
+from bptt.cells import _kernels, _numba_loops
+t_import = time.perf_counter() - t0
+res = {"import": t_import, "backend": _kernels.get_backend()}
+t0 = time.perf_counter()
+cells = sys.argv[1].split(",")
+for dtype in ("float32", "float64"):
+    for cell in cells:
+        cls = {"rnn": bptt.RNN, "lstm": bptt.LSTM, "gru": bptt.GRU}[cell]
+        # small: the fully compiled loops; large: BLAS per step + step kernels (+ threaded ones)
+        for (B, H) in ((2, 8), (64, 256), (256, 256)):
+            kw = {"nonlinearity": "relu"} if cell == "rnn" and H == 8 else {}
+            layer = cls(4, H, dtype=dtype, seed=0, **kw)
+            x = np.ones((2, B, 4), dtype)
+            out, _ = layer.forward(x)
+            layer.backward(np.ones_like(out))
+res["first_calls"] = time.perf_counter() - t0
+print("PROBE" + json.dumps(res))
+"""
+
+
+def compile_times(cells):
+    """First-call times of all kernels with an empty numba cache, then again from the cache."""
+    with tempfile.TemporaryDirectory(prefix="bptt-numba-cache-") as d:
+        env = dict(os.environ, NUMBA_CACHE_DIR=d)
+        env.pop("BPTT_BACKEND", None)
+        out = []
+        for _ in range(2):
+            t = time.perf_counter()
+            p = subprocess.run([sys.executable, "-c", _PROBE, ",".join(cells)], env=env,
+                               capture_output=True, text=True)
+            wall = time.perf_counter() - t
+            line = [s for s in p.stdout.splitlines() if s.startswith("PROBE")]
+            if p.returncode != 0 or not line:
+                return {"error": (p.stderr or p.stdout)[-2000:]}
+            r = json.loads(line[0][5:])
+            r["wall"] = wall
+            out.append(r)
+    return {"cold": out[0], "cached": out[1]}
+
+
+# ----------------------------------------------------------------------------- report
+def _fmt_mb(b):
+    return "n/a" if b is None else f"{b / 2**20:.1f}"
+
+
+def table(rows, rate):
+    head = ("| cell | T | B | D | H | bptt ms | torch ms | bptt/torch | bptt GFLOP/s "
+            "| bptt % of matmul | torch % of matmul | bptt peak MB | torch peak MB |")
+    lines = [head, "|" + "---|" * 13]
+    for r in rows:
+        gb, gt = r["flops"] / r["bptt_s"] / 1e9, r["flops"] / r["torch_s"] / 1e9
+        lines.append(
+            f"| {r['cell']} | {r['T']} | {r['B']} | {r['D']} | {r['H']} "
+            f"| {r['bptt_s'] * 1e3:.2f} | {r['torch_s'] * 1e3:.2f} | {r['bptt_s'] / r['torch_s']:.2f} "
+            f"| {gb:.1f} | {100 * gb / rate:.0f}% | {100 * gt / rate:.0f}% "
+            f"| {_fmt_mb(r['bptt_peak'])} | {_fmt_mb(r['torch_peak'])} |"
+        )
+    return "\n".join(lines)
+
+
+def compile_text(ct):
+    if ct is None:
+        return "not measured (--quick or --no-compile-times)"
+    if "error" in ct:
+        return "the probe failed:\n\n```\n" + ct["error"] + "\n```"
+    c, k = ct["cold"], ct["cached"]
+    return (
+        f"- backend in the probe: {c['backend']}\n"
+        f"- `import bptt`: {c['import'] * 1e3:.0f} ms (compiles nothing)\n"
+        f"- first calls, empty numba cache (compile every kernel the probe reaches: all cells, "
+        f"float32 and float64, the fully compiled loops, the per-step kernels and their threaded "
+        f"versions): {c['first_calls']:.1f} s (whole child process {c['wall']:.1f} s)\n"
+        f"- the same first calls, kernels loaded from numba's on-disk cache: {k['first_calls']:.2f} s "
+        f"(whole child process {k['wall']:.1f} s)"
+    )
+
+
+# ----------------------------------------------------------------------------- main
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="bptt bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--cells", default=",".join(CELLS), help="comma-separated: rnn,lstm,gru")
+    p.add_argument("--repeats", type=int, default=7, help="timed repeats per row (median)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs per row first")
+    p.add_argument("--quick", action="store_true", help="tiny grid, for a smoke test")
+    p.add_argument("--sizes", default=None, help="T,B,D,H;T,B,D,H;... instead of the grid")
+    p.add_argument("--out", default=None, help="write the report as markdown to this file")
+    p.add_argument("--no-compile-times", action="store_true", help="skip the compile-time probe")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    args = p.parse_args(argv)
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    bad = [c for c in cells if c not in CELLS]
+    if bad or not cells:
+        p.error(f"--cells must be among {','.join(CELLS)}, got {args.cells!r}")
+    if args.repeats < 1 or args.warmup < 0:
+        p.error("--repeats must be >= 1 and --warmup >= 0")
+    args.cells = cells
+    if args.sizes:
+        try:
+            args.grid = [tuple(int(v) for v in s.split(",")) for s in args.sizes.split(";") if s]
+            assert all(len(s) == 4 and min(s) > 0 for s in args.grid)
+        except (ValueError, AssertionError):
+            p.error("--sizes must look like 25,1,65,100;100,16,32,32")
+    else:
+        args.grid = QUICK_GRID if args.quick else GRID
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        import torch
+    except ImportError:
+        print("bptt bench needs torch (pip install torch) to compare against", file=sys.stderr)
+        return 2
+    import numba
+
+    import bptt
+    from bptt.cells import _kernels
+
+    threads, threads_how = blas_threads()
+    torch.set_num_threads(threads)
+    backend = _kernels.get_backend()
+    rate = matmul_rate(512 if args.quick else 2048, 3 if args.quick else 7)
+    info = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": blas_name(),
+        "torch": torch.__version__,
+        "numba": numba.__version__,
+        "bptt": bptt.__version__,
+        "backend": backend,
+        "threads": f"{threads} ({threads_how}); torch.set_num_threads({threads}); "
+        f"numba {numba.config.NUMBA_NUM_THREADS}",
+        "env": " ".join(f"{k}={os.environ[k]}" for k in
+                        ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+                         "OMP_NUM_THREADS", "BPTT_BACKEND", "NUMBA_NUM_THREADS") if k in os.environ) or "(none set)",
+    }
+    print(f"bptt {info['bptt']} backend={backend}  numpy {info['numpy']} ({info['blas']})  "
+          f"torch {info['torch']}  numba {info['numba']}")
+    print(f"{info['cpu']}, {info['cores']} cores; threads: {info['threads']}")
+    print(f"float32 matmul rate ({'512' if args.quick else '2048'}^2 np.matmul, median): {rate:.1f} GFLOP/s")
+
+    rows = []
+    for cell in args.cells:
+        for (T, B, D, H) in args.grid:
+            f_b, f_t, _, _ = make_pair(cell, T, B, D, H)
+            tb, tt = time_pair(f_b, f_t, args.repeats, args.warmup)
+            mb = None if args.no_memory else peak_bptt(f_b)
+            mt = None if args.no_memory else peak_torch(f_t)
+            r = dict(cell=cell, T=T, B=B, D=D, H=H, bptt_s=tb, torch_s=tt, bptt_peak=mb, torch_peak=mt,
+                     flops=step_flops(cell, T, B, D, H))
+            rows.append(r)
+            gb = r["flops"] / tb / 1e9
+            print(f"{cell:5s} T={T:<4d} B={B:<4d} D={D:<4d} H={H:<4d} bptt {tb * 1e3:9.2f} ms  "
+                  f"torch {tt * 1e3:9.2f} ms  ratio {tb / tt:5.2f}  {gb:6.1f} GFLOP/s "
+                  f"({100 * gb / rate:3.0f}% of matmul)  peak MB bptt {_fmt_mb(mb)} torch {_fmt_mb(mt)}",
+                  flush=True)
+    ct = None
+    if not (args.quick or args.no_compile_times):
+        ct = compile_times(args.cells)
+        print("compile times:\n" + compile_text(ct))
+    if args.out:
+        write_markdown(args.out, argv, info, rate, rows, ct, args)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _command(argv):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    prog = sys.argv[0] if sys.argv and sys.argv[0] else "bptt bench"
+    if prog.endswith("cells.py"):
+        prog = "python benchmarks/cells.py"
+    elif "bench" not in prog:
+        prog = "bptt bench"
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ)
+    return " ".join(([env] if env else []) + [prog] + [shlex.quote(a) for a in argv])
+
+
+def write_markdown(path, argv, info, rate, rows, ct, args):
+    text = f"""# Benchmarks: bptt against PyTorch on the CPU
+
+Made by `{_command(argv)}` (the whole file is written by that command).
+
+## Machine
+
+- CPU: {info['cpu']}, {info['cores']} cores
+- Python {info['python']}, NumPy {info['numpy']} (BLAS: {info['blas']}), PyTorch {info['torch']}, numba {info['numba']}, bptt {info['bptt']}
+- bptt time-loop backend: {info['backend']}
+- threads: {info['threads']}
+- environment: {info['env']}
+- float32 matrix-multiply rate of this machine, measured in the same run ({'512' if args.quick else '2048'} x {'512' if args.quick else '2048'} `np.matmul`, median): **{rate:.1f} GFLOP/s**
+
+## Method
+
+One training step of one layer, float32: forward, then backward of `sum(out * g)` for a fixed
+random `g` (input gradient included) - `bptt.RNN/LSTM/GRU(D, H)` against
+`torch.nn.RNN/LSTM/GRU(D, H)` with the same weights, in the same process, alternating one bptt
+step and one torch step, {args.warmup} untimed warm-up steps each, then the median of {args.repeats}.
+GFLOP/s counts the matrix products only, 3 x 2*T*B*G*H*(D+H) per step (forward; the backward
+does twice that), G = 1, 4, 3 for RNN, LSTM, GRU; "% of matmul" is that rate over the machine's
+matmul rate above. Peak memory is the most extra memory one step holds: for bptt, NumPy's
+allocations as `tracemalloc` sees them (numba's few scratch rows are not counted); for torch, the
+running sum of the allocation and free events of its CPU allocator recorded by `torch.profiler`
+(`profile_memory=True`; memory oneDNN manages itself is not counted).
+
+## Results
+
+{table(rows, rate)}
+
+## First-call compile time
+
+{compile_text(ct)}
+"""
+    with open(path, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
