@@ -1,14 +1,14 @@
 """The classic BPTT experiments at full size, bptt's results next to the reference results.
 
-    python benchmarks/tasks.py            # print the tables (about 10-15 minutes on 2 busy cores)
+    python benchmarks/tasks.py            # print the tables (about 5 minutes on 2 busy cores)
     python benchmarks/tasks.py --write    # ... and write them into BENCHMARKS.md (section "tasks")
     python benchmarks/tasks.py --quick    # a smaller look (lags 10 and 30, fewer steps)
 
 Each task runs with the reference's setup first (what it reproduces), then, where a small change
 of setup does better, with that too. The long-lag table runs the adding and copy problems at lags
-10, 50, 100 and 200 for a plain RNN, an LSTM and a GRU with the same budget of steps each. Runs use one
-thread by default (--threads): on a shared 2-core machine the small matrices of these tasks train
-faster single-threaded, and the results do not depend on it.
+10, 50, 100 and 200 for a plain RNN, an LSTM and a GRU with the same budget of steps each. Runs
+use one thread by default (--threads): on a shared 2-core machine the small matrices of these
+tasks train faster single-threaded (with more threads the matrix products may round differently).
 """
 
 import argparse

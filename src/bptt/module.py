@@ -9,7 +9,7 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 def resolve_dtype(dtype):
     """'float32' | 'float64' | np.float32 | np.float64 -> the NumPy scalar type."""
     try:
-        key = np.dtype(dtype).name
+        key = np.dtype(dtype).name if dtype is not None else None  # np.dtype(None) is float64
     except TypeError:
         key = None
     if key not in DTYPES:

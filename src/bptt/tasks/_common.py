@@ -203,7 +203,10 @@ def train(model, opt, batch_fn, loss_fn, steps, *, clip=0.0, eval_fn=None, eval_
                     solved_at = step
                     bar.update(1, loss=loss, **post)
                     break
-            bar.update(1, loss=loss, **post) if (step % 20 == 0 or post) else bar.update(1)
+            if step % 20 == 0 or post:
+                bar.update(1, loss=loss, **post)
+            else:
+                bar.update(1)
     finally:
         bar.close()
     if curve and curve[-1][0] != step:
