@@ -262,8 +262,8 @@ def test_bad_constructor_arguments_raise_value_or_type_error(kind, arg, value):
         "num_layers": lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1,
         "dropout": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
         "nonlinearity": lambda v: v in ("tanh", "relu"),
-        # None is NumPy's default (float64); a float64 scalar stands for its type, as np.dtype() reads it
-        "dtype": lambda v: v is None or isinstance(v, np.float64) or (isinstance(v, str) and v in ("float32", "float64")),
+        # a float64 scalar stands for its type, as np.dtype() reads it; None is refused
+        "dtype": lambda v: isinstance(v, np.float64) or (isinstance(v, str) and v in ("float32", "float64")),
     }[arg](value)
     if valid:
         cls(**kw)
