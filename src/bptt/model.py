@@ -92,18 +92,6 @@ class CharModel(Module):
         dx, _ = self.rnn.backward(dout)
         self.embedding.backward(dx)
 
-    def load_state_dict(self, state_dict):
-        missing = sorted(set(self.params) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(self.params))
-        if missing or unexpected:
-            raise ValueError(f"weights do not match the model: missing {missing}, unexpected {unexpected}")
-        for k, v in state_dict.items():  # all checked before any is loaded, under the full names
-            if np.shape(v) != self.params[k].shape:
-                raise ValueError(f"{k} must have shape {self.params[k].shape}, got {np.shape(v)}")
-        for name, part in self.parts.items():
-            prefix = name + "."
-            part.load_state_dict({k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)})
-
     def generate(self, prime_ids, length, temperature=1.0, top_k=None, rng=None, state=None):
         """Sample ``length`` tokens after feeding ``prime_ids`` (a non-empty sequence of ints).
         temperature 0 takes the most likely token; top_k keeps the k most likely. Returns a list

@@ -63,22 +63,23 @@ class Module:
 
     def load_state_dict(self, state_dict):
         """Load arrays (e.g. a torch state dict converted with ``.numpy()``); keys and shapes must
-        match exactly. Values are copied into the existing arrays, cast to the layer's dtype."""
+        match exactly, and all are checked before any is loaded. Values are copied into the
+        existing arrays (which a composite model shares with its parts), cast to its dtype."""
         missing = sorted(set(self.params) - set(state_dict))
         unexpected = sorted(set(state_dict) - set(self.params))
         if missing or unexpected:
             raise ValueError(
-                f"load_state_dict: keys do not match: missing {missing}, unexpected {unexpected}"
+                f"weights do not match the model: missing {missing}, unexpected {unexpected}"
             )
         arrays = {}
         for k, v in state_dict.items():
             v = np.asarray(v)
             if v.shape != self.params[k].shape:
                 raise ValueError(
-                    f"load_state_dict: {k} must have shape {self.params[k].shape}, got {v.shape}"
+                    f"{k} must have shape {self.params[k].shape}, got {v.shape}"
                 )
             if v.dtype.kind not in "fiu":
-                raise TypeError(f"load_state_dict: {k} must be numeric, got dtype {v.dtype}")
+                raise TypeError(f"{k} must be numeric, got dtype {v.dtype}")
             arrays[k] = v
         for k, v in arrays.items():
             self.params[k][...] = v

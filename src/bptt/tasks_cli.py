@@ -21,6 +21,8 @@ import os
 import sys
 import time
 
+from .cli import _positive_int
+
 TASK_NAMES = ("charlm", "binary-add", "echo", "next-prime", "copy", "adding", "series")
 
 # CLI option (argparse dest) -> keyword of the task function, per task
@@ -40,16 +42,6 @@ OPTIONS = {
 # options that are not the task's own function arguments but are fine with every task
 _ALWAYS = {"out", "quiet", "task"}
 TASK_ONLY = ("lag", "bits", "column", "window", "readout", "momentum", "symbols", "alphabet")
-
-
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return v
 
 
 def _fraction(text):

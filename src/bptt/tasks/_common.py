@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from ..head import Linear
-from ..module import resolve_dtype
+from ..module import Module, resolve_dtype
 from ..optim import clip_grad_norm, make_optimizer
 from ..recurrent import GRU, LSTM, RNN
 
@@ -43,7 +43,7 @@ def child_seeds(seed, n):
     return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n)]
 
 
-class SeqModel:
+class SeqModel(Module):
     """x (T, B, D) -> recurrent stack (RNN | LSTM | GRU) -> y (T, B, O) at every step.
 
     ``readout="linear"``: a ``Linear(H, O)`` head on the top layer's output (the default).
@@ -109,23 +109,6 @@ class SeqModel:
             dout = np.zeros(self._out_shape, self.dtype)
             dout[..., : self.output_size] = dy
         self.rnn.backward(dout)
-
-    def zero_grad(self):
-        for g in self.grads.values():
-            g.fill(0.0)
-
-    def num_parameters(self):
-        return sum(p.size for p in self.params.values())
-
-    def state_dict(self):
-        return {k: v.copy() for k, v in self.params.items()}
-
-    def load_state_dict(self, weights):
-        for p, m in self.parts.items():
-            m.load_state_dict({k[len(p) + 1:]: v for k, v in weights.items() if k.startswith(p + ".")})
-        extra = sorted(k for k in weights if k.split(".", 1)[0] not in self.parts)
-        if extra:
-            raise ValueError(f"load_state_dict: unexpected keys {extra}")
 
     def config(self):
         return {"cell": self.cell, "input_size": self.rnn.input_size,
