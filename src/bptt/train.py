@@ -232,6 +232,8 @@ def build_run(cfg, resume=None, overrides=None):
     if resume is None:
         cfg.validate()
         text, desc = _load_data(cfg)
+        if cfg.data is not None:
+            cfg.data = os.path.abspath(cfg.data)  # so that --resume works from any directory
         run = Run(cfg, text, Vocab.from_text(text), desc)
         if cfg.out is None:
             cfg.out = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
