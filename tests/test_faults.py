@@ -73,7 +73,7 @@ ROWS = [c for c in fc.CASES if not c.covered]
 @pytest.mark.parametrize("case", ROWS, ids=[c.key for c in ROWS])
 def test_bad_input_and_faults_one_line_nothing_lost(case, bed, tmp_path):
     if not fc.runnable(case, COMMANDS):
-        pytest.skip(f"no `bptt {case.command.split()[0]}` command")
+        pytest.fail(f"no `bptt {case.command.split()[0]}` command")
     env = fc.case_env(bed, tmp_path)
     fc.prepare(case, env)
     before = fc.checkpoint_files(env.run)

@@ -84,6 +84,24 @@ def matmul_rate(n, repeats):
     return 2.0 * n**3 / float(np.median(ts)) / 1e9
 
 
+def recurrent_rate(cell, T, B, H, repeats=3):
+    """GFLOP/s of the per-step recurrent product as the BLAS path does it: T calls of
+    np.matmul((B, H), (H, G*H)) one after the other (the median of ``repeats`` sequences)."""
+    GH = GATES[cell] * H
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((T, B, H), dtype=np.float32)
+    W = rng.standard_normal((GH, H), dtype=np.float32)
+    out = np.empty((B, GH), np.float32)
+    WT = W.T
+    ts = []
+    for _ in range(repeats + 1):
+        t = time.perf_counter()
+        for i in range(T):
+            np.matmul(h[i], WT, out=out)
+        ts.append(time.perf_counter() - t)
+    return 2.0 * T * B * GH * H / float(np.median(ts[1:])) / 1e9
+
+
 def step_flops(cell, T, B, D, H):
     """Matrix-product flops of forward + backward: 3 * 2*T*B*G*H*(D+H)."""
     return 3 * 2 * T * B * GATES[cell] * H * (D + H)
@@ -118,8 +136,54 @@ def make_pair(cell, T, B, D, H, seed=0):
     return bptt_step, torch_step, bl, tl
 
 
-def time_pair(f_bptt, f_torch, repeats, warmup):
-    """Alternating timings -> (median bptt s, median torch s)."""
+class OtherLoad:
+    """CPU time other processes take on this machine, from /proc/stat and /proc/self/stat
+    (Linux; elsewhere it reports nothing and never waits). On a shared machine a timing taken
+    while something else runs measures that something too."""
+
+    def __init__(self):
+        self.ok = os.path.exists("/proc/stat") and os.path.exists("/proc/self/stat")
+
+    def sample(self):
+        if not self.ok:
+            return None
+        with open("/proc/stat") as f:
+            v = [int(t) for t in f.readline().split()[1:]]
+        with open("/proc/self/stat") as f:
+            mine = f.read().rsplit(")", 1)[1].split()
+        return sum(v) - v[3] - v[4], sum(v), int(mine[11]) + int(mine[12])
+
+    @staticmethod
+    def share(a, b):
+        """Fraction of all the machine's CPU time others used between samples a and b."""
+        if a is None or b is None or b[1] <= a[1]:
+            return 0.0
+        return max(0.0, ((b[0] - a[0]) - (b[2] - a[2])) / (b[1] - a[1]))
+
+    def wait_quiet(self, threshold, timeout):
+        """Wait (at most timeout s) until others use less than threshold of the machine."""
+        end = time.monotonic() + timeout
+        while self.ok and time.monotonic() < end:
+            a = self.sample()
+            time.sleep(0.2)
+            if self.share(a, self.sample()) < threshold:
+                return
+
+
+def time_pair(f_bptt, f_torch, repeats, warmup, quiet=None, load=None, stats=None, settle=0.0):
+    """Alternating timings -> (median bptt s, median torch s).
+
+    Each timed step is preceded by ``settle`` seconds of sleep and one untimed step of the same
+    library: after a BLAS call OpenBLAS's worker threads spin for about 0.1 s (torch's OpenMP
+    threads for about 0.01 s), and without the pause the library timed next would share the cores
+    with them; the untimed step then wakes the library's own threads and caches again, so that
+    what is timed is a step in a run of steps, as in training.
+
+    With ``quiet`` (a fraction of the machine, e.g. 0.05) each bptt/torch pair starts once
+    other processes use less than that, and a pair during which they used more is thrown away
+    and run again (at most 5 * repeats pairs, and at most 10 minutes of waiting, per row; then
+    the pairs are kept as they come); ``stats`` counts them."""
+    load = load or OtherLoad()
     for _ in range(warmup):
         f_bptt()
         f_torch()
@@ -127,13 +191,39 @@ def time_pair(f_bptt, f_torch, repeats, warmup):
     gc_was = gc.isenabled()
     gc.disable()
     try:
-        for _ in range(repeats):
+        give_up = time.monotonic() + 600
+        for _ in range(5 * repeats if quiet else repeats):
+            if len(tb) == repeats:
+                break
+            if quiet and time.monotonic() > give_up:
+                if stats is not None:
+                    stats["gave_up"] = stats.get("gave_up", 0) + 1
+                quiet = None
+            if quiet:
+                load.wait_quiet(quiet, timeout=min(120, max(0.0, give_up - time.monotonic())))
+            a = load.sample()
+            time.sleep(settle)
+            f_bptt()
             t = time.perf_counter()
             f_bptt()
-            tb.append(time.perf_counter() - t)
-            t = time.perf_counter()
+            t1 = time.perf_counter()
+            time.sleep(settle)
             f_torch()
-            tt.append(time.perf_counter() - t)
+            t1s = time.perf_counter()
+            f_torch()
+            t2 = time.perf_counter()
+            other = load.share(a, load.sample())
+            if stats is not None:
+                stats["pairs"] = stats.get("pairs", 0) + 1
+                stats["other_max"] = max(stats.get("other_max", 0.0), other)
+            if quiet and other > quiet:
+                if stats is not None:
+                    stats["discarded"] = stats.get("discarded", 0) + 1
+                continue
+            tb.append(t1 - t)
+            tt.append(t2 - t1s)
+        if not tb:  # never quiet: keep what there is rather than nothing
+            return time_pair(f_bptt, f_torch, repeats, 0, None, load, stats, settle)
     finally:
         if gc_was:
             gc.enable()
@@ -154,15 +244,42 @@ def peak_bptt(f):
     return peak - base
 
 
+class _NoStderr:
+    """Silence file descriptor 2 (the profiler's C++ start/stop lines) for a moment."""
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+
+    def __exit__(self, *exc):
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+
+
+def _torch_profile(f, **kw):
+    from torch.profiler import ProfilerActivity, profile
+
+    with _NoStderr(), profile(activities=[ProfilerActivity.CPU], **kw) as prof:
+        f()
+    return prof
+
+
+def torch_ops(f):
+    """The names of the aten operators one call of f runs (e.g. whether LSTM goes to oneDNN)."""
+    try:
+        return sorted({e.key for e in _torch_profile(f).key_averages()})
+    except Exception:
+        return []
+
+
 def peak_torch(f):
     """Peak bytes torch's CPU allocator holds during f() above what it held before, from the
     allocation events torch.profiler records (None if they are not available)."""
     try:
-        from torch.profiler import ProfilerActivity, profile
-
         gc.collect()
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            f()
+        prof = _torch_profile(f, profile_memory=True)
         events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
         events.sort(key=lambda e: e.start_ns())
         cur = peak = 0
@@ -180,22 +297,25 @@ import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
 import bptt
-from bptt.cells import _kernels, _numba_loops
-t_import = time.perf_counter() - t0
-res = {"import": t_import, "backend": _kernels.get_backend()}
+res = {"import": time.perf_counter() - t0, "numba_imported_by_import": "numba" in sys.modules}
+from bptt.cells import get_backend
+res["backend"] = get_backend()
+per = {}
 t0 = time.perf_counter()
-cells = sys.argv[1].split(",")
 for dtype in ("float32", "float64"):
-    for cell in cells:
+    for cell in sys.argv[1].split(","):
         cls = {"rnn": bptt.RNN, "lstm": bptt.LSTM, "gru": bptt.GRU}[cell]
-        # small: the fully compiled loops; large: BLAS per step + step kernels (+ threaded ones)
-        for (B, H) in ((2, 8), (64, 256), (256, 256)):
-            kw = {"nonlinearity": "relu"} if cell == "rnn" and H == 8 else {}
-            layer = cls(4, H, dtype=dtype, seed=0, **kw)
-            x = np.ones((2, B, 4), dtype)
-            out, _ = layer.forward(x)
-            layer.backward(np.ones_like(out))
+        t1 = time.perf_counter()
+        # small: the fully compiled loops; large: BLAS per step + the step kernels
+        for (B, H) in ((2, 8), (64, 256)):
+            for kw in ([{"nonlinearity": "tanh"}, {"nonlinearity": "relu"}] if cell == "rnn" else [{}]):
+                layer = cls(4, H, dtype=dtype, seed=0, **kw)
+                x = np.ones((2, B, 4), dtype)
+                out, _ = layer.forward(x)
+                layer.backward(np.ones_like(out))
+        per[dtype + " " + cell] = time.perf_counter() - t1
 res["first_calls"] = time.perf_counter() - t0
+res["per"] = per
 print("PROBE" + json.dumps(res))
 """
 
@@ -226,15 +346,15 @@ def _fmt_mb(b):
 
 
 def table(rows, rate):
-    head = ("| cell | T | B | D | H | bptt ms | torch ms | bptt/torch | bptt GFLOP/s "
+    head = ("| cell | T | B | D | H | bptt ms | torch ms | bptt/torch | matmul floor ms | bptt GFLOP/s "
             "| bptt % of matmul | torch % of matmul | bptt peak MB | torch peak MB |")
-    lines = [head, "|" + "---|" * 13]
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         gb, gt = r["flops"] / r["bptt_s"] / 1e9, r["flops"] / r["torch_s"] / 1e9
         lines.append(
             f"| {r['cell']} | {r['T']} | {r['B']} | {r['D']} | {r['H']} "
             f"| {r['bptt_s'] * 1e3:.2f} | {r['torch_s'] * 1e3:.2f} | {r['bptt_s'] / r['torch_s']:.2f} "
-            f"| {gb:.1f} | {100 * gb / rate:.0f}% | {100 * gt / rate:.0f}% "
+            f"| {r['flops'] / rate / 1e6:.2f} | {gb:.1f} | {100 * gb / rate:.0f}% | {100 * gt / rate:.0f}% "
             f"| {_fmt_mb(r['bptt_peak'])} | {_fmt_mb(r['torch_peak'])} |"
         )
     return "\n".join(lines)
@@ -246,14 +366,17 @@ def compile_text(ct):
     if "error" in ct:
         return "the probe failed:\n\n```\n" + ct["error"] + "\n```"
     c, k = ct["cold"], ct["cached"]
+    per = ", ".join(f"{name} {sec:.1f} s" for name, sec in c["per"].items())
+    per_k = ", ".join(f"{name} {sec * 1e3:.0f} ms" for name, sec in k["per"].items())
     return (
-        f"- backend in the probe: {c['backend']}\n"
-        f"- `import bptt`: {c['import'] * 1e3:.0f} ms (compiles nothing)\n"
-        f"- first calls, empty numba cache (compile every kernel the probe reaches: all cells, "
-        f"float32 and float64, the fully compiled loops, the per-step kernels and their threaded "
-        f"versions): {c['first_calls']:.1f} s (whole child process {c['wall']:.1f} s)\n"
-        f"- the same first calls, kernels loaded from numba's on-disk cache: {k['first_calls']:.2f} s "
-        f"(whole child process {k['wall']:.1f} s)"
+        f"Measured in two child processes sharing one empty numba cache directory (NUMBA_CACHE_DIR); "
+        f"each runs one forward + backward of every cell, float32 then float64, at a small size (the "
+        f"fully compiled loops) and a large one (BLAS per step + the step kernels).\n\n"
+        f"- backend: {c['backend']}; `import bptt` took {c['import'] * 1e3:.0f} ms and imported numba: "
+        f"{c['numba_imported_by_import']} (nothing is compiled at import)\n"
+        f"- first calls with an empty cache (compiling): {c['first_calls']:.1f} s in all ({per})\n"
+        f"- the same calls in a new process, kernels loaded from numba's on-disk cache: "
+        f"{k['first_calls']:.2f} s in all ({per_k}; the first includes importing numba)"
     )
 
 
@@ -268,6 +391,12 @@ def parse_args(argv):
     p.add_argument("--out", default=None, help="write the report as markdown to this file")
     p.add_argument("--no-compile-times", action="store_true", help="skip the compile-time probe")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    p.add_argument("--settle", type=float, default=0.25, metavar="SECONDS",
+                   help="sleep before every timed step (and an untimed step), so that the other "
+                   "library's spinning BLAS/OpenMP threads are idle again (default 0.25)")
+    p.add_argument("--quiet", type=float, default=None, metavar="FRACTION",
+                   help="shared machine: start each timed pair once other processes use less than "
+                   "this fraction of the CPUs (e.g. 0.05), and redo pairs during which they used more")
     args = p.parse_args(argv)
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     bad = [c for c in cells if c not in CELLS]
@@ -325,14 +454,19 @@ def main(argv=None):
     print(f"float32 matmul rate ({'512' if args.quick else '2048'}^2 np.matmul, median): {rate:.1f} GFLOP/s")
 
     rows = []
+    load, stats = OtherLoad(), {}
     for cell in args.cells:
+        onednn = None
         for (T, B, D, H) in args.grid:
             f_b, f_t, _, _ = make_pair(cell, T, B, D, H)
-            tb, tt = time_pair(f_b, f_t, args.repeats, args.warmup)
+            if onednn is None:
+                onednn = any("mkldnn_rnn" in op for op in torch_ops(f_t))
+            tb, tt = time_pair(f_b, f_t, args.repeats, args.warmup, args.quiet, load, stats, args.settle)
             mb = None if args.no_memory else peak_bptt(f_b)
             mt = None if args.no_memory else peak_torch(f_t)
             r = dict(cell=cell, T=T, B=B, D=D, H=H, bptt_s=tb, torch_s=tt, bptt_peak=mb, torch_peak=mt,
-                     flops=step_flops(cell, T, B, D, H))
+                     flops=step_flops(cell, T, B, D, H), step_rate=recurrent_rate(cell, T, B, H),
+                     torch_onednn=onednn)
             rows.append(r)
             gb = r["flops"] / tb / 1e9
             print(f"{cell:5s} T={T:<4d} B={B:<4d} D={D:<4d} H={H:<4d} bptt {tb * 1e3:9.2f} ms  "
@@ -343,6 +477,15 @@ def main(argv=None):
     if not (args.quick or args.no_compile_times):
         ct = compile_times(args.cells)
         print("compile times:\n" + compile_text(ct))
+    info["load"] = (
+        f"{stats.get('pairs', 0)} timed pairs, the most other processes used during one: "
+        f"{100 * stats.get('other_max', 0.0):.0f}% of the CPUs"
+        + (f"; with --quiet {args.quiet}: {stats.get('discarded', 0)} pairs thrown away and redone"
+           + (f", and on {stats['gave_up']} rows the machine stayed busy, so their last pairs were "
+              f"kept as they came" if stats.get("gave_up") else "")
+           if args.quiet else "")
+    ) if load.ok else "not measured (no /proc)"
+    print("other load:", info["load"])
     if args.out:
         write_markdown(args.out, argv, info, rate, rows, ct, args)
         print(f"wrote {args.out}")
@@ -360,26 +503,80 @@ def _command(argv):
     return " ".join(([env] if env else []) + [prog] + [shlex.quote(a) for a in argv])
 
 
+def notes_text(rows, rate):
+    """Rows short of the goal (bptt/torch < 1, and <= 0.8 where torch reaches < 70% of the
+    matmul rate), each with what bounds it, as measured in this run."""
+    out = []
+    for r in rows:
+        ratio = r["bptt_s"] / r["torch_s"]
+        tpct = 100 * r["flops"] / r["torch_s"] / 1e9 / rate
+        bpct = 100 * r["flops"] / r["bptt_s"] / 1e9 / rate
+        spct = 100 * r["step_rate"] / rate
+        goal = 0.8 if tpct < 70 else 1.0
+        if ratio <= goal and ratio < 1.0:
+            continue
+        G, H = GATES[r["cell"]], r["H"]
+        line = (
+            f"- **{r['cell']} T={r['T']} B={r['B']} D={r['D']} H={H}**: bptt/torch {ratio:.2f} "
+            f"(goal {'<= 0.8' if goal < 1 else '< 1'}). bptt reaches {bpct:.0f}% of the matmul rate, "
+            f"torch {tpct:.0f}%; the matrix products alone would take {r['flops'] / rate / 1e6:.2f} ms "
+            f"at that rate. One step's recurrent product, ({r['B']}, {H}) @ ({H}, {G * H}), runs at "
+            f"{r['step_rate']:.0f} GFLOP/s through np.matmul ({spct:.0f}% of the rate)"
+        )
+        if spct < 60:
+            line += (
+                ": too small to keep two threads busy, and the BLAS packs W_hh again on every "
+                f"call; the {2 * r['T']} such calls of a training step (forward and backward) set the pace."
+            )
+        else:
+            line += (
+                ", so most of the step already runs at BLAS speed; the rest is the element-wise "
+                "passes over the (T, B, G*H) arrays (bias adds, gate math, gradient sums), which "
+                "are bound by this machine's memory bandwidth."
+            )
+        if r.get("torch_onednn"):
+            line += (
+                " torch's LSTM runs oneDNN's fused RNN primitive (aten::mkldnn_rnn_layer, forward "
+                "and backward): one call per sequence, which can keep its weights in a packed GEMM "
+                "format for all the steps."
+            )
+        out.append(line)
+    if not out:
+        return "Every row meets the goal."
+    return "\n".join(out) + (
+        "\n\nWhat would close the rest: for the small and middle sizes, a recurrent product that "
+        "keeps W_hh packed across the steps of a sequence (MKL's packed sgemm, oneDNN, or a "
+        "hand-written microkernel at BLAS speed), which NumPy's matmul does not offer; for the "
+        "large ones, fewer passes over memory, e.g. adding the biases inside the forward kernel "
+        "instead of in the input projection (a change to the cells' interface)."
+    )
+
+
 def write_markdown(path, argv, info, rate, rows, ct, args):
-    text = f"""# Benchmarks: bptt against PyTorch on the CPU
+    text = f"""## Cells: one training step against PyTorch on the CPU (`bptt bench`)
 
-Made by `{_command(argv)}` (the whole file is written by that command).
+Made by `{_command(argv)}` (this section is written by that command).
 
-## Machine
+### Machine
 
 - CPU: {info['cpu']}, {info['cores']} cores
 - Python {info['python']}, NumPy {info['numpy']} (BLAS: {info['blas']}), PyTorch {info['torch']}, numba {info['numba']}, bptt {info['bptt']}
 - bptt time-loop backend: {info['backend']}
 - threads: {info['threads']}
 - environment: {info['env']}
+- other processes on this machine during the timings: {info['load']}
 - float32 matrix-multiply rate of this machine, measured in the same run ({'512' if args.quick else '2048'} x {'512' if args.quick else '2048'} `np.matmul`, median): **{rate:.1f} GFLOP/s**
 
-## Method
+### Method
 
 One training step of one layer, float32: forward, then backward of `sum(out * g)` for a fixed
 random `g` (input gradient included) - `bptt.RNN/LSTM/GRU(D, H)` against
 `torch.nn.RNN/LSTM/GRU(D, H)` with the same weights, in the same process, alternating one bptt
-step and one torch step, {args.warmup} untimed warm-up steps each, then the median of {args.repeats}.
+step and one torch step, {args.warmup} untimed warm-up steps each, then the median of {args.repeats},
+each timed step preceded by {args.settle} s of sleep and one untimed step of the same library (after
+a BLAS call OpenBLAS's worker threads spin for about 0.1 s, torch's OpenMP threads for about
+0.01 s: without the pause the library timed next would share the two cores with the other's
+spinning threads; the untimed step makes the timed one a step in a run of steps, as in training).
 GFLOP/s counts the matrix products only, 3 x 2*T*B*G*H*(D+H) per step (forward; the backward
 does twice that), G = 1, 4, 3 for RNN, LSTM, GRU; "% of matmul" is that rate over the machine's
 matmul rate above. Peak memory is the most extra memory one step holds: for bptt, NumPy's
@@ -387,16 +584,23 @@ allocations as `tracemalloc` sees them (numba's few scratch rows are not counted
 running sum of the allocation and free events of its CPU allocator recorded by `torch.profiler`
 (`profile_memory=True`; memory oneDNN manages itself is not counted).
 
-## Results
+### Results
 
 {table(rows, rate)}
 
-## First-call compile time
+"matmul floor" is the time the step's matrix products would take at the machine's matmul rate.
+
+### Rows short of the goal
+
+{notes_text(rows, rate)}
+
+### First-call compile time
 
 {compile_text(ct)}
 """
-    with open(path, "w") as f:
-        f.write(text)
+    from .report import write_section
+
+    write_section("cells", text, path)
 
 
 if __name__ == "__main__":

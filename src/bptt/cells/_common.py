@@ -39,7 +39,8 @@ def sequence_grads(x, h_prev, dgx, dgh, params):
     }
     if "bias_ih" in params:
         dparams["bias_ih"] = dgx2.sum(axis=0)
-        dparams["bias_hh"] = dgh2.sum(axis=0)
+        # RNN and LSTM pass the same array twice: sum it once (one pass less over (T, B, G*H))
+        dparams["bias_hh"] = dparams["bias_ih"].copy() if dgh is dgx else dgh2.sum(axis=0)
     dx = (dgx2 @ params["weight_ih"]).reshape(T, B, D)
     return dx, dparams
 

@@ -9,24 +9,24 @@ against, to 1e-12 in float64). What differs is only how the work is done:
 - small problems run the whole sequence inside one compiled function with a hand-written
   recurrent product (``*_rows``): no interpreter and no dispatch per step;
 - larger ones keep a thin Python loop: one ``np.matmul(..., out=)`` per step (NumPy's BLAS, on
-  all its threads) and one compiled kernel for the gate math (``*_step``).
+  all its threads) and one compiled kernel for the gate math (``*_step``); the input projection
+  before the loop and the weight gradients after it are single large products (``_common``).
 
 numba's ``np.dot`` needs SciPy, which is not a dependency, hence the two strategies; which one
-runs is chosen per call from the size of a step's recurrent product (``_plan``). The rows of a
-batch are independent sequences, so both can split the batch across threads: the kernels release
-the GIL and run on a small pool of Python threads (no numba ``parallel=True``, which would
-multiply the compile time).
+runs is chosen per call from the size of a step's recurrent product (``FUSED_MAX_WORK*``).
+
+Threads: BLAS uses all of NumPy's. The compiled kernels run on the calling thread. Splitting
+them over threads (the batch rows are independent; the kernels release the GIL) was measured and
+dropped: after each BLAS call an OpenBLAS worker spins for about 0.1 s on one of the cores, so a
+second thread of ours mostly competes with it, and waking a thread per step costs about as much
+as a step's element-wise work on the machines measured (BENCHMARKS.md).
 
 Nothing is compiled at import: each kernel is compiled, or loaded from numba's on-disk cache,
 on its first call for a dtype. Dimensions: T time, B batch, H hidden, G gates.
 """
 
 import math
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -34,13 +34,12 @@ from numba.extending import intrinsic, overload
 
 _OPTS = dict(cache=True, fastmath=False, nogil=True, error_model="numpy", boundscheck=False)
 
-# The switches between strategies, in multiply-adds of one step's recurrent product B * G*H * H
-# (and elements B * H of one step's state). Set from measurements on a 2-core machine (see
-# BENCHMARKS.md); the results do not depend on them.
-FUSED_MAX_WORK = 1 << 19  # up to this: the whole sequence in one compiled loop
-FUSED_PARALLEL_MIN_WORK = 1 << 14  # from this (and B >= 2): that loop splits the batch over threads
-PARALLEL_MIN_ELEMENTS = 1 << 15  # from this B * H (and B >= 2): the per-step kernels split too
-THREADS = None  # threads for the split; None: numba's NUMBA_NUM_THREADS, at most the usable CPUs
+# Up to this many multiply-adds in one step's recurrent product (B * G*H * H) the whole sequence
+# runs in one compiled loop, above it BLAS does each step's product. The backward's product
+# (G*H -> H) is the narrower one for the hand-written loop, hence its lower switch. Set from
+# measurements on a 2-core machine (BENCHMARKS.md); the results do not depend on them.
+FUSED_MAX_WORK = 1 << 18
+FUSED_MAX_WORK_BACKWARD = 1 << 15
 
 
 # ----------------------------------------------------------------------------- scalar math
@@ -147,15 +146,26 @@ def _tanh_array(x, out):
 # ----------------------------------------------------------------------------- small products
 @njit(**_OPTS)
 def _vec_mat(v, M, out):
-    """out[:] = v @ M for v (K,), M (K, N) C-contiguous: rows of M scaled and summed in order,
-    the inner loop running along N (contiguous, vectorised)."""
+    """out[:] = v @ M for v (K,), M (K, N) C-contiguous: rows of M scaled and summed, four at a
+    time (a quarter of the loads and stores of out), the inner loop running along N
+    (contiguous, vectorised)."""
     K, N = M.shape
-    for n in range(N):
-        out[n] = v[0] * M[0, n]
-    for k in range(1, K):
-        vk = v[k]
+    k0 = K % 4
+    if k0 == 0:
         for n in range(N):
-            out[n] += vk * M[k, n]
+            out[n] = ((v[0] * M[0, n] + v[1] * M[1, n]) + v[2] * M[2, n]) + v[3] * M[3, n]
+        k0 = 4
+    else:
+        for n in range(N):
+            out[n] = v[0] * M[0, n]
+        for k in range(1, k0):
+            vk = v[k]
+            for n in range(N):
+                out[n] += vk * M[k, n]
+    for k in range(k0, K, 4):
+        a0, a1, a2, a3 = v[k], v[k + 1], v[k + 2], v[k + 3]
+        for n in range(N):
+            out[n] += ((a0 * M[k, n] + a1 * M[k + 1, n]) + a2 * M[k + 2, n]) + a3 * M[k + 3, n]
 
 
 # ----------------------------------------------------------------------------- RNN
@@ -208,18 +218,19 @@ def _rnn_bwd_rows(dout, hs, W_hh, relu, da, dh, b0, b1):
 
 
 @njit(**_OPTS)
-def _rnn_fwd_step(xw, hs, t, relu, b0, b1):
-    """hs[t+1] holds hs[t] @ W_hh^T on entry -> act(xw[t] + that), rows b0:b1."""
-    H = xw.shape[2]
-    for b in range(b0, b1):
-        _rnn_act(xw[t, b], hs[t + 1, b], hs[t + 1, b], relu, H)
+def _rnn_fwd_step(xw, ah, hs, t, relu):
+    """ah holds hs[t] @ W_hh^T -> hs[t+1] = act(xw[t] + ah). (ah is a separate buffer: in
+    place, LLVM could not prove the loop free of overlap and would not vectorise it.)"""
+    _, B, H = xw.shape
+    for b in range(B):
+        _rnn_act(xw[t, b], ah[b], hs[t + 1, b], relu, H)
 
 
 @njit(**_OPTS)
-def _rnn_bwd_step(dout, hs, t, relu, dh, da, b0, b1):
-    """da[t] = (dout[t] + dh) * act'(h_t), rows b0:b1."""
-    H = dout.shape[2]
-    for b in range(b0, b1):
+def _rnn_bwd_step(dout, hs, t, relu, dh, da):
+    """da[t] = (dout[t] + dh) * act'(h_t)."""
+    _, B, H = dout.shape
+    for b in range(B):
         _rnn_act_grad(dout[t, b], dh[b], hs[t + 1, b], da[t, b], relu, H)
 
 
@@ -285,17 +296,17 @@ def _lstm_bwd_rows(dout, cs, gates, tcs, W_hh, dz, dh, dc, b0, b1):
 
 
 @njit(**_OPTS)
-def _lstm_fwd_step(xw, hs, cs, gates, tcs, t, b0, b1):
+def _lstm_fwd_step(xw, hs, cs, gates, tcs, t):
     """gates[t] holds hs[t] @ W_hh^T on entry."""
-    H = hs.shape[2]
-    for b in range(b0, b1):
+    _, B, H = hs.shape
+    for b in range(B):
         _lstm_cell_fwd(xw[t, b], gates[t, b], cs[t, b], cs[t + 1, b], tcs[t, b], hs[t + 1, b], H)
 
 
 @njit(**_OPTS)
-def _lstm_bwd_step(dout, cs, gates, tcs, t, dh, dc, dz, b0, b1):
-    H = dout.shape[2]
-    for b in range(b0, b1):
+def _lstm_bwd_step(dout, cs, gates, tcs, t, dh, dc, dz):
+    _, B, H = dout.shape
+    for b in range(B):
         _lstm_cell_bwd(dout[t, b], dh[b], dc[b], cs[t, b], gates[t, b], tcs[t, b], dz[t, b], H)
 
 
@@ -364,18 +375,18 @@ def _gru_bwd_rows(dout, hs, gates, ghn, W_hh, dgx, dgh, dh, b0, b1):
 
 
 @njit(**_OPTS)
-def _gru_fwd_step(xw, gh, b_hh, hs, gates, ghn, t, b0, b1):
+def _gru_fwd_step(xw, gh, b_hh, hs, gates, ghn, t):
     """gh holds hs[t] @ W_hh^T on entry."""
-    H = hs.shape[2]
-    for b in range(b0, b1):
+    _, B, H = hs.shape
+    for b in range(B):
         _gru_cell_fwd(xw[t, b], gh[b], b_hh, hs[t, b], gates[t, b], ghn[t, b], hs[t + 1, b], H)
 
 
 @njit(**_OPTS)
-def _gru_bwd_step(dout, hs, gates, ghn, t, dhz, m, dgx, dgh, b0, b1):
+def _gru_bwd_step(dout, hs, gates, ghn, t, dhz, m, dgx, dgh):
     """dh_next = dhz + m (the step after's dh * z and dgh @ W_hh), kept in m; dhz <- dh * z."""
-    H = dout.shape[2]
-    for b in range(b0, b1):
+    _, B, H = dout.shape
+    for b in range(B):
         g = m[b]
         d = dhz[b]
         for j in range(H):
@@ -383,56 +394,15 @@ def _gru_bwd_step(dout, hs, gates, ghn, t, dhz, m, dgx, dgh, b0, b1):
         _gru_cell_bwd(dout[t, b], g, hs[t, b], gates[t, b], ghn[t, b], dgx[t, b], dgh[t, b], d, H)
 
 
-# ----------------------------------------------------------------------------- planning, threads
-def _threads():
-    if THREADS is not None:
-        return max(1, int(THREADS))
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = os.cpu_count() or 1
-    return max(1, min(numba.config.NUMBA_NUM_THREADS, usable))
-
-
-def _plan(B, GH, H):
-    """-> (fused, chunks): whether the whole sequence runs in one compiled loop, and over how
-    many threads the batch is split."""
+# ----------------------------------------------------------------------------- planning
+def _fused(B, GH, H, backward=False):
+    """Whether the whole sequence runs in one compiled loop (else BLAS per step). One or two
+    sequences go through the compiled loop up to the forward's size in the backward too: BLAS
+    would do a matrix-vector product per step, where it is no faster."""
     work = B * GH * H
-    threads = min(B, _threads())
-    if work <= FUSED_MAX_WORK:
-        return True, (threads if work >= FUSED_PARALLEL_MIN_WORK else 1)
-    return False, (threads if B * H >= PARALLEL_MIN_ELEMENTS else 1)
-
-
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _reset_pool():
-    global _pool
-    _pool = None
-
-
-if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads
-    os.register_at_fork(after_in_child=_reset_pool)
-
-
-def _split(kernel, args, B, chunks):
-    """kernel(*args, b0, b1) over `chunks` contiguous slices of the batch rows, concurrently:
-    the kernels release the GIL, and rows are independent, so the results are the same."""
-    if chunks <= 1:
-        kernel(*args, 0, B)
-        return
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool._max_workers < chunks - 1:
-            _pool = ThreadPoolExecutor(max_workers=chunks - 1, thread_name_prefix="bptt")
-        pool = _pool
-    bounds = [(c * B // chunks, (c + 1) * B // chunks) for c in range(chunks)]
-    futures = [pool.submit(kernel, *args, b0, b1) for b0, b1 in bounds[1:]]
-    kernel(*args, *bounds[0])
-    for f in futures:
-        f.result()
+    if backward and B > 2:
+        return work <= FUSED_MAX_WORK_BACKWARD
+    return work <= FUSED_MAX_WORK
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -468,14 +438,14 @@ def rnn_forward_loop(xw, h0, W_hh, relu):
     T, B, H = xw.shape
     hs = np.empty((T + 1, B, H), dtype=xw.dtype)
     hs[0] = h0
-    fused, n = _plan(B, H, H)
-    if fused:
-        _split(_rnn_fwd_rows, (xw, _c(W_hh.T), relu, hs), B, n)
+    if _fused(B, H, H):
+        _rnn_fwd_rows(xw, _c(W_hh.T), relu, hs, 0, B)
         return hs
     WT = W_hh.T  # BLAS reads the transpose in place, faster than a transposed copy
+    ah = np.empty((B, H), xw.dtype)
     for t in range(T):
-        np.matmul(hs[t], WT, out=hs[t + 1])
-        _split(_rnn_fwd_step, (xw, hs, t, relu), B, n)
+        np.matmul(hs[t], WT, out=ah)
+        _rnn_fwd_step(xw, ah, hs, t, relu)
     return hs
 
 
@@ -487,12 +457,11 @@ def rnn_backward_loop(dout, dh_T, hs, W_hh, relu):
     T, B, H = dout.shape
     da = np.empty_like(dout)
     dh = np.array(dh_T, order="C")  # a copy: updated in place, step by step
-    fused, n = _plan(B, H, H)
-    if fused:
-        _split(_rnn_bwd_rows, (dout, hs, W_hh, relu, da, dh), B, n)
+    if _fused(B, H, H, backward=True):
+        _rnn_bwd_rows(dout, hs, W_hh, relu, da, dh, 0, B)
         return da, dh
     for t in range(T - 1, -1, -1):
-        _split(_rnn_bwd_step, (dout, hs, t, relu, dh, da), B, n)
+        _rnn_bwd_step(dout, hs, t, relu, dh, da)
         np.matmul(da[t], W_hh, out=dh)
     return da, dh
 
@@ -509,14 +478,13 @@ def lstm_forward_loop(xw, h0, c0, W_hh):
     gates = np.empty((T, B, H4), dtype=xw.dtype)
     tcs = np.empty((T, B, H), dtype=xw.dtype)
     hs[0], cs[0] = h0, c0
-    fused, n = _plan(B, H4, H)
-    if fused:
-        _split(_lstm_fwd_rows, (xw, _c(W_hh.T), hs, cs, gates, tcs), B, n)
+    if _fused(B, H4, H):
+        _lstm_fwd_rows(xw, _c(W_hh.T), hs, cs, gates, tcs, 0, B)
         return hs, cs, gates, tcs
     WT = W_hh.T
     for t in range(T):
         np.matmul(hs[t], WT, out=gates[t])
-        _split(_lstm_fwd_step, (xw, hs, cs, gates, tcs, t), B, n)
+        _lstm_fwd_step(xw, hs, cs, gates, tcs, t)
     return hs, cs, gates, tcs
 
 
@@ -529,12 +497,11 @@ def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh):
     dz = np.empty_like(gates)
     dh = np.array(dh_T, order="C")
     dc = np.array(dc_T, order="C")
-    fused, n = _plan(B, 4 * H, H)
-    if fused:
-        _split(_lstm_bwd_rows, (dout, cs, gates, tcs, W_hh, dz, dh, dc), B, n)
+    if _fused(B, 4 * H, H, backward=True):
+        _lstm_bwd_rows(dout, cs, gates, tcs, W_hh, dz, dh, dc, 0, B)
         return dz, dh, dc
     for t in range(T - 1, -1, -1):
-        _split(_lstm_bwd_step, (dout, cs, gates, tcs, t, dh, dc, dz), B, n)
+        _lstm_bwd_step(dout, cs, gates, tcs, t, dh, dc, dz)
         np.matmul(dz[t], W_hh, out=dh)
     return dz, dh, dc
 
@@ -552,15 +519,14 @@ def gru_forward_loop(xw, h0, W_hh, b_hh):
     gates = np.empty((T, B, H3), dtype=xw.dtype)
     ghn = np.empty((T, B, H), dtype=xw.dtype)
     hs[0] = h0
-    fused, n = _plan(B, H3, H)
-    if fused:
-        _split(_gru_fwd_rows, (xw, _c(W_hh.T), b, hs, gates, ghn), B, n)
+    if _fused(B, H3, H):
+        _gru_fwd_rows(xw, _c(W_hh.T), b, hs, gates, ghn, 0, B)
         return hs, gates, ghn
     WT = W_hh.T
     gh = np.empty((B, H3), xw.dtype)
     for t in range(T):
         np.matmul(hs[t], WT, out=gh)
-        _split(_gru_fwd_step, (xw, gh, b, hs, gates, ghn, t), B, n)
+        _gru_fwd_step(xw, gh, b, hs, gates, ghn, t)
     return hs, gates, ghn
 
 
@@ -574,13 +540,12 @@ def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh):
     dgx = np.empty_like(gates)
     dgh = np.empty_like(gates)
     dh = np.array(dh_T, order="C")
-    fused, n = _plan(B, 3 * H, H)
-    if fused:
-        _split(_gru_bwd_rows, (dout, hs, gates, ghn, W_hh, dgx, dgh, dh), B, n)
+    if _fused(B, 3 * H, H, backward=True):
+        _gru_bwd_rows(dout, hs, gates, ghn, W_hh, dgx, dgh, dh, 0, B)
         return dgx, dgh, dh
     dhz, m = dh, np.zeros_like(dh)  # dh_next = dhz + m: dh_T + 0 on the first step
     for t in range(T - 1, -1, -1):
-        _split(_gru_bwd_step, (dout, hs, gates, ghn, t, dhz, m, dgx, dgh), B, n)
+        _gru_bwd_step(dout, hs, gates, ghn, t, dhz, m, dgx, dgh)
         np.matmul(dgh[t], W_hh, out=m)
     m += dhz
     return dgx, dgh, m

@@ -1,0 +1,43 @@
+"""Write one benchmark's section into BENCHMARKS.md between markers, leaving the others alone
+(used by ``bptt bench`` and the scripts in ``benchmarks/``)."""
+
+import os
+import platform
+
+DEFAULT_PATH = "BENCHMARKS.md"
+
+
+def machine_line():
+    import numpy
+
+    try:
+        import torch
+
+        tv = torch.__version__
+    except ImportError:
+        tv = "not installed"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+            f"NumPy {numpy.__version__}, PyTorch {tv}")
+
+
+def write_section(name, body, path=DEFAULT_PATH):
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body.rstrip()}\n{end}\n"
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n\n"
+    if start in text and end in text:
+        a, b = text.index(start), text.index(end) + len(end)
+        text = text[:a] + block.rstrip("\n") + text[b:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
