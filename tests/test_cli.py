@@ -21,6 +21,7 @@ from bptt import checkpoint as ckpt_io
 from bptt.cli import main
 from bptt.sample import evaluate_text, load_model, sample
 from bptt.train import TrainConfig
+from fault_cases import edit_meta
 
 from training_helpers import (REPO, SHAKESPEARE, TINY, ckpt_step, cli, digests, latest, make_text,
                               metrics, one_error_line, read_bytes, write_text)
@@ -281,13 +282,7 @@ def _truncate(path, keep=100):
         f.truncate(keep)
 
 
-def _edit_meta(ckpt, fn):
-    p = os.path.join(ckpt, "checkpoint.json")
-    with open(p, encoding="utf-8") as f:
-        meta = json.load(f)
-    fn(meta)
-    with open(p, "w", encoding="utf-8") as f:
-        json.dump(meta, f)
+_edit_meta = edit_meta  # rewrite checkpoint.json through fn (shared with the fault tests)
 
 
 # a damaged newest checkpoint points to the older one kept beside it
