@@ -6,6 +6,8 @@
     bptt bench   [options]            speed against PyTorch on the CPU
     bptt train --task NAME [options]  a classic BPTT task (binary-add, echo, next-prime, copy, adding, series)
     bptt forecast RUN --steps K       the next K values from a trained series run
+    bptt gradflow | plot | gates      pictures: gradient norm against the lag, training curves, gates
+    bptt gradcheck [options]          finite-difference check of a layer's gradients
 
 Errors in the input are reported as one line on stderr with a non-zero exit; set BPTT_DEBUG=1
 to see the traceback.
