@@ -5,12 +5,14 @@ Dimensions: (...) any leading dimensions (e.g. T, B), I in_features, O out_featu
 
 import numpy as np
 
+from .cells._kernels import matmul  # a @ b, on bptt's threads when the fast path is in use
 from .module import Module, as_float_array, check_sizes, resolve_dtype
 
 
 def linear_forward(x, weight, bias):
     """x (..., I), weight (O, I), bias (O,) or None -> y (..., O)."""
-    y = x @ weight.T
+    I, O = weight.shape[1], weight.shape[0]
+    y = matmul(x.reshape(-1, I), weight.T).reshape(x.shape[:-1] + (O,))
     return y + bias if bias is not None else y
 
 
@@ -18,10 +20,10 @@ def linear_backward(dy, x, weight, with_bias):
     """dy (..., O) -> dx (..., I), dparams {'weight' (O, I), 'bias' (O,)}."""
     I, O = weight.shape[1], weight.shape[0]
     dy2 = dy.reshape(-1, O)
-    dparams = {"weight": dy2.T @ x.reshape(-1, I)}
+    dparams = {"weight": matmul(dy2.T, x.reshape(-1, I))}
     if with_bias:
         dparams["bias"] = dy2.sum(axis=0)
-    return dy @ weight, dparams
+    return matmul(dy2, weight).reshape(dy.shape[:-1] + (I,)), dparams
 
 
 class Linear(Module):

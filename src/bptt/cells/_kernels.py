@@ -1,4 +1,4 @@
-"""Chooses the implementation of the time loops: ``_numba_loops`` (compiled, the default) or
+"""Chooses the implementation of the time loops (and of the large products around them): ``_numba_loops`` (compiled, the default) or
 ``_numpy_loops`` (plain NumPy, the reference and the fallback).
 
 The choice is made on the first call, not at import: importing bptt neither imports numba nor
@@ -64,6 +64,18 @@ def get_backend():
     return "numba" if _resolve() is not _numpy_loops else "numpy"
 
 
+def matmul(a, b):
+    return _resolve().matmul(a, b)
+
+
+def input_projection(x, params, with_hh_bias):
+    return _resolve().input_projection(x, params, with_hh_bias)
+
+
+def sequence_grads(x, h_prev, dgx, dgh, params):
+    return _resolve().sequence_grads(x, h_prev, dgx, dgh, params)
+
+
 def rnn_forward_loop(xw, h0, W_hh, relu):
     return _resolve().rnn_forward_loop(xw, h0, W_hh, relu)
 
@@ -88,7 +100,7 @@ def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh):
     return _resolve().gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh)
 
 
-for _f in (rnn_forward_loop, rnn_backward_loop, lstm_forward_loop, lstm_backward_loop,
+for _f in (matmul, input_projection, sequence_grads, rnn_forward_loop, rnn_backward_loop, lstm_forward_loop, lstm_backward_loop,
            gru_forward_loop, gru_backward_loop):
     _f.__doc__ = getattr(_numpy_loops, _f.__name__).__doc__
 del _f

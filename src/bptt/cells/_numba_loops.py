@@ -1,25 +1,25 @@
 """The time loops of the three cells compiled with numba: the fast path.
 
-Same six functions, arguments and results as ``_numpy_loops`` (the reference they are tested
+Same functions, arguments and results as ``_numpy_loops`` (the reference they are tested
 against, to 1e-12 in float64). What differs is only how the work is done:
 
+- the batch is split into one block of rows per thread (``numba.get_num_threads()``): the rows
+  of a batch never meet in the recurrence, so each thread runs the whole time loop for its rows,
+  with no synchronisation per step (``*_par`` run the blocks with ``prange``);
+- each step's recurrent product for a block is one call of NumPy's own BLAS (``_blas``) on one
+  thread, made from the compiled loop (``_gemm``), or for small steps a hand-written product
+  (``_vec_mat``), so the time loop never returns to the interpreter;
 - the element-wise gate math of a step is one fused, vectorised loop instead of a dozen NumPy
   temporaries, with ``tanh`` and ``sigmoid`` written out (``_tanh`` below) so that LLVM can
   vectorise them (calls to libm's ``tanh`` cannot be), accurate to 2 ulp;
-- small problems run the whole sequence inside one compiled function with a hand-written
-  recurrent product (``*_rows``): no interpreter and no dispatch per step;
-- larger ones keep a thin Python loop: one ``np.matmul(..., out=)`` per step (NumPy's BLAS, on
-  all its threads) and one compiled kernel for the gate math (``*_step``); the input projection
-  before the loop and the weight gradients after it are single large products (``_common``).
+- the input projection before the loop and the weight gradients after it are single large
+  products, split into row blocks over the same threads (``input_projection``,
+  ``sequence_grads``), with the bias additions and sums as compiled parallel passes.
 
-numba's ``np.dot`` needs SciPy, which is not a dependency, hence the two strategies; which one
-runs is chosen per call from the size of a step's recurrent product (``FUSED_MAX_WORK*``).
-
-Threads: BLAS uses all of NumPy's. The compiled kernels run on the calling thread. Splitting
-them over threads (the batch rows are independent; the kernels release the GIL) was measured and
-dropped: after each BLAS call an OpenBLAS worker spins for about 0.1 s on one of the cores, so a
-second thread of ours mostly competes with it, and waking a thread per step costs about as much
-as a step's element-wise work on the machines measured (BENCHMARKS.md).
+All of a layer's BLAS calls thus run on our threads, one thread each, with OpenBLAS's own
+threads kept out (``_blas.single_threaded``): otherwise an OpenBLAS worker left spinning after
+a multi-threaded product would share the cores with ours. When NumPy's BLAS cannot be reached,
+the products of the larger steps are ``np.matmul`` calls from a thin Python loop instead.
 
 Nothing is compiled at import: each kernel is compiled, or loaded from numba's on-disk cache,
 on its first call for a dtype. Dimensions: T time, B batch, H hidden, G gates.
@@ -29,18 +29,26 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
-_OPTS = dict(cache=True, fastmath=False, nogil=True, error_model="numpy", boundscheck=False)
+from . import _blas
+from ._common import input_projection as _input_projection_ref
+from ._common import sequence_grads as _sequence_grads_ref
 
-# Up to this many multiply-adds in one step's recurrent product (B * G*H * H) the whole sequence
-# runs in one compiled loop, above it BLAS does each step's product. The backward's product
+_OPTS = dict(cache=True, fastmath=False, nogil=True, error_model="numpy", boundscheck=False)
+_POPTS = dict(_OPTS, parallel=True)
+
+# Up to this many multiply-adds in one step's recurrent product for one thread's block of rows
+# (rows * G*H * H) the hand-written product runs, above it BLAS. The backward's product
 # (G*H -> H) is the narrower one for the hand-written loop, hence its lower switch. Set from
 # measurements on a 2-core machine (BENCHMARKS.md); the results do not depend on them.
-FUSED_MAX_WORK = 1 << 18
-FUSED_MAX_WORK_BACKWARD = 1 << 15
-
+FUSED_MAX_WORK = 1 << 16
+FUSED_MAX_WORK_BACKWARD = 1 << 14
+# Testing hooks: the number of row blocks (None: numba's thread count) and whether NumPy's BLAS
+# may be called from compiled code (False: np.matmul from Python for the larger steps).
+SHARDS = None
+USE_BLAS_POINTER = True
 
 # ----------------------------------------------------------------------------- scalar math
 @intrinsic
@@ -143,7 +151,58 @@ def _tanh_array(x, out):
         out[i] = _tanh(x[i])
 
 
-# ----------------------------------------------------------------------------- small products
+# ----------------------------------------------------------------------------- products
+@intrinsic
+def _gemm(typingctx, addr, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """cblas_?gemm(RowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) through the
+    function's address addr; a, b, c are addresses, the integers 64-bit (ILP64)."""
+    if not isinstance(alpha, types.Float) or beta != alpha:
+        return None
+    args = (addr, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    sig = types.void(*args)
+
+    def codegen(context, builder, signature, llargs):
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        fl = context.get_value_type(alpha)
+        ptr = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, i64, i64, i64, fl, ptr, i64, ptr, i64, fl, ptr, i64])
+
+        def val(i, kind):
+            v = context.cast(builder, llargs[i], signature.args[i], types.int64)
+            if kind == "ptr":
+                return builder.inttoptr(v, ptr)
+            return builder.trunc(v, i32) if kind == "i32" else v
+
+        fn = builder.inttoptr(val(0, "i64"), fnty.as_pointer())
+        builder.call(fn, [ir.Constant(i32, 101), val(1, "i32"), val(2, "i32"), val(3, "i64"), val(4, "i64"),
+                          val(5, "i64"), llargs[6], val(7, "ptr"), val(8, "i64"), val(9, "ptr"), val(10, "i64"),
+                          llargs[11], val(12, "ptr"), val(13, "i64")])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(**_OPTS)
+def _mm(gemm, ta, A, tb, Bm, beta, C):
+    """C = op(A) @ op(Bm) + beta * C by the BLAS at address gemm, op(X) = X.T if t else X.
+
+    2-D arrays with contiguous rows (any row stride), as the row blocks of the loops are."""
+    M, N = C.shape
+    K = A.shape[0] if ta else A.shape[1]
+    if M == 0 or N == 0:
+        return
+    if K == 0:
+        for i in range(M):
+            for j in range(N):
+                C[i, j] = beta * C[i, j]
+        return
+    isz = C.itemsize
+    one = _like(beta, 1.0)
+    _gemm(gemm, 112 if ta else 111, 112 if tb else 111, M, N, K, one,
+          A.ctypes.data, max(A.strides[0] // isz, 1), Bm.ctypes.data, max(Bm.strides[0] // isz, 1),
+          beta, C.ctypes.data, max(C.strides[0] // isz, 1))
+
+
 @njit(**_OPTS)
 def _vec_mat(v, M, out):
     """out[:] = v @ M for v (K,), M (K, N) C-contiguous: rows of M scaled and summed, four at a
@@ -168,10 +227,69 @@ def _vec_mat(v, M, out):
             out[n] += ((a0 * M[k, n] + a1 * M[k + 1, n]) + a2 * M[k + 2, n]) + a3 * M[k + 3, n]
 
 
+@njit(**_OPTS)
+def _block(s, n, M):
+    """Rows [m0, m1) of block s out of n of M rows."""
+    return s * M // n, (s + 1) * M // n
+
+
+@njit(**_POPTS)
+def _mm_par(gemm, ta, A, tb, Bm, C, n):
+    """C = op(A) @ op(Bm), the rows of C in n blocks over the threads (each block reads the
+    matching rows of op(A) and all of op(Bm))."""
+    M = C.shape[0]
+    for s in prange(n):
+        m0, m1 = _block(s, n, M)
+        if ta:
+            _mm(gemm, True, A[:, m0:m1], tb, Bm, C.dtype.type(0.0), C[m0:m1])
+        else:
+            _mm(gemm, False, A[m0:m1], tb, Bm, C.dtype.type(0.0), C[m0:m1])
+
+
+@njit(**_POPTS)
+def _add_rows_par(C, b1, b2, two, n):
+    """C[i] = (C[i] + b1) + b2 (b2 only if two) for every row, in n blocks (the reference's
+    order of additions)."""
+    M, N = C.shape
+    for s in prange(n):
+        m0, m1 = _block(s, n, M)
+        for i in range(m0, m1):
+            if two:
+                for j in range(N):
+                    C[i, j] = (C[i, j] + b1[j]) + b2[j]
+            else:
+                for j in range(N):
+                    C[i, j] = C[i, j] + b1[j]
+
+
+@njit(**_POPTS)
+def _colsum_par(A, n):
+    """A.sum(axis=0) for A (M, N): n blocks of rows summed in parallel, each in chunks of 64
+    rows (error growing like 64 + M/64 roundings, not M), then the n partial sums."""
+    M, N = A.shape
+    part = np.zeros((n, N), A.dtype)
+    for s in prange(n):
+        m0, m1 = _block(s, n, M)
+        chunk = np.empty(N, A.dtype)
+        for c0 in range(m0, m1, 64):
+            for j in range(N):
+                chunk[j] = A[c0, j]
+            for i in range(c0 + 1, min(c0 + 64, m1)):
+                for j in range(N):
+                    chunk[j] += A[i, j]
+            for j in range(N):
+                part[s, j] += chunk[j]
+    out = np.zeros(N, A.dtype)
+    for s in range(n):
+        for j in range(N):
+            out[j] += part[s, j]
+    return out
+
+
 # ----------------------------------------------------------------------------- RNN
 @njit(**_OPTS)
 def _rnn_act(xr, ar, hr, relu, H):
-    """hr = act(xr + ar) for one row (ar holds the recurrent product; hr may be ar)."""
+    """hr = act(xr + ar) for one row (ar holds the recurrent product)."""
     zero = _like(xr[0], 0.0)
     if relu:
         for j in range(H):
@@ -197,30 +315,54 @@ def _rnn_act_grad(dr, g, hr, ar, relu, H):
 
 
 @njit(**_OPTS)
-def _rnn_fwd_rows(xw, W_hhT, relu, hs, b0, b1):
-    """Batch rows b0:b1 through all T steps: hs[t+1] = act(xw[t] + hs[t] @ W_hh^T)."""
+def _rnn_fwd_rows(gemm, xw, W_hhT, relu, hs, b0, b1):
+    """Batch rows b0:b1 through all T steps: hs[t+1] = act(xw[t] + hs[t] @ W_hh^T). gemm: the
+    BLAS address for the step's product, 0 for the hand-written one."""
     T, _, H = xw.shape
-    acc = np.empty(H, xw.dtype)
+    zero = xw.dtype.type(0.0)
+    acc = np.empty((b1 - b0, H), xw.dtype)  # the recurrent product of the block
     for t in range(T):
+        if gemm:
+            _mm(gemm, False, hs[t, b0:b1], False, W_hhT, zero, acc)
         for b in range(b0, b1):
-            _vec_mat(hs[t, b], W_hhT, acc)
-            _rnn_act(xw[t, b], acc, hs[t + 1, b], relu, H)
+            if not gemm:
+                _vec_mat(hs[t, b], W_hhT, acc[b - b0])
+            _rnn_act(xw[t, b], acc[b - b0], hs[t + 1, b], relu, H)
 
 
 @njit(**_OPTS)
-def _rnn_bwd_rows(dout, hs, W_hh, relu, da, dh, b0, b1):
+def _rnn_bwd_rows(gemm, dout, hs, W_hh, relu, da, dh, b0, b1):
     """Rows b0:b1 back through all T steps; dh holds dh_T on entry and dh0 on exit."""
     T, _, H = dout.shape
+    zero = dout.dtype.type(0.0)
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
             _rnn_act_grad(dout[t, b], dh[b], hs[t + 1, b], da[t, b], relu, H)
-            _vec_mat(da[t, b], W_hh, dh[b])
+            if not gemm:
+                _vec_mat(da[t, b], W_hh, dh[b])
+        if gemm:
+            _mm(gemm, False, da[t, b0:b1], False, W_hh, zero, dh[b0:b1])
+
+
+@njit(**_POPTS)
+def _rnn_fwd_par(gemm, xw, W_hhT, relu, hs, n):
+    B = xw.shape[1]
+    for s in prange(n):
+        b0, b1 = _block(s, n, B)
+        _rnn_fwd_rows(gemm, xw, W_hhT, relu, hs, b0, b1)
+
+
+@njit(**_POPTS)
+def _rnn_bwd_par(gemm, dout, hs, W_hh, relu, da, dh, n):
+    B = dout.shape[1]
+    for s in prange(n):
+        b0, b1 = _block(s, n, B)
+        _rnn_bwd_rows(gemm, dout, hs, W_hh, relu, da, dh, b0, b1)
 
 
 @njit(**_OPTS)
 def _rnn_fwd_step(xw, ah, hs, t, relu):
-    """ah holds hs[t] @ W_hh^T -> hs[t+1] = act(xw[t] + ah). (ah is a separate buffer: in
-    place, LLVM could not prove the loop free of overlap and would not vectorise it.)"""
+    """(No BLAS address: np.matmul from Python.) ah holds hs[t] @ W_hh^T -> hs[t+1]."""
     _, B, H = xw.shape
     for b in range(B):
         _rnn_act(xw[t, b], ah[b], hs[t + 1, b], relu, H)
@@ -275,29 +417,53 @@ def _lstm_cell_bwd(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, H):
 
 
 @njit(**_OPTS)
-def _lstm_fwd_rows(xw, W_hhT, hs, cs, gates, tcs, b0, b1):
+def _lstm_fwd_rows(gemm, xw, W_hhT, hs, cs, gates, tcs, b0, b1):
     T, _, H4 = xw.shape
     H = H4 // 4
+    zero = xw.dtype.type(0.0)
     for t in range(T):
+        if gemm:
+            _mm(gemm, False, hs[t, b0:b1], False, W_hhT, zero, gates[t, b0:b1])
         for b in range(b0, b1):
             zr = gates[t, b]
-            _vec_mat(hs[t, b], W_hhT, zr)
+            if not gemm:
+                _vec_mat(hs[t, b], W_hhT, zr)
             _lstm_cell_fwd(xw[t, b], zr, cs[t, b], cs[t + 1, b], tcs[t, b], hs[t + 1, b], H)
 
 
 @njit(**_OPTS)
-def _lstm_bwd_rows(dout, cs, gates, tcs, W_hh, dz, dh, dc, b0, b1):
+def _lstm_bwd_rows(gemm, dout, cs, gates, tcs, W_hh, dz, dh, dc, b0, b1):
     """dh, dc hold dh_T, dc_T on entry and dh0, dc0 on exit."""
     T, _, H = dout.shape
+    zero = dout.dtype.type(0.0)
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
             _lstm_cell_bwd(dout[t, b], dh[b], dc[b], cs[t, b], gates[t, b], tcs[t, b], dz[t, b], H)
-            _vec_mat(dz[t, b], W_hh, dh[b])
+            if not gemm:
+                _vec_mat(dz[t, b], W_hh, dh[b])
+        if gemm:
+            _mm(gemm, False, dz[t, b0:b1], False, W_hh, zero, dh[b0:b1])
+
+
+@njit(**_POPTS)
+def _lstm_fwd_par(gemm, xw, W_hhT, hs, cs, gates, tcs, n):
+    B = xw.shape[1]
+    for s in prange(n):
+        b0, b1 = _block(s, n, B)
+        _lstm_fwd_rows(gemm, xw, W_hhT, hs, cs, gates, tcs, b0, b1)
+
+
+@njit(**_POPTS)
+def _lstm_bwd_par(gemm, dout, cs, gates, tcs, W_hh, dz, dh, dc, n):
+    B = dout.shape[1]
+    for s in prange(n):
+        b0, b1 = _block(s, n, B)
+        _lstm_bwd_rows(gemm, dout, cs, gates, tcs, W_hh, dz, dh, dc, b0, b1)
 
 
 @njit(**_OPTS)
 def _lstm_fwd_step(xw, hs, cs, gates, tcs, t):
-    """gates[t] holds hs[t] @ W_hh^T on entry."""
+    """(No BLAS address.) gates[t] holds hs[t] @ W_hh^T on entry."""
     _, B, H = hs.shape
     for b in range(B):
         _lstm_cell_fwd(xw[t, b], gates[t, b], cs[t, b], cs[t + 1, b], tcs[t, b], hs[t + 1, b], H)
@@ -329,7 +495,7 @@ def _gru_cell_fwd(xr, ghr, b_hh, h_prev, gr, ghn_out, h_out, H):
 
 @njit(**_OPTS)
 def _gru_cell_bwd(dr, dh_next, h_prev, gr, gn, dgxr, dghr, dhz, H):
-    """One row: dh = dr + dh_next -> dgx, dgh (3H) and dhz = dh * z."""
+    """One row: dh = dr + dh_next -> dgx, dgh (3H) and dhz = dh * z (dhz may be dh_next)."""
     one = _like(dr[0], 1.0)
     for j in range(H):
         r = gr[j]
@@ -349,34 +515,57 @@ def _gru_cell_bwd(dr, dh_next, h_prev, gr, gn, dgxr, dghr, dhz, H):
 
 
 @njit(**_OPTS)
-def _gru_fwd_rows(xw, W_hhT, b_hh, hs, gates, ghn, b0, b1):
+def _gru_fwd_rows(gemm, xw, W_hhT, b_hh, hs, gates, ghn, b0, b1):
     T, _, H3 = xw.shape
     H = H3 // 3
-    acc = np.empty(H3, xw.dtype)
+    zero = xw.dtype.type(0.0)
+    acc = np.empty((b1 - b0, H3), xw.dtype)
     for t in range(T):
+        if gemm:
+            _mm(gemm, False, hs[t, b0:b1], False, W_hhT, zero, acc)
         for b in range(b0, b1):
-            _vec_mat(hs[t, b], W_hhT, acc)
-            _gru_cell_fwd(xw[t, b], acc, b_hh, hs[t, b], gates[t, b], ghn[t, b], hs[t + 1, b], H)
+            if not gemm:
+                _vec_mat(hs[t, b], W_hhT, acc[b - b0])
+            _gru_cell_fwd(xw[t, b], acc[b - b0], b_hh, hs[t, b], gates[t, b], ghn[t, b], hs[t + 1, b], H)
 
 
 @njit(**_OPTS)
-def _gru_bwd_rows(dout, hs, gates, ghn, W_hh, dgx, dgh, dh, b0, b1):
+def _gru_bwd_rows(gemm, dout, hs, gates, ghn, W_hh, dgx, dgh, dh, b0, b1):
     """dh holds dh_T on entry and dh0 on exit: dh_{t-1} = dh * z + dgh @ W_hh."""
     T, _, H = dout.shape
-    dhz = np.empty(H, dout.dtype)
+    one = dout.dtype.type(1.0)
     acc = np.empty(H, dout.dtype)
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
             g = dh[b]
-            _gru_cell_bwd(dout[t, b], g, hs[t, b], gates[t, b], ghn[t, b], dgx[t, b], dgh[t, b], dhz, H)
-            _vec_mat(dgh[t, b], W_hh, acc)
-            for j in range(H):
-                g[j] = dhz[j] + acc[j]
+            _gru_cell_bwd(dout[t, b], g, hs[t, b], gates[t, b], ghn[t, b], dgx[t, b], dgh[t, b], g, H)
+            if not gemm:
+                _vec_mat(dgh[t, b], W_hh, acc)
+                for j in range(H):
+                    g[j] = g[j] + acc[j]
+        if gemm:
+            _mm(gemm, False, dgh[t, b0:b1], False, W_hh, one, dh[b0:b1])
+
+
+@njit(**_POPTS)
+def _gru_fwd_par(gemm, xw, W_hhT, b_hh, hs, gates, ghn, n):
+    B = xw.shape[1]
+    for s in prange(n):
+        b0, b1 = _block(s, n, B)
+        _gru_fwd_rows(gemm, xw, W_hhT, b_hh, hs, gates, ghn, b0, b1)
+
+
+@njit(**_POPTS)
+def _gru_bwd_par(gemm, dout, hs, gates, ghn, W_hh, dgx, dgh, dh, n):
+    B = dout.shape[1]
+    for s in prange(n):
+        b0, b1 = _block(s, n, B)
+        _gru_bwd_rows(gemm, dout, hs, gates, ghn, W_hh, dgx, dgh, dh, b0, b1)
 
 
 @njit(**_OPTS)
 def _gru_fwd_step(xw, gh, b_hh, hs, gates, ghn, t):
-    """gh holds hs[t] @ W_hh^T on entry."""
+    """(No BLAS address.) gh holds hs[t] @ W_hh^T on entry."""
     _, B, H = hs.shape
     for b in range(B):
         _gru_cell_fwd(xw[t, b], gh[b], b_hh, hs[t, b], gates[t, b], ghn[t, b], hs[t + 1, b], H)
@@ -395,14 +584,46 @@ def _gru_bwd_step(dout, hs, gates, ghn, t, dhz, m, dgx, dgh):
 
 
 # ----------------------------------------------------------------------------- planning
-def _fused(B, GH, H, backward=False):
-    """Whether the whole sequence runs in one compiled loop (else BLAS per step). One or two
-    sequences go through the compiled loop up to the forward's size in the backward too: BLAS
-    would do a matrix-vector product per step, where it is no faster."""
-    work = B * GH * H
-    if backward and B > 2:
-        return work <= FUSED_MAX_WORK_BACKWARD
-    return work <= FUSED_MAX_WORK
+class _Plan:
+    """How one call runs: ``n`` row blocks (threads), ``gemm`` the BLAS address for the steps'
+    products (0: hand-written), ``per_step_matmul`` True when no BLAS address can be had and
+    the step is large: then a Python loop calls np.matmul for each step, on one thread."""
+
+    def __init__(self, dtype, B, GH, H, backward=False):
+        import numba
+
+        self.n = max(1, min(SHARDS or numba.get_num_threads(), B))
+        rows = -(-B // self.n)  # the largest block
+        limit = FUSED_MAX_WORK_BACKWARD if backward and rows > 2 else FUSED_MAX_WORK
+        blas = _blas.find() if USE_BLAS_POINTER else None
+        small = rows * GH * H <= limit
+        self.blas = blas
+        self.gemm = 0 if small or blas is None else blas.gemm(dtype)
+        self.per_step_matmul = not small and blas is None
+
+    def threads(self):
+        """The context the blocks run in: OpenBLAS on one thread while ours call it."""
+        if self.blas is None:
+            return _nothing()
+        return _blas.single_threaded(self.blas)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _bigplan(dtype, M):
+    """(n blocks, BLAS) for a large product of M output rows, or None: np.matmul instead."""
+    import numba
+
+    blas = _blas.find() if USE_BLAS_POINTER else None
+    if blas is None:
+        return None
+    return max(1, min(SHARDS or numba.get_num_threads(), M)), blas
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -430,6 +651,75 @@ def _reference():
     return _numpy_loops
 
 
+def _operand(X):
+    """(array with contiguous rows, transposed?) for BLAS: X itself, or the array X is the
+    transpose of, or a contiguous copy."""
+    if X.flags.c_contiguous:
+        return X, False
+    if X.T.flags.c_contiguous:
+        return X.T, True
+    return np.ascontiguousarray(X), False
+
+
+def matmul(a, b):
+    """a @ b for 2-D arrays (either may be a transposed view), on bptt's threads: the rows of
+    the result in blocks, one BLAS call per thread."""
+    dt = _dtype_of(a, b) if a.ndim == 2 and b.ndim == 2 else None
+    plan = _bigplan(dt, a.shape[0]) if dt is not None else None
+    if plan is None or a.shape[1] != b.shape[0]:
+        return np.matmul(a, b)
+    n, blas = plan
+    (A, ta), (Bm, tb) = _operand(a), _operand(b)
+    out = np.empty((a.shape[0], b.shape[1]), dt)
+    with _blas.single_threaded(blas):
+        _mm_par(blas.gemm(dt), ta, A, tb, Bm, out, n)
+    return out
+
+
+def input_projection(x, params, with_hh_bias):
+    """x @ W_ih^T + b_ih (+ b_hh) for all T steps at once: (T, B, D) -> (T, B, G*H)."""
+    W = params["weight_ih"]
+    b1, b2 = params.get("bias_ih"), params.get("bias_hh") if with_hh_bias else None
+    dt = _dtype_of(x, W, b1, b2)
+    plan = _bigplan(dt, x.shape[0] * x.shape[1]) if dt is not None else None
+    if plan is None:
+        return _input_projection_ref(x, params, with_hh_bias)
+    n, blas = plan
+    T, B, D = x.shape
+    xw = np.empty((T * B, W.shape[0]), dt)
+    with _blas.single_threaded(blas):
+        _mm_par(blas.gemm(dt), False, _c(x.reshape(T * B, D)), True, _c(W), xw, n)
+    if b1 is not None:
+        _add_rows_par(xw, b1, b1 if b2 is None else b2, b2 is not None, n)
+    return xw.reshape(T, B, -1)
+
+
+def sequence_grads(x, h_prev, dgx, dgh, params):
+    """The weight gradients of a whole sequence and dx: as ``_common.sequence_grads``."""
+    W = params["weight_ih"]
+    dt = _dtype_of(x, h_prev, dgx, dgh, W)
+    T, B, D = x.shape
+    plan = _bigplan(dt, T * B) if dt is not None else None
+    if plan is None:
+        return _sequence_grads_ref(x, h_prev, dgx, dgh, params)
+    n, blas = plan
+    gemm = blas.gemm(dt)
+    GH, H = dgx.shape[-1], h_prev.shape[-1]
+    x2, h2 = _c(x.reshape(T * B, D)), _c(h_prev.reshape(T * B, H))
+    dgx2, dgh2 = _c(dgx.reshape(T * B, GH)), _c(dgh.reshape(T * B, GH))
+    dparams = {"weight_ih": np.empty((GH, D), dt), "weight_hh": np.empty((GH, H), dt)}
+    dx = np.empty((T * B, D), dt)
+    ng = max(1, min(n, GH))
+    with _blas.single_threaded(blas):
+        _mm_par(gemm, True, dgx2, False, x2, dparams["weight_ih"], ng)  # (G*H, D)
+        _mm_par(gemm, True, dgh2, False, h2, dparams["weight_hh"], ng)  # (G*H, H)
+        _mm_par(gemm, False, dgx2, False, _c(W), dx, n)  # (T*B, D)
+    if "bias_ih" in params:
+        dparams["bias_ih"] = _colsum_par(dgx2, n)
+        dparams["bias_hh"] = dparams["bias_ih"].copy() if dgh is dgx else _colsum_par(dgh2, n)
+    return dx.reshape(T, B, D), dparams
+
+
 def rnn_forward_loop(xw, h0, W_hh, relu):
     """xw (T, B, H) input projection with both biases, h0 (B, H) -> hs (T+1, B, H)."""
     if _dtype_of(xw, h0, W_hh) is None:
@@ -438,8 +728,10 @@ def rnn_forward_loop(xw, h0, W_hh, relu):
     T, B, H = xw.shape
     hs = np.empty((T + 1, B, H), dtype=xw.dtype)
     hs[0] = h0
-    if _fused(B, H, H):
-        _rnn_fwd_rows(xw, _c(W_hh.T), relu, hs, 0, B)
+    plan = _Plan(xw.dtype, B, H, H)
+    if not plan.per_step_matmul:
+        with plan.threads():
+            _rnn_fwd_par(plan.gemm, xw, _c(W_hh.T), relu, hs, plan.n)
         return hs
     WT = W_hh.T  # BLAS reads the transpose in place, faster than a transposed copy
     ah = np.empty((B, H), xw.dtype)
@@ -457,8 +749,10 @@ def rnn_backward_loop(dout, dh_T, hs, W_hh, relu):
     T, B, H = dout.shape
     da = np.empty_like(dout)
     dh = np.array(dh_T, order="C")  # a copy: updated in place, step by step
-    if _fused(B, H, H, backward=True):
-        _rnn_bwd_rows(dout, hs, W_hh, relu, da, dh, 0, B)
+    plan = _Plan(dout.dtype, B, H, H, backward=True)
+    if not plan.per_step_matmul:
+        with plan.threads():
+            _rnn_bwd_par(plan.gemm, dout, hs, W_hh, relu, da, dh, plan.n)
         return da, dh
     for t in range(T - 1, -1, -1):
         _rnn_bwd_step(dout, hs, t, relu, dh, da)
@@ -478,8 +772,10 @@ def lstm_forward_loop(xw, h0, c0, W_hh):
     gates = np.empty((T, B, H4), dtype=xw.dtype)
     tcs = np.empty((T, B, H), dtype=xw.dtype)
     hs[0], cs[0] = h0, c0
-    if _fused(B, H4, H):
-        _lstm_fwd_rows(xw, _c(W_hh.T), hs, cs, gates, tcs, 0, B)
+    plan = _Plan(xw.dtype, B, H4, H)
+    if not plan.per_step_matmul:
+        with plan.threads():
+            _lstm_fwd_par(plan.gemm, xw, _c(W_hh.T), hs, cs, gates, tcs, plan.n)
         return hs, cs, gates, tcs
     WT = W_hh.T
     for t in range(T):
@@ -497,8 +793,10 @@ def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh):
     dz = np.empty_like(gates)
     dh = np.array(dh_T, order="C")
     dc = np.array(dc_T, order="C")
-    if _fused(B, 4 * H, H, backward=True):
-        _lstm_bwd_rows(dout, cs, gates, tcs, W_hh, dz, dh, dc, 0, B)
+    plan = _Plan(dout.dtype, B, 4 * H, H, backward=True)
+    if not plan.per_step_matmul:
+        with plan.threads():
+            _lstm_bwd_par(plan.gemm, dout, cs, gates, tcs, W_hh, dz, dh, dc, plan.n)
         return dz, dh, dc
     for t in range(T - 1, -1, -1):
         _lstm_bwd_step(dout, cs, gates, tcs, t, dh, dc, dz)
@@ -519,8 +817,10 @@ def gru_forward_loop(xw, h0, W_hh, b_hh):
     gates = np.empty((T, B, H3), dtype=xw.dtype)
     ghn = np.empty((T, B, H), dtype=xw.dtype)
     hs[0] = h0
-    if _fused(B, H3, H):
-        _gru_fwd_rows(xw, _c(W_hh.T), b, hs, gates, ghn, 0, B)
+    plan = _Plan(xw.dtype, B, H3, H)
+    if not plan.per_step_matmul:
+        with plan.threads():
+            _gru_fwd_par(plan.gemm, xw, _c(W_hh.T), b, hs, gates, ghn, plan.n)
         return hs, gates, ghn
     WT = W_hh.T
     gh = np.empty((B, H3), xw.dtype)
@@ -540,8 +840,10 @@ def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh):
     dgx = np.empty_like(gates)
     dgh = np.empty_like(gates)
     dh = np.array(dh_T, order="C")
-    if _fused(B, 3 * H, H, backward=True):
-        _gru_bwd_rows(dout, hs, gates, ghn, W_hh, dgx, dgh, dh, 0, B)
+    plan = _Plan(dout.dtype, B, 3 * H, H, backward=True)
+    if not plan.per_step_matmul:
+        with plan.threads():
+            _gru_bwd_par(plan.gemm, dout, hs, gates, ghn, W_hh, dgx, dgh, dh, plan.n)
         return dgx, dgh, dh
     dhz, m = dh, np.zeros_like(dh)  # dh_next = dhz + m: dh_T + 0 on the first step
     for t in range(T - 1, -1, -1):

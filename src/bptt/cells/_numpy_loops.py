@@ -2,14 +2,19 @@
 
 Only what must be sequential lives here: the recurrent matrix product and the element-wise gate
 math of each step. The input projection before the loop and the weight gradients after it are
-done by the callers as single large matrix products.
+single large matrix products (``_common``, re-exported here as this backend's).
 
 Dimensions: T time, B batch, H hidden. Gate order: LSTM i, f, g, o; GRU r, z, n.
 """
 
 import numpy as np
 
-from ._common import sigmoid
+from ._common import input_projection, sequence_grads, sigmoid  # noqa: F401 - the backend's products
+
+
+def matmul(a, b):
+    """a @ b for 2-D arrays (the large products of the layers around the cells, e.g. the head)."""
+    return a @ b
 
 
 # ----------------------------------------------------------------------------- RNN

@@ -18,7 +18,7 @@ Dimensions: T time, B batch, D input, H hidden.
 import numpy as np
 
 from . import _kernels
-from ._common import input_projection, sequence_grads, sigmoid, step_grads
+from ._common import sigmoid, step_grads
 
 GATES = 3
 
@@ -56,7 +56,7 @@ def step_backward(dh, cache):
 
 def forward(x, h0, params):
     """x (T, B, D), h0 (B, H) -> out (T, B, H), h_T (B, H), cache."""
-    xw = input_projection(x, params, with_hh_bias=False)  # (T, B, 3H), b_hh stays inside
+    xw = _kernels.input_projection(x, params, with_hh_bias=False)  # (T, B, 3H), b_hh stays inside
     hs, gates, ghn = _kernels.gru_forward_loop(xw, h0, params["weight_hh"], params.get("bias_hh"))
     # hs (T+1, B, H); gates (T, B, 3H) activated r, z, n; ghn (T, B, H)
     return hs[1:], hs[-1], (x, hs, gates, ghn, params)
@@ -66,5 +66,5 @@ def backward(dout, dh_T, cache):
     """dout (T, B, H), dh_T (B, H) -> dx (T, B, D), dh0 (B, H), dparams."""
     x, hs, gates, ghn, params = cache
     dgx, dgh, dh0 = _kernels.gru_backward_loop(dout, dh_T, hs, gates, ghn, params["weight_hh"])
-    dx, dparams = sequence_grads(x, hs[:-1], dgx, dgh, params)
+    dx, dparams = _kernels.sequence_grads(x, hs[:-1], dgx, dgh, params)
     return dx, dh0, dparams

@@ -20,7 +20,7 @@ Dimensions: T time, B batch, D input, H hidden.
 import numpy as np
 
 from . import _kernels
-from ._common import input_projection, sequence_grads, sigmoid, step_grads
+from ._common import sigmoid, step_grads
 
 GATES = 4
 
@@ -63,7 +63,7 @@ def step_backward(dstate, cache):
 def forward(x, state0, params):
     """x (T, B, D), state0 (h0, c0) each (B, H) -> out (T, B, H), (h_T, c_T), cache."""
     h0, c0 = state0
-    xw = input_projection(x, params, with_hh_bias=True)  # (T, B, 4H)
+    xw = _kernels.input_projection(x, params, with_hh_bias=True)  # (T, B, 4H)
     hs, cs, gates, tcs = _kernels.lstm_forward_loop(xw, h0, c0, params["weight_hh"])
     # hs, cs (T+1, B, H) with [0] the initial state; gates (T, B, 4H); tcs = tanh(cs[1:])
     return hs[1:], (hs[-1], cs[-1]), (x, hs, cs, gates, tcs, params)
@@ -76,5 +76,5 @@ def backward(dout, dstate_T, cache):
     dz, dh0, dc0 = _kernels.lstm_backward_loop(
         dout, dh_T, dc_T, cs, gates, tcs, params["weight_hh"]
     )  # dz (T, B, 4H)
-    dx, dparams = sequence_grads(x, hs[:-1], dz, dz, params)
+    dx, dparams = _kernels.sequence_grads(x, hs[:-1], dz, dz, params)
     return dx, (dh0, dc0), dparams

@@ -16,7 +16,7 @@ Dimensions: T time, B batch, D input, H hidden.
 import numpy as np
 
 from . import _kernels
-from ._common import input_projection, sequence_grads, step_grads
+from ._common import step_grads
 
 GATES = 1
 
@@ -57,7 +57,7 @@ def step_backward(dh, cache):
 def forward(x, h0, params, nonlinearity="tanh"):
     """x (T, B, D), h0 (B, H) -> out (T, B, H), h_T (B, H), cache."""
     _activate(np.zeros(0), nonlinearity)  # validates the name
-    xw = input_projection(x, params, with_hh_bias=True)  # (T, B, H)
+    xw = _kernels.input_projection(x, params, with_hh_bias=True)  # (T, B, H)
     hs = _kernels.rnn_forward_loop(xw, h0, params["weight_hh"], nonlinearity == "relu")
     # hs (T+1, B, H): hs[0] = h0, hs[t+1] = h_t
     return hs[1:], hs[-1], (x, hs, params, nonlinearity)
@@ -70,5 +70,5 @@ def backward(dout, dh_T, cache):
     da, dh0 = _kernels.rnn_backward_loop(
         dout, dh_T, hs, params["weight_hh"], nonlinearity == "relu"
     )  # da (T, B, H)
-    dx, dparams = sequence_grads(x, hs[:-1], da, da, params)
+    dx, dparams = _kernels.sequence_grads(x, hs[:-1], da, da, params)
     return dx, dh0, dparams
