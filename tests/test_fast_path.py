@@ -20,12 +20,24 @@ GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
 
 
-@pytest.fixture(params=["fused", "blas"])
+@pytest.fixture(params=["micro", "hand", "blas", "np-matmul"])
 def strategy(request, monkeypatch):
-    """Run the numba loops one way: the whole sequence in one compiled loop, or BLAS for each
-    step's product. The results must not depend on it."""
-    monkeypatch.setattr(fast, "FUSED_MAX_WORK", -1 if request.param == "blas" else 1 << 40)
-    monkeypatch.setattr(fast, "FUSED_MAX_WORK_BACKWARD", -1 if request.param == "blas" else 1 << 40)
+    """Run the numba loops one way: each step's product by the float32 micro-kernel on packed
+    weights (float64 then goes as "blas"), hand-written in the compiled loop, by NumPy's BLAS
+    called from the compiled loop, or (no BLAS address) by np.matmul from a Python loop. The
+    results must not depend on it."""
+    big = request.param != "hand"
+    monkeypatch.setattr(fast, "USE_MICROKERNEL", request.param == "micro")
+    monkeypatch.setattr(fast, "FUSED_MAX_WORK", -1 if big else 1 << 40)
+    monkeypatch.setattr(fast, "FUSED_MAX_WORK_BACKWARD", -1 if big else 1 << 40)
+    monkeypatch.setattr(fast, "USE_BLAS_POINTER", request.param != "np-matmul")
+    return request.param
+
+
+@pytest.fixture(params=[1, 2, 3])
+def shards(request, monkeypatch):
+    """The batch split into this many blocks of rows (threads); uneven blocks included."""
+    monkeypatch.setattr(fast, "SHARDS", request.param)
     return request.param
 
 
@@ -76,13 +88,13 @@ def _assert_same(got, want, tol):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("cell", CELLS)
-def test_loops_match_reference(cell, shape, dtype, strategy):
+def test_loops_match_reference(cell, shape, dtype, strategy, shards):
     a = _loop_inputs(cell, shape, dtype, bias=True)
     _assert_same(_run_loops(fast, cell, a), _run_loops(ref, cell, a), TOL[dtype])
 
 
 @pytest.mark.parametrize("shape", SHAPES[:2])
-def test_gru_loops_without_bias(shape, strategy):
+def test_gru_loops_without_bias(shape, strategy, shards):
     a = _loop_inputs("gru", shape, np.float64, bias=False)
     _assert_same(_run_loops(fast, "gru", a), _run_loops(ref, "gru", a), 1e-12)
 
@@ -97,6 +109,88 @@ def test_loops_take_strided_inputs(cell):
     a["W"] = np.asfortranarray(a["W"])
     assert a["xw"].shape[0] == T and not a["xw"].flags.c_contiguous
     _assert_same(_run_loops(fast, cell, a), _run_loops(ref, cell, a), 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_products_match_reference(cell, dtype, shards):
+    """The input projection and the weight gradients on bptt's threads (row blocks, one BLAS
+    call each, biases added and summed by compiled passes) against the reference products,
+    with a reversed (strided) input as the reverse direction passes it, and GRU's narrow dgh."""
+    T, B, D, H = 7, 5, 6, 4
+    G = GATES["rnn_tanh" if cell == "rnn" else cell]
+    rng = np.random.default_rng(2)
+    params = {k: v.astype(dtype) for k, v in _cell_params(G, D, H, True, rng).items()}
+    x = rng.standard_normal((T, B, D)).astype(dtype)[::-1]
+    for with_hh in (True, False):
+        _assert_same([fast.input_projection(x, params, with_hh)], [ref.input_projection(x, params, with_hh)],
+                     TOL[dtype])
+    h_prev = rng.standard_normal((T, B, H)).astype(dtype)
+    dgx = rng.standard_normal((T, B, G * H)).astype(dtype)
+    dgh = rng.standard_normal((T, B, H)).astype(dtype) if cell == "gru" else dgx
+    got_dx, got = fast.sequence_grads(x, h_prev, dgx, dgh, params)
+    want_dx, want = ref.sequence_grads(x, h_prev, dgx, dgh, params)
+    assert sorted(got) == sorted(want)
+    _assert_same([got_dx] + [got[k] for k in sorted(got)], [want_dx] + [want[k] for k in sorted(want)], TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_matmul_on_our_threads(dtype, shards):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((9, 4)).astype(dtype)
+    b = rng.standard_normal((4, 6)).astype(dtype)
+    for x, y in ((a, b), (a.T.copy().T, b), (np.asfortranarray(a), b.T.copy().T), (a[::2], b[:, ::2])):
+        got = fast.matmul(x, y)
+        assert got.shape == (x.shape[0], y.shape[1]) and got.dtype == dtype
+        np.testing.assert_allclose(got, np.matmul(x, y), rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (5, 37, 70), (6, 16, 16), (7, 3, 33), (16, 128, 512), (13, 512, 128)])
+def test_microkernel_product(m, k, n):
+    """C = A @ Wt and C += A @ Wt by the micro-kernel on packed Wt, for row counts around its
+    block of 6 and column counts around its panel of 16, against float64 products."""
+    rng = np.random.default_rng(m * 1000 + n)
+    A = rng.standard_normal((m, 2 * k)).astype(np.float32)[:, ::2].copy()
+    A = np.concatenate([A, np.zeros((m, 3), np.float32)], axis=1)[:, :k]  # rows with a stride > k
+    Wt = rng.standard_normal((k, n)).astype(np.float32)
+    want = A.astype(np.float64) @ Wt.astype(np.float64)
+    Bp = fast._pack(Wt)
+    assert Bp.shape == (-(-n // 16), k, 16)
+    scratch = np.empty((6, 16), np.float32)
+    C = np.full((m, n + 5), np.nan, np.float32)[:, :n]
+    fast._uk_mm(A, Bp, C, 0, scratch)
+    tol = 1e-5 * np.sqrt(k) * (1 + np.abs(want).max())
+    assert np.max(np.abs(C - want)) <= tol
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    C = C0.copy()
+    fast._uk_mm(A, Bp, C, 1, scratch)
+    assert np.max(np.abs(C - (want + C0))) <= tol
+
+
+def test_colsum_matches_sum():
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((1001, 7))
+    for n in (1, 2, 3, 7):
+        np.testing.assert_allclose(fast._colsum_par(a, n), a.sum(axis=0), rtol=0, atol=1e-12)
+
+
+def test_numpy_blas_is_reached_and_threads_restored():
+    """The fast path calls NumPy's own BLAS (found on this platform) on one thread while our
+    threads run, and gives OpenBLAS its thread count back afterwards, also after an error."""
+    from bptt.cells import _blas
+
+    blas = _blas.find()
+    assert blas is not None, "NumPy's OpenBLAS was not found: the fast path would use np.matmul per step"
+    before = blas.get_num_threads()
+    with _blas.single_threaded(blas):
+        assert blas.get_num_threads() == 1
+    assert blas.get_num_threads() == before
+    with pytest.raises(RuntimeError), _blas.single_threaded(blas):
+        raise RuntimeError("boom")
+    assert blas.get_num_threads() == before
+    layer = bptt.LSTM(3, 64, seed=0)
+    layer.forward(np.ones((4, 8, 3), np.float32))
+    assert blas.get_num_threads() == before
 
 
 def test_mixed_dtypes_fall_back_to_reference():

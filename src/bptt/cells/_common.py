@@ -26,11 +26,14 @@ def sequence_grads(x, h_prev, dgx, dgh, params):
     """The weight gradients of a whole sequence as matrix products after the time loop.
 
     x (T, B, D) inputs; h_prev (T, B, H) the state entering each step; dgx (T, B, G*H) the
-    gradient on the input-side pre-activations, dgh (T, B, G*H) on the recurrent side (the same
-    array for RNN and LSTM; they differ in GRU's n gate). Returns (dx, dparams).
+    gradient on the input-side pre-activations, dgh on the recurrent side: the same array for RNN
+    and LSTM; for GRU, where the two differ only in the n gate, dgh is that last part alone
+    (T, B, H) and the rest is taken from dgx. Returns (dx, dparams).
     """
     T, B, D = x.shape
     GH = dgx.shape[-1]
+    if dgh.shape[-1] != GH:  # GRU: dgh = [dgx's r and z parts | dghn]
+        dgh = np.concatenate([dgx[..., : GH - dgh.shape[-1]], dgh], axis=-1)
     dgx2 = dgx.reshape(T * B, GH)
     dgh2 = dgh.reshape(T * B, GH)
     dparams = {

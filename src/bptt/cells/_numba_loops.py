@@ -30,13 +30,14 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from . import _blas
 from ._common import input_projection as _input_projection_ref
 from ._common import sequence_grads as _sequence_grads_ref
 
-_OPTS = dict(cache=True, fastmath=False, nogil=True, error_model="numpy", boundscheck=False)
+_OPTS = dict(cache=True, fastmath={"contract"}, nogil=True, error_model="numpy", boundscheck=False)
 _POPTS = dict(_OPTS, parallel=True)
 
 # Up to this many multiply-adds in one step's recurrent product for one thread's block of rows
@@ -45,10 +46,12 @@ _POPTS = dict(_OPTS, parallel=True)
 # measurements on a 2-core machine (BENCHMARKS.md); the results do not depend on them.
 FUSED_MAX_WORK = 1 << 16
 FUSED_MAX_WORK_BACKWARD = 1 << 14
-# Testing hooks: the number of row blocks (None: numba's thread count) and whether NumPy's BLAS
-# may be called from compiled code (False: np.matmul from Python for the larger steps).
+# Testing hooks: the number of row blocks (None: numba's thread count), whether NumPy's BLAS
+# may be called from compiled code (False: np.matmul from Python for the larger steps), and
+# whether float32 uses the micro-kernel (False: like float64).
 SHARDS = None
 USE_BLAS_POINTER = True
+USE_MICROKERNEL = True  # float32 steps' products by the micro-kernel below
 
 # ----------------------------------------------------------------------------- scalar math
 @intrinsic
@@ -203,6 +206,146 @@ def _mm(gemm, ta, A, tb, Bm, beta, C):
           beta, C.ctypes.data, max(C.strides[0] // isz, 1))
 
 
+# A float32 micro-kernel for the steps' products, with the weights packed once per sequence.
+# C[i, :] (+)= A[i, :] @ Wt for a block of MR rows and one panel of NR = 16 columns of Wt, the
+# panel stored as Bp[k, 0:16] (contiguous, so each k reads two 8-float vectors): 2*MR vector
+# accumulators live in registers through the whole k loop (AVX2 has 16; MR = 6 uses 12), one
+# fused multiply-add per accumulator and k. Written in LLVM IR through numba's ``intrinsic``
+# because LLVM does not vectorise the same thing written as scalar loops. OpenBLAS packs the
+# weight matrix again on every call; here it is packed once per sequence (``_pack``), which is
+# what makes the small per-step products fast. Sums run over k in order: the same rounding as a
+# plain loop with fused multiply-adds.
+_NR = 16
+_MR = 6
+
+
+def _make_microkernel(mr):
+    @intrinsic
+    def kernel(typingctx, K, a, lda, bp, c, ldc, accumulate):
+        """C[0:mr, 0:16] (+)= A[0:mr, 0:K] @ Bp[0:K, 0:16]; a, bp, c addresses (float32), lda,
+        ldc row strides in elements, accumulate 0 (store) or 1 (add to C)."""
+        sig = types.void(K, a, lda, bp, c, ldc, accumulate)
+
+        def codegen(context, builder, signature, args):
+            i32, i64, f32 = ir.IntType(32), ir.IntType(64), ir.FloatType()
+            v8 = ir.VectorType(f32, 8)
+            fp, vp = f32.as_pointer(), v8.as_pointer()
+            K_, a_, lda_, bp_, c_, ldc_, acc_ = [
+                context.cast(builder, v, t, types.int64) for v, t in zip(args, signature.args)]
+            a_ptr, b_ptr, c_ptr = (builder.inttoptr(v, fp) for v in (a_, bp_, c_))
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8, [v8, v8, v8]),
+                                                 "llvm.fma.v8f32")
+            zero = ir.Constant(v8, None)
+            splat_mask = ir.Constant(ir.VectorType(i32, 8), [0] * 8)
+            entry = builder.basic_block
+            loop = builder.function.append_basic_block("uk_loop")
+            done = builder.function.append_basic_block("uk_done")
+            builder.cbranch(builder.icmp_signed(">", K_, ir.Constant(i64, 0)), loop, done)
+            builder.position_at_end(loop)
+            k = builder.phi(i64)
+            k.add_incoming(ir.Constant(i64, 0), entry)
+            accs = []
+            for _ in range(2 * mr):
+                phi = builder.phi(v8)
+                phi.add_incoming(zero, entry)
+                accs.append(phi)
+            row = builder.mul(k, ir.Constant(i64, _NR))
+            b0 = builder.load(builder.bitcast(builder.gep(b_ptr, [row]), vp), align=4)
+            b1 = builder.load(builder.bitcast(builder.gep(b_ptr, [builder.add(row, ir.Constant(i64, 8))]), vp),
+                              align=4)
+            new = []
+            for i in range(mr):
+                ai = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(i64, i), lda_), k)]),
+                                  align=4)
+                av = builder.insert_element(ir.Constant(v8, ir.Undefined), ai, ir.Constant(i32, 0))
+                av = builder.shuffle_vector(av, ir.Constant(v8, ir.Undefined), splat_mask)
+                new.append(builder.call(fma, [av, b0, accs[2 * i]]))
+                new.append(builder.call(fma, [av, b1, accs[2 * i + 1]]))
+            k_next = builder.add(k, ir.Constant(i64, 1))
+            latch = builder.basic_block
+            k.add_incoming(k_next, latch)
+            for phi, v in zip(accs, new):
+                phi.add_incoming(v, latch)
+            builder.cbranch(builder.icmp_signed("<", k_next, K_), loop, done)
+            builder.position_at_end(done)
+            results = []  # the phis first: they must head the block
+            for v in new:
+                res = builder.phi(v8)
+                res.add_incoming(zero, entry)
+                res.add_incoming(v, latch)
+                results.append(res)
+            add = builder.icmp_signed("!=", acc_, ir.Constant(i64, 0))
+            for i in range(mr):
+                for h in range(2):
+                    res = results[2 * i + h]
+                    off = builder.add(builder.mul(ir.Constant(i64, i), ldc_), ir.Constant(i64, 8 * h))
+                    p = builder.bitcast(builder.gep(c_ptr, [off]), vp)
+                    with builder.if_else(add) as (then, otherwise):
+                        with then:
+                            builder.store(builder.fadd(builder.load(p, align=4), res), p, align=4)
+                        with otherwise:
+                            builder.store(res, p, align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return kernel
+
+
+_uk1, _uk2, _uk3, _uk4, _uk5, _uk6 = (_make_microkernel(mr) for mr in range(1, _MR + 1))
+
+
+@njit(**_OPTS)
+def _pack(Wt):
+    """Wt (K, N) float32 -> Bp (ceil(N/16), K, 16): panels of 16 columns, zero-padded."""
+    K, N = Wt.shape
+    P = (N + _NR - 1) // _NR
+    Bp = np.zeros((P, K, _NR), np.float32)
+    for p in range(P):
+        for k in range(K):
+            for j in range(min(_NR, N - p * _NR)):
+                Bp[p, k, j] = Wt[k, p * _NR + j]
+    return Bp
+
+
+@njit(**_OPTS)
+def _uk_mm(A, Bp, C, accumulate, scratch):
+    """C (+)= A @ Wt for float32 A (m, K), C (m, N) with contiguous rows, Wt packed by ``_pack``.
+    scratch (MR, 16): the last, partial panel goes through it."""
+    m, K = A.shape
+    N = C.shape[1]
+    lda, ldc = A.strides[0] // 4, C.strides[0] // 4
+    for p in range(Bp.shape[0]):
+        ncols = min(_NR, N - p * _NR)
+        bptr = Bp[p].ctypes.data
+        for i0 in range(0, m, _MR):
+            mr = min(_MR, m - i0)
+            aptr = A.ctypes.data + i0 * lda * 4
+            if ncols == _NR:
+                cptr, cl = C.ctypes.data + (i0 * ldc + p * _NR) * 4, ldc
+            else:
+                for i in range(mr):
+                    for j in range(ncols):
+                        scratch[i, j] = C[i0 + i, p * _NR + j]
+                cptr, cl = scratch.ctypes.data, _NR
+            if mr == 6:
+                _uk6(K, aptr, lda, bptr, cptr, cl, accumulate)
+            elif mr == 5:
+                _uk5(K, aptr, lda, bptr, cptr, cl, accumulate)
+            elif mr == 4:
+                _uk4(K, aptr, lda, bptr, cptr, cl, accumulate)
+            elif mr == 3:
+                _uk3(K, aptr, lda, bptr, cptr, cl, accumulate)
+            elif mr == 2:
+                _uk2(K, aptr, lda, bptr, cptr, cl, accumulate)
+            else:
+                _uk1(K, aptr, lda, bptr, cptr, cl, accumulate)
+            if ncols < _NR:
+                for i in range(mr):
+                    for j in range(ncols):
+                        C[i0 + i, p * _NR + j] = scratch[i, j]
+
+
 @njit(**_OPTS)
 def _vec_mat(v, M, out):
     """out[:] = v @ M for v (K,), M (K, N) C-contiguous: rows of M scaled and summed, four at a
@@ -315,49 +458,59 @@ def _rnn_act_grad(dr, g, hr, ar, relu, H):
 
 
 @njit(**_OPTS)
-def _rnn_fwd_rows(gemm, xw, W_hhT, relu, hs, b0, b1):
-    """Batch rows b0:b1 through all T steps: hs[t+1] = act(xw[t] + hs[t] @ W_hh^T). gemm: the
-    BLAS address for the step's product, 0 for the hand-written one."""
+def _rnn_fwd_rows(gemm, Wp, xw, W_hhT, relu, hs, b0, b1):
+    """Batch rows b0:b1 through all T steps: hs[t+1] = act(xw[t] + hs[t] @ W_hh^T). The step's
+    product: by the micro-kernel if Wp (W_hh^T packed) is not empty, else by BLAS at address
+    gemm if not 0, else hand-written, row by row."""
     T, _, H = xw.shape
     zero = xw.dtype.type(0.0)
+    micro = Wp.shape[0] > 0
+    scratch = np.empty((_MR, _NR), np.float32)
     acc = np.empty((b1 - b0, H), xw.dtype)  # the recurrent product of the block
     for t in range(T):
-        if gemm:
+        if micro:
+            _uk_mm(hs[t, b0:b1], Wp, acc, 0, scratch)
+        elif gemm:
             _mm(gemm, False, hs[t, b0:b1], False, W_hhT, zero, acc)
         for b in range(b0, b1):
-            if not gemm:
+            if not (micro or gemm):
                 _vec_mat(hs[t, b], W_hhT, acc[b - b0])
             _rnn_act(xw[t, b], acc[b - b0], hs[t + 1, b], relu, H)
 
 
 @njit(**_OPTS)
-def _rnn_bwd_rows(gemm, dout, hs, W_hh, relu, da, dh, b0, b1):
-    """Rows b0:b1 back through all T steps; dh holds dh_T on entry and dh0 on exit."""
+def _rnn_bwd_rows(gemm, Wp, dout, hs, W_hh, relu, da, dh, b0, b1):
+    """Rows b0:b1 back through all T steps; dh holds dh_T on entry and dh0 on exit. Wp: W_hh
+    packed for the micro-kernel, or empty."""
     T, _, H = dout.shape
     zero = dout.dtype.type(0.0)
+    micro = Wp.shape[0] > 0
+    scratch = np.empty((_MR, _NR), np.float32)
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
             _rnn_act_grad(dout[t, b], dh[b], hs[t + 1, b], da[t, b], relu, H)
-            if not gemm:
+            if not (micro or gemm):
                 _vec_mat(da[t, b], W_hh, dh[b])
-        if gemm:
+        if micro:
+            _uk_mm(da[t, b0:b1], Wp, dh[b0:b1], 0, scratch)
+        elif gemm:
             _mm(gemm, False, da[t, b0:b1], False, W_hh, zero, dh[b0:b1])
 
 
 @njit(**_POPTS)
-def _rnn_fwd_par(gemm, xw, W_hhT, relu, hs, n):
+def _rnn_fwd_par(gemm, Wp, xw, W_hhT, relu, hs, n):
     B = xw.shape[1]
     for s in prange(n):
         b0, b1 = _block(s, n, B)
-        _rnn_fwd_rows(gemm, xw, W_hhT, relu, hs, b0, b1)
+        _rnn_fwd_rows(gemm, Wp, xw, W_hhT, relu, hs, b0, b1)
 
 
 @njit(**_POPTS)
-def _rnn_bwd_par(gemm, dout, hs, W_hh, relu, da, dh, n):
+def _rnn_bwd_par(gemm, Wp, dout, hs, W_hh, relu, da, dh, n):
     B = dout.shape[1]
     for s in prange(n):
         b0, b1 = _block(s, n, B)
-        _rnn_bwd_rows(gemm, dout, hs, W_hh, relu, da, dh, b0, b1)
+        _rnn_bwd_rows(gemm, Wp, dout, hs, W_hh, relu, da, dh, b0, b1)
 
 
 @njit(**_OPTS)
@@ -417,48 +570,56 @@ def _lstm_cell_bwd(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, H):
 
 
 @njit(**_OPTS)
-def _lstm_fwd_rows(gemm, xw, W_hhT, hs, cs, gates, tcs, b0, b1):
+def _lstm_fwd_rows(gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, b0, b1):
     T, _, H4 = xw.shape
     H = H4 // 4
     zero = xw.dtype.type(0.0)
+    micro = Wp.shape[0] > 0
+    scratch = np.empty((_MR, _NR), np.float32)
     for t in range(T):
-        if gemm:
+        if micro:
+            _uk_mm(hs[t, b0:b1], Wp, gates[t, b0:b1], 0, scratch)
+        elif gemm:
             _mm(gemm, False, hs[t, b0:b1], False, W_hhT, zero, gates[t, b0:b1])
         for b in range(b0, b1):
             zr = gates[t, b]
-            if not gemm:
+            if not (micro or gemm):
                 _vec_mat(hs[t, b], W_hhT, zr)
             _lstm_cell_fwd(xw[t, b], zr, cs[t, b], cs[t + 1, b], tcs[t, b], hs[t + 1, b], H)
 
 
 @njit(**_OPTS)
-def _lstm_bwd_rows(gemm, dout, cs, gates, tcs, W_hh, dz, dh, dc, b0, b1):
+def _lstm_bwd_rows(gemm, Wp, dout, cs, gates, tcs, W_hh, dz, dh, dc, b0, b1):
     """dh, dc hold dh_T, dc_T on entry and dh0, dc0 on exit."""
     T, _, H = dout.shape
     zero = dout.dtype.type(0.0)
+    micro = Wp.shape[0] > 0
+    scratch = np.empty((_MR, _NR), np.float32)
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
             _lstm_cell_bwd(dout[t, b], dh[b], dc[b], cs[t, b], gates[t, b], tcs[t, b], dz[t, b], H)
-            if not gemm:
+            if not (micro or gemm):
                 _vec_mat(dz[t, b], W_hh, dh[b])
-        if gemm:
+        if micro:
+            _uk_mm(dz[t, b0:b1], Wp, dh[b0:b1], 0, scratch)
+        elif gemm:
             _mm(gemm, False, dz[t, b0:b1], False, W_hh, zero, dh[b0:b1])
 
 
 @njit(**_POPTS)
-def _lstm_fwd_par(gemm, xw, W_hhT, hs, cs, gates, tcs, n):
+def _lstm_fwd_par(gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, n):
     B = xw.shape[1]
     for s in prange(n):
         b0, b1 = _block(s, n, B)
-        _lstm_fwd_rows(gemm, xw, W_hhT, hs, cs, gates, tcs, b0, b1)
+        _lstm_fwd_rows(gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, b0, b1)
 
 
 @njit(**_POPTS)
-def _lstm_bwd_par(gemm, dout, cs, gates, tcs, W_hh, dz, dh, dc, n):
+def _lstm_bwd_par(gemm, Wp, dout, cs, gates, tcs, W_hh, dz, dh, dc, n):
     B = dout.shape[1]
     for s in prange(n):
         b0, b1 = _block(s, n, B)
-        _lstm_bwd_rows(gemm, dout, cs, gates, tcs, W_hh, dz, dh, dc, b0, b1)
+        _lstm_bwd_rows(gemm, Wp, dout, cs, gates, tcs, W_hh, dz, dh, dc, b0, b1)
 
 
 @njit(**_OPTS)
@@ -494,8 +655,9 @@ def _gru_cell_fwd(xr, ghr, b_hh, h_prev, gr, ghn_out, h_out, H):
 
 
 @njit(**_OPTS)
-def _gru_cell_bwd(dr, dh_next, h_prev, gr, gn, dgxr, dghr, dhz, H):
-    """One row: dh = dr + dh_next -> dgx, dgh (3H) and dhz = dh * z (dhz may be dh_next)."""
+def _gru_cell_bwd(dr, dh_next, h_prev, gr, gn, dgxr, dghr, dghnr, dhz, H):
+    """One row: dh = dr + dh_next -> dgx, dgh (3H; a scratch row for the step's product), its
+    n part dghn (H), and dhz = dh * z (dhz may be dh_next)."""
     one = _like(dr[0], 1.0)
     for j in range(H):
         r = gr[j]
@@ -511,56 +673,67 @@ def _gru_cell_bwd(dr, dh_next, h_prev, gr, gn, dgxr, dghr, dhz, H):
         dghr[j] = dar
         dghr[H + j] = daz
         dghr[2 * H + j] = dan * r
+        dghnr[j] = dan * r
         dhz[j] = dh * z
 
 
 @njit(**_OPTS)
-def _gru_fwd_rows(gemm, xw, W_hhT, b_hh, hs, gates, ghn, b0, b1):
+def _gru_fwd_rows(gemm, Wp, xw, W_hhT, b_hh, hs, gates, ghn, b0, b1):
     T, _, H3 = xw.shape
     H = H3 // 3
     zero = xw.dtype.type(0.0)
+    micro = Wp.shape[0] > 0
+    scratch = np.empty((_MR, _NR), np.float32)
     acc = np.empty((b1 - b0, H3), xw.dtype)
     for t in range(T):
-        if gemm:
+        if micro:
+            _uk_mm(hs[t, b0:b1], Wp, acc, 0, scratch)
+        elif gemm:
             _mm(gemm, False, hs[t, b0:b1], False, W_hhT, zero, acc)
         for b in range(b0, b1):
-            if not gemm:
+            if not (micro or gemm):
                 _vec_mat(hs[t, b], W_hhT, acc[b - b0])
             _gru_cell_fwd(xw[t, b], acc[b - b0], b_hh, hs[t, b], gates[t, b], ghn[t, b], hs[t + 1, b], H)
 
 
 @njit(**_OPTS)
-def _gru_bwd_rows(gemm, dout, hs, gates, ghn, W_hh, dgx, dgh, dh, b0, b1):
+def _gru_bwd_rows(gemm, Wp, dout, hs, gates, ghn, W_hh, dgx, dghn, dh, b0, b1):
     """dh holds dh_T on entry and dh0 on exit: dh_{t-1} = dh * z + dgh @ W_hh."""
     T, _, H = dout.shape
     one = dout.dtype.type(1.0)
+    micro = Wp.shape[0] > 0
+    scratch = np.empty((_MR, _NR), np.float32)
     acc = np.empty(H, dout.dtype)
+    dgh = np.empty((b1 - b0, 3 * H), dout.dtype)  # this step's dgh rows of the block
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
             g = dh[b]
-            _gru_cell_bwd(dout[t, b], g, hs[t, b], gates[t, b], ghn[t, b], dgx[t, b], dgh[t, b], g, H)
-            if not gemm:
-                _vec_mat(dgh[t, b], W_hh, acc)
+            _gru_cell_bwd(dout[t, b], g, hs[t, b], gates[t, b], ghn[t, b], dgx[t, b], dgh[b - b0],
+                          dghn[t, b], g, H)
+            if not (micro or gemm):
+                _vec_mat(dgh[b - b0], W_hh, acc)
                 for j in range(H):
                     g[j] = g[j] + acc[j]
-        if gemm:
-            _mm(gemm, False, dgh[t, b0:b1], False, W_hh, one, dh[b0:b1])
+        if micro:
+            _uk_mm(dgh, Wp, dh[b0:b1], 1, scratch)
+        elif gemm:
+            _mm(gemm, False, dgh, False, W_hh, one, dh[b0:b1])
 
 
 @njit(**_POPTS)
-def _gru_fwd_par(gemm, xw, W_hhT, b_hh, hs, gates, ghn, n):
+def _gru_fwd_par(gemm, Wp, xw, W_hhT, b_hh, hs, gates, ghn, n):
     B = xw.shape[1]
     for s in prange(n):
         b0, b1 = _block(s, n, B)
-        _gru_fwd_rows(gemm, xw, W_hhT, b_hh, hs, gates, ghn, b0, b1)
+        _gru_fwd_rows(gemm, Wp, xw, W_hhT, b_hh, hs, gates, ghn, b0, b1)
 
 
 @njit(**_POPTS)
-def _gru_bwd_par(gemm, dout, hs, gates, ghn, W_hh, dgx, dgh, dh, n):
+def _gru_bwd_par(gemm, Wp, dout, hs, gates, ghn, W_hh, dgx, dghn, dh, n):
     B = dout.shape[1]
     for s in prange(n):
         b0, b1 = _block(s, n, B)
-        _gru_bwd_rows(gemm, dout, hs, gates, ghn, W_hh, dgx, dgh, dh, b0, b1)
+        _gru_bwd_rows(gemm, Wp, dout, hs, gates, ghn, W_hh, dgx, dghn, dh, b0, b1)
 
 
 @njit(**_OPTS)
@@ -572,22 +745,25 @@ def _gru_fwd_step(xw, gh, b_hh, hs, gates, ghn, t):
 
 
 @njit(**_OPTS)
-def _gru_bwd_step(dout, hs, gates, ghn, t, dhz, m, dgx, dgh):
-    """dh_next = dhz + m (the step after's dh * z and dgh @ W_hh), kept in m; dhz <- dh * z."""
+def _gru_bwd_step(dout, hs, gates, ghn, t, dhz, m, dgx, dgh, dghn):
+    """dh_next = dhz + m (the step after's dh * z and dgh @ W_hh), kept in m; dhz <- dh * z;
+    dgh (B, 3H) this step's recurrent-side gradient."""
     _, B, H = dout.shape
     for b in range(B):
         g = m[b]
         d = dhz[b]
         for j in range(H):
             g[j] = d[j] + g[j]
-        _gru_cell_bwd(dout[t, b], g, hs[t, b], gates[t, b], ghn[t, b], dgx[t, b], dgh[t, b], d, H)
+        _gru_cell_bwd(dout[t, b], g, hs[t, b], gates[t, b], ghn[t, b], dgx[t, b], dgh[b], dghn[t, b], d, H)
 
 
 # ----------------------------------------------------------------------------- planning
 class _Plan:
-    """How one call runs: ``n`` row blocks (threads), ``gemm`` the BLAS address for the steps'
-    products (0: hand-written), ``per_step_matmul`` True when no BLAS address can be had and
-    the step is large: then a Python loop calls np.matmul for each step, on one thread."""
+    """How one call runs: ``n`` row blocks (threads), and how each step's product is done:
+    float32 by the micro-kernel on weights packed once (``micro``); float64 by BLAS at address
+    ``gemm`` or, for small steps, hand-written (``gemm`` 0); ``per_step_matmul`` when neither
+    the micro-kernel nor a BLAS address can be had and the step is large: then a Python loop
+    calls np.matmul for each step, on one thread."""
 
     def __init__(self, dtype, B, GH, H, backward=False):
         import numba
@@ -597,15 +773,23 @@ class _Plan:
         limit = FUSED_MAX_WORK_BACKWARD if backward and rows > 2 else FUSED_MAX_WORK
         blas = _blas.find() if USE_BLAS_POINTER else None
         small = rows * GH * H <= limit
+        self.micro = USE_MICROKERNEL and np.dtype(dtype) == np.float32
         self.blas = blas
-        self.gemm = 0 if small or blas is None else blas.gemm(dtype)
-        self.per_step_matmul = not small and blas is None
+        self.gemm = 0 if self.micro or small or blas is None else blas.gemm(dtype)
+        self.per_step_matmul = not (self.micro or small) and blas is None
+
+    def packed(self, Wt):
+        """Wt (K, N) packed for the micro-kernel, or an empty array: not used."""
+        return _pack(_c(Wt)) if self.micro else _NO_PACK
 
     def threads(self):
         """The context the blocks run in: OpenBLAS on one thread while ours call it."""
-        if self.blas is None:
+        if self.blas is None or not self.gemm:
             return _nothing()
         return _blas.single_threaded(self.blas)
+
+
+_NO_PACK = np.zeros((0, 1, _NR), np.float32)
 
 
 class _nothing:
@@ -704,19 +888,30 @@ def sequence_grads(x, h_prev, dgx, dgh, params):
         return _sequence_grads_ref(x, h_prev, dgx, dgh, params)
     n, blas = plan
     gemm = blas.gemm(dt)
-    GH, H = dgx.shape[-1], h_prev.shape[-1]
+    GH, H, K = dgx.shape[-1], h_prev.shape[-1], dgh.shape[-1]  # K < GH: GRU's dghn
     x2, h2 = _c(x.reshape(T * B, D)), _c(h_prev.reshape(T * B, H))
-    dgx2, dgh2 = _c(dgx.reshape(T * B, GH)), _c(dgh.reshape(T * B, GH))
+    dgx2, dgh2 = _c(dgx.reshape(T * B, GH)), _c(dgh.reshape(T * B, K))
     dparams = {"weight_ih": np.empty((GH, D), dt), "weight_hh": np.empty((GH, H), dt)}
+    dW_hh = dparams["weight_hh"]
     dx = np.empty((T * B, D), dt)
     ng = max(1, min(n, GH))
     with _blas.single_threaded(blas):
         _mm_par(gemm, True, dgx2, False, x2, dparams["weight_ih"], ng)  # (G*H, D)
-        _mm_par(gemm, True, dgh2, False, h2, dparams["weight_hh"], ng)  # (G*H, H)
+        if K == GH:
+            _mm_par(gemm, True, dgh2, False, h2, dW_hh, ng)  # (G*H, H)
+        else:  # the rows of dgx's leading gates, then dghn's
+            _mm_par(gemm, True, dgx2[:, : GH - K], False, h2, dW_hh[: GH - K], ng)
+            _mm_par(gemm, True, dgh2, False, h2, dW_hh[GH - K :], max(1, min(n, K)))
         _mm_par(gemm, False, dgx2, False, _c(W), dx, n)  # (T*B, D)
     if "bias_ih" in params:
-        dparams["bias_ih"] = _colsum_par(dgx2, n)
-        dparams["bias_hh"] = dparams["bias_ih"].copy() if dgh is dgx else _colsum_par(dgh2, n)
+        db = _colsum_par(dgx2, n)
+        dparams["bias_ih"] = db
+        if dgh is dgx:
+            dparams["bias_hh"] = db.copy()
+        elif K == GH:
+            dparams["bias_hh"] = _colsum_par(dgh2, n)
+        else:
+            dparams["bias_hh"] = np.concatenate([db[: GH - K], _colsum_par(dgh2, n)])
     return dx.reshape(T, B, D), dparams
 
 
@@ -731,7 +926,7 @@ def rnn_forward_loop(xw, h0, W_hh, relu):
     plan = _Plan(xw.dtype, B, H, H)
     if not plan.per_step_matmul:
         with plan.threads():
-            _rnn_fwd_par(plan.gemm, xw, _c(W_hh.T), relu, hs, plan.n)
+            _rnn_fwd_par(plan.gemm, plan.packed(W_hh.T), xw, _c(W_hh.T), relu, hs, plan.n)
         return hs
     WT = W_hh.T  # BLAS reads the transpose in place, faster than a transposed copy
     ah = np.empty((B, H), xw.dtype)
@@ -752,7 +947,7 @@ def rnn_backward_loop(dout, dh_T, hs, W_hh, relu):
     plan = _Plan(dout.dtype, B, H, H, backward=True)
     if not plan.per_step_matmul:
         with plan.threads():
-            _rnn_bwd_par(plan.gemm, dout, hs, W_hh, relu, da, dh, plan.n)
+            _rnn_bwd_par(plan.gemm, plan.packed(W_hh), dout, hs, W_hh, relu, da, dh, plan.n)
         return da, dh
     for t in range(T - 1, -1, -1):
         _rnn_bwd_step(dout, hs, t, relu, dh, da)
@@ -775,7 +970,7 @@ def lstm_forward_loop(xw, h0, c0, W_hh):
     plan = _Plan(xw.dtype, B, H4, H)
     if not plan.per_step_matmul:
         with plan.threads():
-            _lstm_fwd_par(plan.gemm, xw, _c(W_hh.T), hs, cs, gates, tcs, plan.n)
+            _lstm_fwd_par(plan.gemm, plan.packed(W_hh.T), xw, _c(W_hh.T), hs, cs, gates, tcs, plan.n)
         return hs, cs, gates, tcs
     WT = W_hh.T
     for t in range(T):
@@ -796,7 +991,7 @@ def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh):
     plan = _Plan(dout.dtype, B, 4 * H, H, backward=True)
     if not plan.per_step_matmul:
         with plan.threads():
-            _lstm_bwd_par(plan.gemm, dout, cs, gates, tcs, W_hh, dz, dh, dc, plan.n)
+            _lstm_bwd_par(plan.gemm, plan.packed(W_hh), dout, cs, gates, tcs, W_hh, dz, dh, dc, plan.n)
         return dz, dh, dc
     for t in range(T - 1, -1, -1):
         _lstm_bwd_step(dout, cs, gates, tcs, t, dh, dc, dz)
@@ -820,7 +1015,7 @@ def gru_forward_loop(xw, h0, W_hh, b_hh):
     plan = _Plan(xw.dtype, B, H3, H)
     if not plan.per_step_matmul:
         with plan.threads():
-            _gru_fwd_par(plan.gemm, xw, _c(W_hh.T), b, hs, gates, ghn, plan.n)
+            _gru_fwd_par(plan.gemm, plan.packed(W_hh.T), xw, _c(W_hh.T), b, hs, gates, ghn, plan.n)
         return hs, gates, ghn
     WT = W_hh.T
     gh = np.empty((B, H3), xw.dtype)
@@ -831,23 +1026,23 @@ def gru_forward_loop(xw, h0, W_hh, b_hh):
 
 
 def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh):
-    """-> dgx (T, B, 3H) on the input-side pre-activations, dgh (T, B, 3H) on the
-    recurrent side, dh0 (B, H)."""
+    """-> dgx (T, B, 3H) on the input-side pre-activations, dghn (T, B, H) on ghn, dh0 (B, H)."""
     if _dtype_of(dout, dh_T, hs, gates, ghn, W_hh) is None:
         return _reference().gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh)
     dout, hs, gates, ghn, W_hh = _c(dout), _c(hs), _c(gates), _c(ghn), _c(W_hh)
     T, B, H = dout.shape
     dgx = np.empty_like(gates)
-    dgh = np.empty_like(gates)
+    dghn = np.empty_like(ghn)
     dh = np.array(dh_T, order="C")
     plan = _Plan(dout.dtype, B, 3 * H, H, backward=True)
     if not plan.per_step_matmul:
         with plan.threads():
-            _gru_bwd_par(plan.gemm, dout, hs, gates, ghn, W_hh, dgx, dgh, dh, plan.n)
-        return dgx, dgh, dh
+            _gru_bwd_par(plan.gemm, plan.packed(W_hh), dout, hs, gates, ghn, W_hh, dgx, dghn, dh, plan.n)
+        return dgx, dghn, dh
     dhz, m = dh, np.zeros_like(dh)  # dh_next = dhz + m: dh_T + 0 on the first step
+    dgh = np.empty((B, 3 * H), dout.dtype)
     for t in range(T - 1, -1, -1):
-        _gru_bwd_step(dout, hs, gates, ghn, t, dhz, m, dgx, dgh)
-        np.matmul(dgh[t], W_hh, out=m)
+        _gru_bwd_step(dout, hs, gates, ghn, t, dhz, m, dgx, dgh, dghn)
+        np.matmul(dgh, W_hh, out=m)
     m += dhz
-    return dgx, dgh, m
+    return dgx, dghn, m

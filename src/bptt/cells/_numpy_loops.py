@@ -107,11 +107,13 @@ def gru_forward_loop(xw, h0, W_hh, b_hh):
 
 
 def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh):
-    """-> dgx (T, B, 3H) on the input-side pre-activations, dgh (T, B, 3H) on the
-    recurrent side, dh0 (B, H)."""
+    """-> dgx (T, B, 3H) on the input-side pre-activations, dghn (T, B, H) on ghn, dh0 (B, H).
+
+    The gradient on the recurrent side, dgh = [da_r, da_z, dan * r], equals dgx but in its n
+    part, so only that part (dghn = dan * r) is stored: a third of the memory of a full dgh."""
     T, B, H = dout.shape
     dgx = np.empty_like(gates)
-    dgh = np.empty_like(gates)
+    dghn = np.empty_like(ghn)
     dh_next = dh_T
     for t in range(T - 1, -1, -1):
         r, z, n = (gates[t][:, k * H : (k + 1) * H] for k in range(3))
@@ -123,7 +125,7 @@ def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh):
         dgx[t, :, :H] = dar
         dgx[t, :, H : 2 * H] = daz
         dgx[t, :, 2 * H :] = dan
-        dgh[t, :, : 2 * H] = dgx[t, :, : 2 * H]
-        dgh[t, :, 2 * H :] = dan * r  # the reset gate scales the recurrent part only
-        dh_next = dh * z + dgh[t] @ W_hh
-    return dgx, dgh, dh_next
+        dghn[t] = dan * r  # the reset gate scales the recurrent part only
+        dgh = np.concatenate([dar, daz, dghn[t]], axis=1)  # (B, 3H)
+        dh_next = dh * z + dgh @ W_hh
+    return dgx, dghn, dh_next

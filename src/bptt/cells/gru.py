@@ -65,6 +65,7 @@ def forward(x, h0, params):
 def backward(dout, dh_T, cache):
     """dout (T, B, H), dh_T (B, H) -> dx (T, B, D), dh0 (B, H), dparams."""
     x, hs, gates, ghn, params = cache
-    dgx, dgh, dh0 = _kernels.gru_backward_loop(dout, dh_T, hs, gates, ghn, params["weight_hh"])
-    dx, dparams = _kernels.sequence_grads(x, hs[:-1], dgx, dgh, params)
+    dgx, dghn, dh0 = _kernels.gru_backward_loop(dout, dh_T, hs, gates, ghn, params["weight_hh"])
+    # dgx (T, B, 3H); dghn (T, B, H): dgh's n part (its r, z parts are dgx's)
+    dx, dparams = _kernels.sequence_grads(x, hs[:-1], dgx, dghn, params)
     return dx, dh0, dparams
