@@ -139,7 +139,10 @@ def test_matmul_on_our_threads(dtype, shards):
     rng = np.random.default_rng(3)
     a = rng.standard_normal((9, 4)).astype(dtype)
     b = rng.standard_normal((4, 6)).astype(dtype)
-    for x, y in ((a, b), (a.T.copy().T, b), (np.asfortranarray(a), b.T.copy().T), (a[::2], b[:, ::2])):
+    col = rng.standard_normal((9, 1)).astype(dtype)  # its transpose: one row, NumPy's stride arbitrary
+    cases = ((a, b), (a.T.copy().T, b), (np.asfortranarray(a), b.T.copy().T), (a[::2], b[:, ::2]),
+             (col.T, a), (a[:1], b), (a, b[:, :1]), (col, b[:1]), (b[:, :1].T, b[:, 1:2]))
+    for x, y in cases:
         got = fast.matmul(x, y)
         assert got.shape == (x.shape[0], y.shape[1]) and got.dtype == dtype
         np.testing.assert_allclose(got, np.matmul(x, y), rtol=TOL[dtype], atol=TOL[dtype])

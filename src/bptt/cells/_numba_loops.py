@@ -199,11 +199,18 @@ def _mm(gemm, ta, A, tb, Bm, beta, C):
             for j in range(N):
                 C[i, j] = beta * C[i, j]
         return
-    isz = C.itemsize
     one = _like(beta, 1.0)
     _gemm(gemm, 112 if ta else 111, 112 if tb else 111, M, N, K, one,
-          A.ctypes.data, max(A.strides[0] // isz, 1), Bm.ctypes.data, max(Bm.strides[0] // isz, 1),
-          beta, C.ctypes.data, max(C.strides[0] // isz, 1))
+          A.ctypes.data, _ld(A), Bm.ctypes.data, _ld(Bm), beta, C.ctypes.data, _ld(C))
+
+
+@njit(**_OPTS)
+def _ld(X):
+    """BLAS's leading dimension of a 2-D array with contiguous rows: its row stride, or for a
+    single row (whose stride NumPy leaves arbitrary) its length."""
+    if X.shape[0] == 1:
+        return max(X.shape[1], 1)
+    return max(X.strides[0] // X.itemsize, 1)
 
 
 # A float32 micro-kernel for the steps' products, with the weights packed once per sequence.
