@@ -69,13 +69,17 @@ def blas_name():
         return "unknown"
 
 
+_MATMUL_OPERANDS = {}
+
+
 def matmul_rate(n, repeats):
     """Median GFLOP/s of an n x n float32 np.matmul (the machine's matrix-multiply rate)."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    out = np.empty((n, n), np.float32)
-    np.matmul(a, b, out=out)
+    if n not in _MATMUL_OPERANDS:
+        rng = np.random.default_rng(0)
+        _MATMUL_OPERANDS[n] = (rng.standard_normal((n, n), dtype=np.float32),
+                               rng.standard_normal((n, n), dtype=np.float32), np.empty((n, n), np.float32))
+    a, b, out = _MATMUL_OPERANDS[n]
+    np.matmul(a, b, out=out)  # wakes the BLAS threads
     ts = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -251,7 +255,7 @@ class OtherLoad:
                 return
 
 
-def time_pair(f_bptt, f_torch, repeats, warmup, quiet=None, load=None, stats=None, settle=0.0):
+def time_pair(f_bptt, f_torch, repeats, warmup, quiet=None, load=None, stats=None, settle=0.0, probe=None):
     """Alternating timings -> (median bptt s, median torch s).
 
     Each timed step is preceded by ``settle`` seconds of sleep and one untimed step of the same
@@ -263,7 +267,8 @@ def time_pair(f_bptt, f_torch, repeats, warmup, quiet=None, load=None, stats=Non
     With ``quiet`` (a fraction of the machine, e.g. 0.05) each bptt/torch pair starts once
     other processes use less than that, and a pair during which they used more is thrown away
     and run again (at most 5 * repeats pairs, and at most 10 minutes of waiting, per row; then
-    the pairs are kept as they come); ``stats`` counts them."""
+    the pairs are kept as they come); ``stats`` counts them. ``probe`` (e.g. a matrix-multiply
+    rate) is called before each kept pair's settle time; its results are in ``stats["probe"]``."""
     load = load or OtherLoad()
     for _ in range(warmup):
         f_bptt()
@@ -282,6 +287,7 @@ def time_pair(f_bptt, f_torch, repeats, warmup, quiet=None, load=None, stats=Non
                 quiet = None
             if quiet:
                 load.wait_quiet(quiet, timeout=min(120, max(0.0, give_up - time.monotonic())))
+            probed = probe() if probe else None
             a = load.sample()
             time.sleep(settle)
             f_bptt()
@@ -303,6 +309,8 @@ def time_pair(f_bptt, f_torch, repeats, warmup, quiet=None, load=None, stats=Non
                 continue
             tb.append(t1 - t)
             tt.append(t2 - t1s)
+            if probe and stats is not None:
+                stats.setdefault("probe", []).append(probed)
         if not tb:  # never quiet: keep what there is rather than nothing
             return time_pair(f_bptt, f_torch, repeats, 0, None, load, stats, settle)
     finally:
@@ -546,7 +554,7 @@ def main(argv=None):
 
     rows = []
     load, stats = OtherLoad(), {}
-    mm_n, mm_repeats = (512, 3) if args.quick else (2048, 3)
+    mm_n = 512 if args.quick else 2048
     jobs = [(cell, size) for cell in args.cells for size in args.grid]
     if not args.no_char_model:
         jobs.append(("char model", CHAR_QUICK if args.quick else CHAR))
@@ -562,8 +570,11 @@ def main(argv=None):
             flops, step_rate = step_flops(cell, T, B, D, H), recurrent_rate(cell, T, B, H)
             if cell not in onednn:
                 onednn[cell] = any("mkldnn_rnn" in op for op in torch_ops(f_t))
-        row_rate = matmul_rate(mm_n, mm_repeats)  # the machine's rate now: it drifts during a run
-        tb, tt = time_pair(f_b, f_t, args.repeats, args.warmup, args.quiet, load, stats, args.settle)
+        # the machine's matmul rate, measured before every timed pair of the row (it drifts)
+        stats.pop("probe", None)
+        tb, tt = time_pair(f_b, f_t, args.repeats, args.warmup, args.quiet, load, stats, args.settle,
+                           probe=lambda: matmul_rate(mm_n, 1))
+        row_rate = float(np.median(stats.pop("probe")))
         mb = None if args.no_memory else peak_bptt(f_b)
         mt = None if args.no_memory else peak_torch(f_t)
         r = dict(cell=cell, T=T, B=B, D=D, H=H, bptt_s=tb, torch_s=tt, bptt_peak=mb, torch_peak=mt,
@@ -685,7 +696,7 @@ Made by `{_command(argv)}` (this section is written by that command).
 - threads: {info['threads']}
 - environment: {info['env']}
 - other processes on this machine during the timings: {info['load']}
-- float32 matrix-multiply rate of this machine, measured in the same run before every row ({'512' if args.quick else '2048'} x {'512' if args.quick else '2048'} `np.matmul` on NumPy's BLAS threads, median of 3; each row's percentages use the rate measured just before it, as the rate of this shared machine drifts by 10-20% within a run): median **{rate:.1f} GFLOP/s**, from {min(r['rate'] for r in rows):.0f} to {max(r['rate'] for r in rows):.0f}
+- float32 matrix-multiply rate of this machine, measured in the same run before every row ({'512' if args.quick else '2048'} x {'512' if args.quick else '2048'} `np.matmul` on NumPy's BLAS threads, once before every timed pair; each row's percentages use the median of its own measurements, as the rate of this shared machine drifts by 10-20% within a run): median **{rate:.1f} GFLOP/s**, from {min(r['rate'] for r in rows):.0f} to {max(r['rate'] for r in rows):.0f}
 
 ### Method
 

@@ -6,20 +6,23 @@ against, to 1e-12 in float64). What differs is only how the work is done:
 - the batch is split into one block of rows per thread (``numba.get_num_threads()``): the rows
   of a batch never meet in the recurrence, so each thread runs the whole time loop for its rows,
   with no synchronisation per step (``*_par`` run the blocks with ``prange``);
-- each step's recurrent product for a block is one call of NumPy's own BLAS (``_blas``) on one
-  thread, made from the compiled loop (``_gemm``), or for small steps a hand-written product
-  (``_vec_mat``), so the time loop never returns to the interpreter;
+- each step's recurrent product for a block never leaves compiled code: in float32 a
+  micro-kernel (``_uk_mm``) on W_hh packed once per sequence, in float64 one call of NumPy's
+  own BLAS on one thread (``_blas``, ``_gemm``), or for small steps a hand-written product
+  (``_vec_mat``);
 - the element-wise gate math of a step is one fused, vectorised loop instead of a dozen NumPy
   temporaries, with ``tanh`` and ``sigmoid`` written out (``_tanh`` below) so that LLVM can
   vectorise them (calls to libm's ``tanh`` cannot be), accurate to 2 ulp;
 - the input projection before the loop and the weight gradients after it are single large
-  products, split into row blocks over the same threads (``input_projection``,
-  ``sequence_grads``), with the bias additions and sums as compiled parallel passes.
+  products, split into row blocks over the same threads, each block one BLAS call on one
+  thread (``input_projection``, ``sequence_grads``, ``matmul``), with the bias additions and
+  sums as compiled parallel passes.
 
 All of a layer's BLAS calls thus run on our threads, one thread each, with OpenBLAS's own
 threads kept out (``_blas.single_threaded``): otherwise an OpenBLAS worker left spinning after
 a multi-threaded product would share the cores with ours. When NumPy's BLAS cannot be reached,
-the products of the larger steps are ``np.matmul`` calls from a thin Python loop instead.
+the products of the larger float64 steps are ``np.matmul`` calls from a thin Python loop and the
+large products plain ``np.matmul``.
 
 Nothing is compiled at import: each kernel is compiled, or loaded from numba's on-disk cache,
 on its first call for a dtype. Dimensions: T time, B batch, H hidden, G gates.
@@ -842,6 +845,30 @@ def _reference():
     return _numpy_loops
 
 
+@njit(**_POPTS)
+def _uk_par(A, Bp, C, n):
+    """C = A @ Wt (float32, Wt packed in Bp) with the rows in n blocks over the threads, each
+    block in chunks of 96 rows (a chunk of A stays in cache while all of Wt's panels pass)."""
+    M = C.shape[0]
+    for s in prange(n):
+        m0, m1 = _block(s, n, M)
+        scratch = np.empty((_MR, _NR), np.float32)
+        for r0 in range(m0, m1, 96):
+            r1 = min(r0 + 96, m1)
+            _uk_mm(A[r0:r1], Bp, C[r0:r1], 0, scratch)
+
+
+def _rows_product(A, Bop, out, n, blas):
+    """out = A @ Bop for A (M, K) with contiguous rows, the rows of out in n blocks over the
+    threads: float32 by the micro-kernel on Bop packed once, else one BLAS call per block."""
+    if USE_MICROKERNEL and out.dtype == np.float32:
+        _uk_par(A, _pack(_c(Bop)), out, n)
+        return
+    Bm, tb = _operand(Bop)
+    with _blas.single_threaded(blas):
+        _mm_par(blas.gemm(out.dtype), False, A, tb, Bm, out, n)
+
+
 def _operand(X):
     """(array with contiguous rows, transposed?) for BLAS: X itself, or the array X is the
     transpose of, or a contiguous copy."""
@@ -862,6 +889,9 @@ def matmul(a, b):
     n, blas = plan
     (A, ta), (Bm, tb) = _operand(a), _operand(b)
     out = np.empty((a.shape[0], b.shape[1]), dt)
+    if not ta:
+        _rows_product(A, b, out, n, blas)
+        return out
     with _blas.single_threaded(blas):
         _mm_par(blas.gemm(dt), ta, A, tb, Bm, out, n)
     return out
@@ -878,8 +908,7 @@ def input_projection(x, params, with_hh_bias):
     n, blas = plan
     T, B, D = x.shape
     xw = np.empty((T * B, W.shape[0]), dt)
-    with _blas.single_threaded(blas):
-        _mm_par(blas.gemm(dt), False, _c(x.reshape(T * B, D)), True, _c(W), xw, n)
+    _rows_product(_c(x.reshape(T * B, D)), W.T, xw, n, blas)
     if b1 is not None:
         _add_rows_par(xw, b1, b1 if b2 is None else b2, b2 is not None, n)
     return xw.reshape(T, B, -1)
@@ -909,7 +938,7 @@ def sequence_grads(x, h_prev, dgx, dgh, params):
         else:  # the rows of dgx's leading gates, then dghn's
             _mm_par(gemm, True, dgx2[:, : GH - K], False, h2, dW_hh[: GH - K], ng)
             _mm_par(gemm, True, dgh2, False, h2, dW_hh[GH - K :], max(1, min(n, K)))
-        _mm_par(gemm, False, dgx2, False, _c(W), dx, n)  # (T*B, D)
+    _rows_product(dgx2, W, dx, n, blas)  # (T*B, D)
     if "bias_ih" in params:
         db = _colsum_par(dgx2, n)
         dparams["bias_ih"] = db
