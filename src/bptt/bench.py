@@ -431,7 +431,7 @@ def compile_times(cells):
 
 # ----------------------------------------------------------------------------- report
 def _fmt_mb(b):
-    return "n/a" if b is None else f"{b / 2**20:.1f}"
+    return "n/a" if b is None else f"{b / 2**20:.2f}"
 
 
 def _label(r):
@@ -641,6 +641,8 @@ def notes_text(rows):
             short.append(f"bptt/torch {ratio:.2f} (goal {'<= 0.8' if goal < 1 else '< 1'})")
         if need is not None and bpct < need:
             short.append(f"{bpct:.0f}% of the matmul rate (goal {need}%)")
+        if r["bptt_peak"] is not None and r["torch_peak"] is not None and r["bptt_peak"] > r["torch_peak"]:
+            short.append(f"peak memory {_fmt_mb(r['bptt_peak'])} MB against torch's {_fmt_mb(r['torch_peak'])} MB")
         if not short:
             continue
         H = r["H"]

@@ -790,7 +790,7 @@ class _Plan:
 
     def packed(self, Wt):
         """Wt (K, N) packed for the micro-kernel, or an empty array: not used."""
-        return _pack(_c(Wt)) if self.micro else _NO_PACK
+        return _pack(Wt) if self.micro else _NO_PACK  # packs from a strided view: no copy first
 
     def threads(self):
         """The context the blocks run in: OpenBLAS on one thread while ours call it."""
@@ -862,7 +862,7 @@ def _rows_product(A, Bop, out, n, blas):
     """out = A @ Bop for A (M, K) with contiguous rows, the rows of out in n blocks over the
     threads: float32 by the micro-kernel on Bop packed once, else one BLAS call per block."""
     if USE_MICROKERNEL and out.dtype == np.float32:
-        _uk_par(A, _pack(_c(Bop)), out, n)
+        _uk_par(A, _pack(Bop), out, n)
         return
     Bm, tb = _operand(Bop)
     with _blas.single_threaded(blas):
@@ -927,9 +927,10 @@ def sequence_grads(x, h_prev, dgx, dgh, params):
     GH, H, K = dgx.shape[-1], h_prev.shape[-1], dgh.shape[-1]  # K < GH: GRU's dghn
     x2, h2 = _c(x.reshape(T * B, D)), _c(h_prev.reshape(T * B, H))
     dgx2, dgh2 = _c(dgx.reshape(T * B, GH)), _c(dgh.reshape(T * B, K))
+    dx = np.empty((T * B, D), dt)
+    _rows_product(dgx2, W, dx, n, blas)  # (T*B, D); first: its packed W is freed before the dW's exist
     dparams = {"weight_ih": np.empty((GH, D), dt), "weight_hh": np.empty((GH, H), dt)}
     dW_hh = dparams["weight_hh"]
-    dx = np.empty((T * B, D), dt)
     ng = max(1, min(n, GH))
     with _blas.single_threaded(blas):
         _mm_par(gemm, True, dgx2, False, x2, dparams["weight_ih"], ng)  # (G*H, D)
@@ -938,7 +939,6 @@ def sequence_grads(x, h_prev, dgx, dgh, params):
         else:  # the rows of dgx's leading gates, then dghn's
             _mm_par(gemm, True, dgx2[:, : GH - K], False, h2, dW_hh[: GH - K], ng)
             _mm_par(gemm, True, dgh2, False, h2, dW_hh[GH - K :], max(1, min(n, K)))
-    _rows_product(dgx2, W, dx, n, blas)  # (T*B, D)
     if "bias_ih" in params:
         db = _colsum_par(dgx2, n)
         dparams["bias_ih"] = db
