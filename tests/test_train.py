@@ -162,9 +162,9 @@ def test_nan_loss_stops_with_training_error_and_keeps_checkpoint(tmp_path, monke
 
 
 def test_exploding_sgd_gives_training_error(tmp_path):
-    """Real overflow, no patching: SGD with lr 1e30 and no clipping."""
+    """Real overflow, no patching: SGD with lr 1e38 and no clipping (float32 overflows)."""
     data = write_text(tmp_path / "text.txt", make_text(300))
-    cfg = tiny_config(tmp_path, data, optimizer="sgd", lr=1e30, clip=0.0, steps=50,
+    cfg = tiny_config(tmp_path, data, optimizer="sgd", lr=1e38, clip=0.0, steps=50,
                       checkpoint_every=1)
     with np.errstate(all="ignore"), pytest.raises(TrainingError, match=r"(?i)became (nan|inf|-inf)"):
         fit(build_run(cfg), progress=False)

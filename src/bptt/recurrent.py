@@ -110,8 +110,9 @@ class _Recurrent(Module):
     def _check_states(self, states, B, batched, what):
         """None | array | tuple of arrays -> list of n_states arrays (L*K, B, H)."""
         shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        zeros = np.broadcast_to(np.zeros((), self.dtype), shape)  # read-only, no memory: only read
         if states is None:
-            return [np.zeros(shape, self.dtype) for _ in range(self.n_states)]
+            return [zeros] * self.n_states
         if self.n_states == 2:
             if not isinstance(states, (tuple, list)) or len(states) != 2:
                 raise TypeError(f"{self._name()} {what} must be a tuple (h, c) or None")
@@ -121,7 +122,7 @@ class _Recurrent(Module):
         for i, s in enumerate(states):
             label = f"{what}[{i}]" if self.n_states == 2 else what
             if s is None:
-                out.append(np.zeros(shape, self.dtype))
+                out.append(zeros)
                 continue
             s = as_float_array(s, self.dtype, f"{self._name()} {label}")
             expected = shape if batched else (shape[0], shape[2])
@@ -185,7 +186,7 @@ class _Recurrent(Module):
         elif self.batch_first:
             dout = dout.transpose(1, 0, 2)
         dstates_T = self._check_states(dstate, B, batched, "final-state gradient")
-        dstates0 = [np.empty_like(s) for s in dstates_T]
+        ds0s = {}  # (layer, direction) -> the cell's initial-state gradient
         dinp = dout
         for k in range(L - 1, -1, -1):
             if masks[k] is not None:
@@ -200,12 +201,14 @@ class _Recurrent(Module):
                 )
                 dx_d = dx_d if d == 0 else dx_d[::-1]
                 dprev = dx_d if dprev is None else dprev + dx_d
-                for dst, src in zip(dstates0, ds0 if self.n_states == 2 else (ds0,)):
-                    dst[j] = src
+                ds0s[j] = ds0 if self.n_states == 2 else (ds0,)
                 s = self._suffix(k, d)
                 for n, g in dparams.items():
                     self.grads[n + s] += g
+                del dparams
             dinp = dprev
+        # stacked only now, when the cells' temporaries are gone (a lower peak of memory)
+        dstates0 = [np.stack([ds0s[j][i] for j in range(L * K)]) for i in range(self.n_states)]
         dx = dinp if batched else dinp[:, 0, :]
         if batched and self.batch_first:
             dx = dx.transpose(1, 0, 2)

@@ -943,7 +943,7 @@ def sequence_grads(x, h_prev, dgx, dgh, params):
         db = _colsum_par(dgx2, n)
         dparams["bias_ih"] = db
         if dgh is dgx:
-            dparams["bias_hh"] = db.copy()
+            dparams["bias_hh"] = db  # the same gradient; callers only read it
         elif K == GH:
             dparams["bias_hh"] = _colsum_par(dgh2, n)
         else:
