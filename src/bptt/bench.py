@@ -89,31 +89,28 @@ def matmul_rate(n, repeats):
 
 
 def recurrent_rate(cell, T, B, H, repeats=3):
-    """GFLOP/s of the per-step recurrent product as the fast path does it: each of the n threads
-    multiplies its block of ceil(B/n) rows, (B/n, H) @ (H, G*H), on one BLAS thread, T times in
-    a row. Measured on one thread (the others do the same at the same time); the median of
-    ``repeats`` sequences, or None when NumPy's BLAS cannot be reached."""
-    from bptt.cells import _blas
-
-    blas = _blas.find()
-    if blas is None:
-        return None
+    """GFLOP/s of the per-step recurrent product as the float32 fast path does it: each of the n
+    threads multiplies its block of ceil(B/n) rows, (B/n, H) @ (H, G*H), by the micro-kernel on
+    W_hh packed once, T times in a row. Measured on one thread (the others do the same at the
+    same time); the median of ``repeats`` sequences."""
     import numba
+
+    from bptt.cells import _numba_loops
 
     n = max(1, min(numba.get_num_threads(), B))
     rows = -(-B // n)
     GH = GATES[cell] * H
     rng = np.random.default_rng(0)
     h = rng.standard_normal((T, rows, H), dtype=np.float32)
-    WT = rng.standard_normal((H, GH), dtype=np.float32)
+    Wp = _numba_loops._pack(rng.standard_normal((H, GH), dtype=np.float32))
     out = np.empty((rows, GH), np.float32)
+    scratch = np.empty((6, 16), np.float32)
     ts = []
-    with _blas.single_threaded(blas):
-        for _ in range(repeats + 1):
-            t = time.perf_counter()
-            for i in range(T):
-                np.matmul(h[i], WT, out=out)
-            ts.append(time.perf_counter() - t)
+    for _ in range(repeats + 1):
+        t = time.perf_counter()
+        for i in range(T):
+            _numba_loops._uk_mm(h[i], Wp, out, 0, scratch)
+        ts.append(time.perf_counter() - t)
     return 2.0 * T * rows * GH * H / float(np.median(ts[1:])) / 1e9
 
 
@@ -652,7 +649,14 @@ def notes_text(rows):
             f"{bpct:.0f}% of the matmul rate, torch {tpct:.0f}%; the matrix products alone would take "
             f"{r['flops'] / rate / 1e6:.2f} ms at that rate."
         )
-        if r["step_rate"] is not None:
+        best = tpct / (need or 100)  # bptt/torch if bptt ran at the goal's share of the rate
+        if bpct >= 85:
+            line += (
+                f" Bound by the matrix multiply: even at {need or 100}% of the rate bptt/torch would be "
+                f"{best:.2f}; the rest is the element-wise gate math and the passes over the "
+                "(T, B, G*H) arrays, bound by memory bandwidth."
+            )
+        elif r["step_rate"] is not None:
             import numba
 
             n = max(1, min(numba.get_num_threads(), r["B"]))
@@ -660,14 +664,9 @@ def notes_text(rows):
             spct = 100 * n * r["step_rate"] / rate
             line += (
                 f" One step's recurrent product for one thread's {rows_} rows, ({rows_}, {H}) @ ({H}, {G * H}), "
-                f"runs at {r['step_rate']:.0f} GFLOP/s on one BLAS thread, {spct:.0f}% of the rate with "
-                f"{n} threads doing the same"
-            )
-            line += (
-                ": small products, for which the BLAS packs W_hh again on every call; the "
-                f"{2 * r['T']} such calls of a step (forward and backward) set the pace." if spct < 75 else
-                ", so the products run near BLAS speed; the rest is the element-wise gate math "
-                "and the passes over the (T, B, G*H) arrays, bound by memory bandwidth."
+                f"runs at {r['step_rate']:.0f} GFLOP/s by the micro-kernel, {spct:.0f}% of the rate with "
+                f"{n} threads doing the same; the {2 * r['T']} such products of a step (forward and "
+                "backward) and the gate math between them set the pace."
             )
         if r.get("torch_onednn") and r["cell"] in ("lstm", "char model"):
             line += (
@@ -678,10 +677,10 @@ def notes_text(rows):
     if not out:
         return "Every row meets the goal."
     return "\n".join(out) + (
-        "\n\nWhat would close the rest: a recurrent product that keeps W_hh packed across the "
-        "steps of a sequence (a hand-written microkernel at BLAS speed; OpenBLAS has no packed-"
-        "weight interface), so that the small per-step products of the middle sizes run at the "
-        "rate of the large ones."
+        "\n\nWhat would close the rest: on rows bound by the matrix multiply, only a faster "
+        "product (this machine's BLAS reaches the rate above; the micro-kernel about the same per "
+        "thread); elsewhere, fewer passes over the (T, B, G*H) arrays, e.g. recomputing tanh(c) in "
+        "the backward instead of storing it."
     )
 
 
