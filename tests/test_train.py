@@ -226,3 +226,19 @@ def test_sampling_from_checkpoint_is_reproducible(tmp_path):
     # a fresh load gives the same text (nothing in the model depends on the process)
     model2, _, _ = load_model(latest(cfg.out))
     assert sample(model2, vocab, 80, temperature=1.0, seed=7) == a
+
+
+def test_prepare_kernels_leaves_the_model_as_it_was():
+    """The warm-up before the clock starts changes nothing a run depends on."""
+    from bptt import CharModel, ModelConfig
+
+    model = CharModel(ModelConfig(7, "lstm", 8, 2, 4, dropout=0.5), seed=0)
+    rng_state = model.rnn.rng.bit_generator.state
+    params = {k: v.copy() for k, v in model.params.items()}
+    said = []
+    took = train_mod.prepare_kernels(model, said.append)
+    assert model.rnn.training
+    assert all(np.array_equal(model.params[k], v) for k, v in params.items())
+    assert all(not g.any() for g in model.grads.values())
+    assert model.rnn.rng.bit_generator.state == rng_state
+    assert took >= 0 and (said == [] or said[-1].startswith("kernels ready"))

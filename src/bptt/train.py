@@ -101,6 +101,38 @@ def train_step(model, x, y, state, opt, cfg):
     return loss, norm, state
 
 
+def prepare_kernels(model, say=None):
+    """Compile (or load from numba's on-disk cache) the kernels a training step runs, on a
+    batch of 2 x 2 tokens, before the clock starts: the first run on a machine spends tens of
+    seconds here, later runs well under one. ``say`` (if given) hears about it when it takes
+    longer than a second. The model is left as it was: eval mode, so no dropout mask is drawn
+    from its random streams, and its gradients zeroed (every step zeroes them anyway)."""
+    import threading
+
+    def announce():
+        say("compiling bptt's kernels (the first run on this machine; about 30 s, cached afterwards) ...")
+
+    timer = threading.Timer(1.0, announce) if say else None
+    if timer:
+        timer.daemon = True
+        timer.start()
+    t = time.perf_counter()
+    was = model.rnn.training
+    model.eval()
+    try:
+        logits, _ = model.forward(np.zeros((2, 2), np.int64))
+        model.backward(np.zeros_like(logits))
+    finally:
+        model.zero_grad()
+        model.train(was)
+        if timer:
+            timer.cancel()
+    took = time.perf_counter() - t
+    if say and took > 1.0:
+        say(f"kernels ready in {took:.0f} s")
+    return took
+
+
 def grad_norm(grads):
     return float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))
 
@@ -324,6 +356,7 @@ def fit(run, progress=True, echo=print):
     metrics_path = os.path.join(cfg.out, "metrics.jsonl")
     _truncate(metrics_path, run.metrics_bytes)
     chars_per_step = cfg.seq_len * cfg.batch_size
+    prepare_kernels(model, echo if progress else None)  # not on the clock
     bar = ProgressBar(cfg, run.step, run.elapsed, enabled=progress)
     status, smooth, val, ema, n_avg = "finished", None, None, 0.0, 0
     with open(metrics_path, "a", encoding="utf-8") as log, _Interrupt() as interrupt, _closed_on_error(bar):
