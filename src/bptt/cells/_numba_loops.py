@@ -792,6 +792,13 @@ class _Plan:
         """Wt (K, N) packed for the micro-kernel, or an empty array: not used."""
         return _pack(Wt) if self.micro else _NO_PACK  # packs from a strided view: no copy first
 
+    def forward_weights(self, W_hh):
+        """(W_hh^T packed, W_hh^T contiguous) for a forward loop: each made only if this plan's
+        products read it (the other is a placeholder of the same type)."""
+        if self.micro:
+            return _pack(W_hh.T), W_hh  # W_hh stands in for the contiguous transpose, unread
+        return _NO_PACK, _c(W_hh.T)
+
     def threads(self):
         """The context the blocks run in: OpenBLAS on one thread while ours call it."""
         if self.blas is None or not self.gemm:
@@ -962,7 +969,8 @@ def rnn_forward_loop(xw, h0, W_hh, relu):
     plan = _Plan(xw.dtype, B, H, H)
     if not plan.per_step_matmul:
         with plan.threads():
-            _rnn_fwd_par(plan.gemm, plan.packed(W_hh.T), xw, _c(W_hh.T), relu, hs, plan.n)
+            Wp, W_hhT = plan.forward_weights(W_hh)
+            _rnn_fwd_par(plan.gemm, Wp, xw, W_hhT, relu, hs, plan.n)
         return hs
     WT = W_hh.T  # BLAS reads the transpose in place, faster than a transposed copy
     ah = np.empty((B, H), xw.dtype)
@@ -1006,7 +1014,8 @@ def lstm_forward_loop(xw, h0, c0, W_hh):
     plan = _Plan(xw.dtype, B, H4, H)
     if not plan.per_step_matmul:
         with plan.threads():
-            _lstm_fwd_par(plan.gemm, plan.packed(W_hh.T), xw, _c(W_hh.T), hs, cs, gates, tcs, plan.n)
+            Wp, W_hhT = plan.forward_weights(W_hh)
+            _lstm_fwd_par(plan.gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, plan.n)
         return hs, cs, gates, tcs
     WT = W_hh.T
     for t in range(T):
@@ -1051,7 +1060,8 @@ def gru_forward_loop(xw, h0, W_hh, b_hh):
     plan = _Plan(xw.dtype, B, H3, H)
     if not plan.per_step_matmul:
         with plan.threads():
-            _gru_fwd_par(plan.gemm, plan.packed(W_hh.T), xw, _c(W_hh.T), b, hs, gates, ghn, plan.n)
+            Wp, W_hhT = plan.forward_weights(W_hh)
+            _gru_fwd_par(plan.gemm, Wp, xw, W_hhT, b, hs, gates, ghn, plan.n)
         return hs, gates, ghn
     WT = W_hh.T
     gh = np.empty((B, H3), xw.dtype)
