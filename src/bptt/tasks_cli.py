@@ -21,7 +21,8 @@ import os
 import sys
 import time
 
-from .cli import _positive_int
+from .argtypes import fraction as _fraction
+from .argtypes import positive_int as _positive_int
 
 TASK_NAMES = ("charlm", "binary-add", "echo", "next-prime", "copy", "adding", "series")
 
@@ -42,16 +43,6 @@ OPTIONS = {
 # options that are not the task's own function arguments but are fine with every task
 _ALWAYS = {"out", "quiet", "task"}
 TASK_ONLY = ("lag", "bits", "column", "window", "readout", "momentum", "symbols", "alphabet")
-
-
-def _fraction(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
-    return v
 
 
 def add_train_options(p):

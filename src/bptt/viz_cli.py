@@ -13,7 +13,8 @@ import argparse
 import os
 import sys
 
-from .cli import _nonneg_float, _positive_int
+from .argtypes import nonneg_float as _nonneg_float
+from .argtypes import positive_int as _positive_int
 
 GRADFLOW_LAGS = (0, 1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000)
 
