@@ -14,6 +14,7 @@ to see the traceback.
 """
 
 import argparse
+import functools
 import os
 import sys
 import warnings
@@ -89,11 +90,18 @@ def _add_train(sub):
 
 
 def cmd_train(args):
+    from . import distributed as dist
     from . import tasks_cli
 
     if tasks_cli.wants_task(args):
+        if dist.launch_size() > 1:
+            raise ValueError(f"--task is not supported under mpiexec ({dist.launch_size()} ranks): "
+                             f"run tasks as one process; only the character model trains on several")
         return tasks_cli.run(args)
     from .train import TrainConfig, build_run, fit
+
+    dist.init()  # under an MPI launcher: join the job (mpi4py); else nothing
+    say = functools.partial(print, file=sys.stderr) if dist.is_root() else _silent
 
     given = {k: getattr(args, k) for k in args.option_names if getattr(args, k, None) is not None}
     if args.resume:
@@ -107,7 +115,7 @@ def cmd_train(args):
         if "minutes" in given:
             over["steps"] = None
         run = build_run(None, resume=args.resume, overrides=over)
-        print(f"resuming {run.cfg.out} at step {run.step}", file=sys.stderr)
+        say(f"resuming {run.cfg.out} at step {run.step}")
     else:
         if "steps" not in given and "minutes" not in given:
             given["minutes"] = DEFAULT_MINUTES
@@ -116,10 +124,12 @@ def cmd_train(args):
         cfg = TrainConfig(**given)
         run = build_run(cfg)
         m = run.model
-        print(f"data: {run.data_desc}, vocabulary {len(run.vocab)} characters\n"
-              f"model: {m.config.cell.upper()} {m.config.num_layers}x{m.config.hidden_size}, "
-              f"{m.num_parameters():,} parameters; run directory {run.cfg.out}", file=sys.stderr)
-    result = fit(run, progress=not args.quiet)
+        say(f"data: {run.data_desc}, vocabulary {len(run.vocab)} characters\n"
+            f"model: {m.config.cell.upper()} {m.config.num_layers}x{m.config.hidden_size}, "
+            f"{m.num_parameters():,} parameters; run directory {run.cfg.out}")
+    result = _fit_on_ranks(run, fit, args, say) if dist.size() > 1 else fit(run, progress=not args.quiet)
+    if not dist.is_root():
+        return 0
     out = run.cfg.out
     if result["status"] == "interrupted":
         print(f"interrupted at step {result['step']}; checkpoint saved. Resume with: bptt train --resume {out}")
@@ -131,6 +141,30 @@ def cmd_train(args):
     print("sample:\n" + sample_text(run, 400, seed=-1 % 2**31))
     print(f"\nsample more with: bptt sample {out}")
     return 0
+
+
+def _silent(*args, **kwargs):
+    pass
+
+
+def _fit_on_ranks(run, fit, args, say):
+    """fit() on every rank of an MPI job, the ranks (pid@host) shown first so that a rank the
+    launcher reports dead by its PID can be named, and watched: a rank of this host that dies
+    is named by the lowest surviving one, which ends the job (no rank waits forever)."""
+    from . import distributed as dist
+    from .train import _last_good
+
+    table = dist.rank_table()
+    b = run.cfg.batch_size // dist.size()
+    say(f"mpi: {dist.size()} ranks x {b} streams (batch {run.cfg.batch_size}); rank pid@host: "
+        + ", ".join(f"{k} {pid}@{host}" for k, (pid, host) in enumerate(table)))
+
+    def died(k, pid, host):
+        return (f"bptt: error: rank {k} (pid {pid} on {host}) died; stopping every rank. "
+                f"{_last_good(run.cfg.out)}")
+
+    with dist.watching(died, table):
+        return fit(run, progress=not args.quiet, echo=say)
 
 
 def _add_sample(sub):
@@ -224,11 +258,9 @@ def main(argv=None):
             warnings.simplefilter("ignore", RuntimeWarning)
             return args.func(args)
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(f"error: {e}", EXIT_USAGE)
     except KeyboardInterrupt:
-        print("bptt: interrupted", file=sys.stderr)
-        return 130
+        return _fail("bptt: interrupted", 130)
     except Exception as e:  # noqa: BLE001 - the one place that turns errors into messages
         if os.environ.get("BPTT_DEBUG"):
             raise
@@ -243,11 +275,28 @@ def main(argv=None):
                 msg = f"{e.strerror or e}: {e.filename}"
                 if isinstance(e, FileExistsError) and os.path.isfile(e.filename):  # makedirs over a file
                     msg = f"{e.filename} is a file, not a directory"
-            print(f"bptt: error: {msg}", file=sys.stderr)
-            return EXIT_ERROR
-        print(f"bptt: internal error: {type(e).__name__}: {e} (run with BPTT_DEBUG=1 for the traceback)",
-              file=sys.stderr)
-        return EXIT_ERROR
+            return _fail(f"bptt: error: {msg}", EXIT_ERROR, e)
+        return _fail(f"bptt: internal error: {type(e).__name__}: {e} (run with BPTT_DEBUG=1 for the traceback)",
+                     EXIT_ERROR, e)
+
+
+def _fail(line, code, error=None):
+    """Print the error line and return the exit code. Under MPI: an error every rank met at the
+    same point (before the ranks talk, or marked so) is printed by rank 0 alone and every rank
+    leaves normally; an error of one rank is printed by it, naming it, and that rank leaves at
+    once, without waiting for the others (the launcher then ends the job)."""
+    from . import distributed as dist
+
+    if not dist.launched():
+        print(line, file=sys.stderr)
+        return code
+    if not dist.initialized() or getattr(error, "on_all_ranks", False):
+        if dist.launch_rank() == 0:
+            print(line, file=sys.stderr)
+        return code
+    prefix, _, rest = line.partition(": ")
+    print(f"{prefix}: rank {dist.rank()}: {rest}" if dist.rank() else line, file=sys.stderr)
+    dist.leave(code)
 
 
 if __name__ == "__main__":

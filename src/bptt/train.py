@@ -8,6 +8,11 @@ checkpoints, exact resume, Ctrl-C and NaN handling.
 
 Everything that decides the next step (weights, optimizer buffers, carried state, data
 position, dropout RNG, step) is in the checkpoint, so a resumed run continues bit for bit.
+
+Under an MPI launcher (``bptt.distributed``) rank r of N trains on its block of the B streams,
+the gradients (and the loss, the Ctrl-C flag, the clock) are averaged in one Allreduce per step,
+and every rank takes the same step; rank 0 alone prints, logs and writes checkpoints, which hold
+the carried states of all ranks, so they resume on any number of ranks.
 """
 
 import json
@@ -20,12 +25,14 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from . import checkpoint as ckpt_io
+from . import distributed as dist
 from .data import Batches, DataError, Vocab, default_corpus, load_text, prepare
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .model import CharModel, ModelConfig
 from .optim import OPTIMIZERS, clip_grad_norm, clip_grad_value, make_optimizer, make_schedule
 
 LN2 = math.log(2.0)
+CHECK_EVERY = 100  # steps between two comparisons of the weights across ranks (MPI)
 
 
 class TrainingError(RuntimeError):
@@ -89,12 +96,16 @@ class TrainConfig:
 
 
 # ----------------------------------------------------------------------------- one step
-def train_step(model, x, y, state, opt, cfg):
-    """One truncated-BPTT step on chunk x, y (T, B). Returns loss, grad norm, new state."""
+def train_step(model, x, y, state, opt, cfg, reduce=None):
+    """One truncated-BPTT step on chunk x, y (T, B). Returns loss, grad norm, new state.
+    ``reduce(grads, loss) -> loss`` (MPI) turns this rank's gradient and loss into the whole
+    batch's before clipping."""
     logits, state = model.forward(x, state)  # (T, B, V)
     loss, cache = cross_entropy_forward(logits, y)
     model.zero_grad()
     model.backward(cross_entropy_backward(cache))
+    if reduce is not None:
+        loss = reduce(model.grads, loss)
     norm = grad_norm(model.grads) if not cfg.clip else clip_grad_norm(model.grads, cfg.clip)
     if cfg.clip_value:
         clip_grad_value(model.grads, cfg.clip_value)
@@ -137,9 +148,10 @@ def grad_norm(grads):
     return float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))
 
 
-def evaluate(model, batches, max_chunks=0):
+def evaluate(model, batches, max_chunks=0, streams=None):
     """Mean cross-entropy (nats/char) over the first ``max_chunks`` chunks (0 = all), with the
-    state carried from chunk to chunk as in training, dropout off."""
+    state carried from chunk to chunk as in training, dropout off. ``streams`` (MPI): this
+    rank's slice of the streams; the sums of all ranks are added up."""
     if batches is None:
         return float("nan")
     was = model.rnn.training
@@ -149,12 +161,18 @@ def evaluate(model, batches, max_chunks=0):
         for k, (x, y) in enumerate(batches.chunks()):
             if max_chunks and k >= max_chunks:
                 break
+            if streams is not None:
+                x, y = x[:, streams], y[:, streams]
+                if not y.size:
+                    continue
             logits, state = model.forward(x, state)
             loss, _ = cross_entropy_forward(logits, y)
             total += loss * y.size
             count += y.size
     finally:
         model.train(was)
+    if streams is not None:
+        total, count = dist.allreduce_sum([total, count])
     return total / max(count, 1)
 
 
@@ -172,6 +190,12 @@ def _state_from(tensors, is_lstm):
     return (tensors["carry.h"], tensors["carry.c"]) if is_lstm else tensors["carry.h"]
 
 
+def _map_state(state, fn):
+    if state is None:
+        return None
+    return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)
+
+
 def _text_digest(text):
     import hashlib
 
@@ -186,12 +210,30 @@ class Run:
         _, self.train_batches, self.val_batches = prepare(
             text, cfg.val_fraction, cfg.batch_size, cfg.seq_len, vocab=vocab)
         self.model = CharModel(cfg.model_config(len(vocab)), dtype=cfg.dtype, seed=cfg.seed)
+        self.streams = self.val_streams = None  # this rank's streams (MPI); None: all of them
+        if dist.size() > 1:
+            self._split(cfg.batch_size)
         self.opt = make_optimizer(cfg.optimizer, self.model.params, self.model.grads, cfg.lr)
         total = cfg.steps or 10**9
         kw = {"warmup_steps": cfg.warmup} if cfg.schedule == "cosine" else {}
         self.schedule = make_schedule(cfg.schedule, cfg.lr, total, **kw)
         self.step, self.elapsed, self.state = 0, 0.0, None
         self.metrics_bytes = 0
+
+    def _split(self, B):
+        """Rank r of N takes streams [r*B/N, (r+1)*B/N); its dropout masks are its columns of
+        the masks one process draws for the whole batch, so they do not depend on N. Validation
+        too is split when its batch can be (else rank 0 computes it)."""
+        self.streams = dist.shard(B)
+        self.model.rnn.rng = dist.ShardedGenerator(self.model.rnn.rng, B, self.streams)
+        vb = self.val_batches.batch_size if self.val_batches is not None else 0
+        if vb:
+            self.val_streams = dist.shard(vb) if vb % dist.size() == 0 else \
+                slice(0, vb if dist.is_root() else 0)
+
+    def local(self, x, y):
+        """Chunk x, y (T, B) -> this rank's streams (all of them in one process)."""
+        return (x, y) if self.streams is None else (x[:, self.streams], y[:, self.streams])
 
     # -- checkpoint
     def meta(self):
@@ -211,17 +253,37 @@ class Run:
     def state_tensors(self):
         buffers = self.opt.state_dict()["buffers"]
         t = {f"optim.{b}.{p}": a for b, d in buffers.items() for p, a in d.items()}
-        t.update(_state_arrays(self.state))
+        t.update(_state_arrays(self.whole_state()))
         return t
+
+    def whole_state(self):
+        """The carried state of all B streams: under MPI gathered from every rank into rank 0
+        (a collective; None on the other ranks)."""
+        if self.streams is None:
+            return self.state
+        return _map_state(self.state, dist.gather_batch)
+
+    def check_ranks(self):
+        """Under MPI: stop every rank if any rank's weights differ from rank 0's."""
+        differ = dist.check_same(self.model.params)
+        if differ:
+            raise dist.everywhere(TrainingError(
+                f"the weights of rank {', '.join(map(str, differ))} differ from rank 0's at step "
+                f"{self.step}: the ranks diverged; training stopped. {_last_good(self.cfg.out)}"))
 
     def save(self):
         bad = [k for k, v in self.model.params.items() if not np.isfinite(v).all()]
         if bad:
-            raise TrainingError(
+            raise dist.everywhere(TrainingError(
                 f"the weights became NaN or Inf at step {self.step} ({', '.join(bad[:3])}); "
-                f"training stopped. {_last_good(self.cfg.out)}")
-        return ckpt_io.save_checkpoint(self.cfg.out, self.step, self.model.state_dict(),
-                                       self.state_tensors(), self.meta())
+                f"training stopped. {_last_good(self.cfg.out)}"))
+        if self.streams is None:
+            return ckpt_io.save_checkpoint(self.cfg.out, self.step, self.model.state_dict(),
+                                           self.state_tensors(), self.meta())
+        self.check_ranks()
+        tensors = self.state_tensors()  # collective
+        return dist.on_root(lambda: ckpt_io.save_checkpoint(
+            self.cfg.out, self.step, self.model.state_dict(), tensors, self.meta()))
 
     def restore(self, meta, weights, tensors):
         where = meta.get("_path", "checkpoint")
@@ -243,6 +305,8 @@ class Run:
             for name, s in _state_arrays(self.state).items():
                 if s.shape != want:
                     raise ValueError(f"{name} must have shape {want}, got {s.shape}")
+            if self.streams is not None:  # the whole batch's state -> this rank's streams
+                self.state = _map_state(self.state, lambda s: np.ascontiguousarray(s[:, self.streams]))
             self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
             self.metrics_bytes = int(meta.get("metrics_bytes", 0))
         except (ValueError, TypeError, KeyError) as e:
@@ -260,22 +324,53 @@ def _load_data(cfg):
 
 def build_run(cfg, resume=None, overrides=None):
     """A fresh run from ``cfg``, or the run in checkpoint ``resume`` with ``overrides`` (e.g.
-    more steps) applied."""
-    if resume is None:
-        cfg.validate()
-        text, desc = _load_data(cfg)
-        if cfg.data is not None:
-            cfg.data = os.path.abspath(cfg.data)  # so that --resume works from any directory
-        run = Run(cfg, text, Vocab.from_text(text), desc)
-        if cfg.out is None:
-            cfg.out = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-        if os.path.isdir(cfg.out) and any(n.startswith("ckpt-") for n in os.listdir(cfg.out)):
-            raise ValueError(f"{cfg.out} already holds a run; resume it with --resume {cfg.out} or choose another --out")
-        if os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
-            raise ValueError(f"{cfg.out} is a file, not a run directory; choose another --out")
-        os.makedirs(cfg.out, exist_ok=True)  # a directory that cannot be made fails here, before training
+    more steps) applied. Under MPI every rank builds it (rank 0 reads the checkpoint and sends
+    it to all); an error on any rank is raised on every rank."""
+    loaded = None if resume is None else _load_checkpoint(resume)
+    if resume is None and cfg.out is None:  # (MPI: rank 0's clock names the directory)
+        cfg.out = os.path.join("runs", dist.broadcast_bytes(time.strftime("%Y%m%d-%H%M%S").encode()).decode())
+    run = dist.agree(lambda: _fresh_run(cfg) if resume is None else _resumed_run(loaded, overrides))
+    dist.broadcast_params(run.model.params)  # (MPI) rank 0's weights, whatever happened elsewhere
+    return run
+
+
+def _fresh_run(cfg):
+    cfg.validate()
+    text, desc = _load_data(cfg)
+    if cfg.data is not None:
+        cfg.data = os.path.abspath(cfg.data)  # so that --resume works from any directory
+    run = Run(cfg, text, Vocab.from_text(text), desc)
+    if not dist.is_root():
         return run
-    ckpt_dir, meta, weights, tensors = ckpt_io.load_checkpoint(resume)
+    if os.path.isdir(cfg.out) and any(n.startswith("ckpt-") for n in os.listdir(cfg.out)):
+        raise ValueError(f"{cfg.out} already holds a run; resume it with --resume {cfg.out} or choose another --out")
+    if os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
+        raise ValueError(f"{cfg.out} is a file, not a run directory; choose another --out")
+    os.makedirs(cfg.out, exist_ok=True)  # a directory that cannot be made fails here, before training
+    return run
+
+
+def _load_checkpoint(resume):
+    """-> (checkpoint_dir, meta, weights, tensors). Under MPI rank 0 reads and checks it and
+    sends the three files' contents to every rank (no other rank needs the run directory)."""
+    if dist.size() == 1:
+        return ckpt_io.load_checkpoint(resume)
+    from safetensors.numpy import load, save
+
+    files = {}
+
+    def read():  # rank 0: the checked checkpoint, its tensors as safetensors bytes
+        ckpt_dir, meta, weights, tensors = ckpt_io.load_checkpoint(resume)
+        files.update(weights=save(weights), tensors=save(tensors) if tensors else b"")
+        return json.dumps({"dir": ckpt_dir, "meta": meta})
+
+    head = json.loads(dist.on_root(read))
+    weights, tensors = (dist.broadcast_bytes(files.get(k, b"")) for k in ("weights", "tensors"))
+    return head["dir"], head["meta"], load(weights), load(tensors) if tensors else {}
+
+
+def _resumed_run(loaded, overrides):
+    ckpt_dir, meta, weights, tensors = loaded
     meta["_path"] = ckpt_dir
     try:
         saved = TrainConfig(**{f.name: meta["train"][f.name] for f in fields(TrainConfig) if f.name in meta["train"]})
@@ -318,6 +413,25 @@ class _closed_on_error:
             self.bar.close()
 
 
+class _NoLog:
+    """The metrics log of a rank other than 0: writes nothing."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def write(self, text):
+        pass
+
+    def flush(self):
+        pass
+
+    def tell(self):
+        return 0
+
+
 class _Interrupt:
     """Turns SIGINT into a flag checked between steps."""
 
@@ -352,34 +466,54 @@ def fit(run, progress=True, echo=print):
     from .progress import ProgressBar
 
     cfg, model, opt = run.cfg, run.model, run.opt
-    os.makedirs(cfg.out, exist_ok=True)
+    root, parallel = dist.is_root(), run.streams is not None
     metrics_path = os.path.join(cfg.out, "metrics.jsonl")
-    _truncate(metrics_path, run.metrics_bytes)
+    if root:
+        os.makedirs(cfg.out, exist_ok=True)
+        dist.agree(lambda: _truncate(metrics_path, run.metrics_bytes))
+    else:
+        dist.agree(lambda: None)
     chars_per_step = cfg.seq_len * cfg.batch_size
-    prepare_kernels(model, echo if progress else None)  # not on the clock
-    bar = ProgressBar(cfg, run.step, run.elapsed, enabled=progress)
+    prepare_kernels(model, echo if progress and root else None)  # not on the clock
+    bar = ProgressBar(cfg, run.step, run.elapsed, enabled=progress and root)
     status, smooth, val, ema, n_avg = "finished", None, None, 0.0, 0
-    with open(metrics_path, "a", encoding="utf-8") as log, _Interrupt() as interrupt, _closed_on_error(bar):
+    sync = {"stop": False}  # (MPI) a Ctrl-C on any rank, seen by all at the same step
+    log_file = open(metrics_path, "a", encoding="utf-8") if root else _NoLog()
+    with log_file as log, _Interrupt() as interrupt, _closed_on_error(bar):
         t_last = time.perf_counter()
+
+        def reduce(grads, loss):  # (MPI) one Allreduce: gradient, loss, Ctrl-C, clock
+            nonlocal t_last
+            now = time.perf_counter()
+            loss, hit, run.elapsed = dist.allreduce_grads(
+                grads, extra=[loss, interrupt.hit, run.elapsed + now - t_last])
+            sync["stop"], t_last = hit > 0, time.perf_counter()
+            return float(loss)
+
         while not _done(run):
             x, y, new_epoch = run.train_batches.next()
             if new_epoch:
                 run.state = None  # streams restart at the beginning of the data
+            x, y = run.local(x, y)
             opt.lr = run.schedule(run.step)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked below
-                loss, norm, run.state = train_step(model, x, y, run.state, opt, cfg)
+                loss, norm, run.state = train_step(model, x, y, run.state, opt, cfg,
+                                                   reduce if parallel else None)
             if not (math.isfinite(loss) and math.isfinite(norm)):
                 bar.close()
                 what = "loss" if not math.isfinite(loss) else "gradient norm"
-                raise TrainingError(
+                raise dist.everywhere(TrainingError(
                     f"the {what} became {loss if what == 'loss' else norm} at step {run.step + 1}; "
-                    f"training stopped. {_last_good(cfg.out)}")
+                    f"training stopped. {_last_good(cfg.out)}"))
             with np.errstate(over="ignore", invalid="ignore"):  # a diverged update is caught at the next step
                 opt.step()
             run.step += 1
-            now = time.perf_counter()
-            run.elapsed += now - t_last
-            t_last = now
+            if not parallel:  # (MPI: the clock is the ranks' mean, from the Allreduce)
+                now = time.perf_counter()
+                run.elapsed += now - t_last
+                t_last = now
+            if parallel and run.step % CHECK_EVERY == 0:
+                run.check_ranks()
             ema = 0.98 * ema + 0.02 * loss
             n_avg += 1
             smooth = ema / (1 - 0.98**n_avg)  # bias-corrected moving average
@@ -391,7 +525,7 @@ def fit(run, progress=True, echo=print):
             log.write(json.dumps(rec) + "\n")
             bar.update(run.step, run.elapsed, smooth, val, chars_per_step)
             t_last = time.perf_counter()  # evaluation time is not training time
-            if interrupt.hit:
+            if sync["stop"] if parallel else interrupt.hit:
                 status = "interrupted"
                 break
             if run.step % cfg.checkpoint_every == 0 and not _done(run):
@@ -401,7 +535,8 @@ def fit(run, progress=True, echo=print):
         log.flush()
         run.metrics_bytes = log.tell()
         path = run.save()
-    _write_loss_plot(cfg.out)
+    if root:
+        _write_loss_plot(cfg.out)
     if status == "finished" and (run.step % cfg.eval_every or val is None):  # (None: resumed at the end)
         # a last evaluation, shown but not logged: the log of a run stopped and resumed must
         # equal the log of the same run straight through
@@ -412,7 +547,9 @@ def fit(run, progress=True, echo=print):
 
 
 def _evaluate_and_show(run, bar, smooth):
-    val = evaluate(run.model, run.val_batches, run.cfg.eval_batches)
+    val = evaluate(run.model, run.val_batches, run.cfg.eval_batches, run.val_streams)
+    if not dist.is_root():
+        return val
     text = sample_text(run, run.cfg.sample_length, seed=run.step)
     train = f"train {smooth:.4f}  " if smooth is not None else ""
     bar.write(f"step {run.step}: {train}val {val:.4f} nats/char ({val / LN2:.3f} bits/char)\n"
