@@ -1,0 +1,297 @@
+"""Data-parallel training over MPI (``mpiexec -n N bptt train``, ``bptt.distributed``).
+
+- N ranks compute the step one process computes: float64, dropout on, 2 and 3 ranks
+  (oversubscribed on a small machine): the loss of every step, the validation losses, the
+  weights, the optimizer buffers and the carried states after 20 steps equal one process's to
+  <= 1e-12 relative; float32 to the stated bound.
+- A checkpoint written by 3 ranks resumes on 2 (and on 1) and ends as the straight run.
+- Faults: a rank killed with SIGKILL ends the whole job within 30 s, non-zero, with a line
+  naming the dead rank's PID (MPICH's mpiexec) that bptt's start-up line maps to its rank, or,
+  when the launcher leaves the others running, bptt's own line naming the rank; the last
+  checkpoint is intact and resumes. Ctrl-C to mpiexec saves a checkpoint and exits 0. A NaN on
+  one rank stops every rank with the single-process message. Bad input (a batch the ranks
+  cannot split, more ranks than streams, --task, mpi4py missing) is one line and exit 1.
+- ``bptt.distributed`` in a hand-written loop gives the single-process result.
+- Without a launcher, bptt never imports mpi4py.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import mpi_helpers as mh
+from training_helpers import REPO, digests, make_text, write_text
+
+ARGS = ["--hidden", "8", "--layers", "2", "--embedding-dim", "4", "--seq-len", "5", "--batch", "6",
+        "--dropout", "0.3", "--eval-every", "10", "--eval-batches", "2", "--sample-length", "0",
+        "--checkpoint-every", "10", "--quiet"]
+STEPS = 20
+
+
+@pytest.fixture(scope="module")
+def text(tmp_path_factory):
+    return write_text(tmp_path_factory.mktemp("mpi") / "text.txt", make_text(600))
+
+
+@pytest.fixture(scope="module")
+def straight(text, tmp_path_factory):
+    """One process, float64 and float32, 20 steps straight through -> {dtype: run dir}."""
+    out = {}
+    for dtype in ("float64", "float32"):
+        run = str(tmp_path_factory.mktemp("straight") / dtype)
+        p = mh.run(0, "train", "--data", text, *ARGS, "--dtype", dtype, "--steps", STEPS, "--out", run)
+        assert p.returncode == 0, p.stderr
+        out[dtype] = run
+    return out
+
+
+def _compare(run, ref):
+    """-> the largest relative difference of (losses of every step, validation losses, weights,
+    optimizer buffers and carried states)."""
+    la, lb = mh.losses(run), mh.losses(ref)
+    assert [r["step"] for r in la] == [r["step"] for r in lb] == list(range(1, STEPS + 1))
+    meta_a, wa, sa = mh.weights(run)
+    meta_b, wb, sb = mh.weights(ref)
+    assert meta_a["step"] == meta_b["step"] == STEPS
+    assert meta_a["rng"] == meta_b["rng"] and meta_a["data"] == meta_b["data"]
+    return {"loss": mh.rel([r["loss"] for r in la], [r["loss"] for r in lb]),
+            "val": mh.rel([r["val_loss"] for r in la if "val_loss" in r], [r["val_loss"] for r in lb if "val_loss" in r]),
+            "grad_norm": mh.rel([r["grad_norm"] for r in la], [r["grad_norm"] for r in lb]),
+            "weights": mh.worst(wa, wb), "state": mh.worst(sa, sb)}
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_n_ranks_compute_the_single_process_steps_float64(n, text, straight, tmp_path):
+    run = str(tmp_path / "run")
+    p = mh.run(n, "train", "--data", text, *ARGS, "--dtype", "float64", "--steps", STEPS, "--out", run)
+    assert p.returncode == 0, p.stderr
+    assert re.search(rf"^mpi: {n} ranks x {6 // n} streams \(batch 6\)", p.stderr, re.M), p.stderr
+    assert "finished 20 steps" in p.stdout and p.stdout.count("finished") == 1  # rank 0 alone prints
+    diff = _compare(run, straight["float64"])
+    assert max(diff.values()) <= 1e-12, diff
+
+
+def test_two_ranks_float32_agree_to_float32_rounding(text, straight, tmp_path):
+    """float32: the sums are added in another order, so the ranks differ from one process by
+    rounding (measured: about 1e-7 relative on losses and weights after 20 steps)."""
+    run = str(tmp_path / "run")
+    p = mh.run(2, "train", "--data", text, *ARGS, "--dtype", "float32", "--steps", STEPS, "--out", run)
+    assert p.returncode == 0, p.stderr
+    diff = _compare(run, straight["float32"])
+    print("float32, 2 ranks against 1 process:", diff)
+    assert max(diff.values()) <= 2e-6, diff
+
+
+def test_checkpoint_of_3_ranks_resumes_on_2_and_on_1_as_the_straight_run(text, straight, tmp_path):
+    run = str(tmp_path / "run")
+    p = mh.run(3, "train", "--data", text, *ARGS, "--dtype", "float64", "--steps", 10, "--out", run)
+    assert p.returncode == 0, p.stderr
+    copy = str(tmp_path / "copy")
+    subprocess.run(["cp", "-r", run, copy], check=True)
+    p = mh.run(2, "train", "--resume", run, "--steps", STEPS)
+    assert p.returncode == 0, p.stderr
+    assert f"resuming {run} at step 10" in p.stderr
+    diff = _compare(run, straight["float64"])
+    assert max(diff.values()) <= 1e-12, diff
+    p = mh.run(0, "train", "--resume", copy, "--steps", STEPS)  # 3 ranks -> 1 process
+    assert p.returncode == 0, p.stderr
+    diff = _compare(copy, straight["float64"])
+    assert max(diff.values()) <= 1e-12, diff
+
+
+# ----------------------------------------------------------------------------- faults
+LONG = ["--hidden", "8", "--layers", "1", "--embedding-dim", "4", "--seq-len", "5", "--batch", "4",
+        "--eval-every", "1000000", "--sample-length", "0", "--checkpoint-every", "20", "--steps", "1000000"]
+
+
+def _start_and_wait_for_checkpoint(tmp_path, text, launcher_opts=()):
+    run, log = str(tmp_path / "run"), str(tmp_path / "stderr.txt")
+    proc = mh.start(2, "train", "--data", text, *LONG, "--quiet", "--out", run, stderr_path=log,
+                    stdout_path=str(tmp_path / "stdout.txt"), launcher_opts=launcher_opts)
+    try:
+        mh.wait_for(lambda: os.path.exists(os.path.join(run, "latest")) or proc.poll() is not None)
+    except AssertionError:
+        mh.kill_group(proc)
+        raise
+    assert proc.poll() is None, open(log).read()
+    return proc, run, log
+
+
+def test_sigkill_of_a_rank_ends_the_job_naming_it(text, tmp_path):
+    """MPICH's mpiexec kills every rank as soon as one dies and prints the dead PID, which
+    bptt's start-up line maps to its rank; the newest checkpoint is intact and resumes."""
+    proc, run, log = _start_and_wait_for_checkpoint(tmp_path, text)
+    try:
+        pids = mh.rank_pids(open(log).read())
+        assert sorted(pids) == [0, 1]
+        pid, host = pids[1]
+        time.sleep(0.3)  # well into training
+        before = mh.weights(run)[0]["step"]
+        t0 = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        rc = proc.wait(timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        mh.kill_group(proc)
+    err, out = open(log).read(), open(tmp_path / "stdout.txt").read()  # mpiexec's own report: stdout
+    assert rc == 9 and took < 30, (rc, took, err)
+    assert "Traceback" not in err
+    assert f"PID {pid} RUNNING AT {host}" in out and "EXIT CODE: 9" in out, out
+    assert re.search(rf"rank pid@host: 0 \d+@\S+, 1 {pid}@{re.escape(host)}$", err, re.M), err
+    meta, w, _ = mh.weights(run)  # the newest checkpoint loads (checksums verified)
+    assert meta["step"] >= before and meta["step"] % 20 == 0
+    p = mh.run(2, "train", "--resume", run, "--steps", meta["step"] + 20)
+    assert p.returncode == 0, p.stderr
+    assert mh.weights(run)[0]["step"] == meta["step"] + 20
+
+
+def test_watch_names_a_dead_rank_of_this_host_and_aborts(monkeypatch, capfd):
+    """The watch bptt keeps on the other ranks of its host (for launchers that leave the
+    survivors waiting in a collective): here rank 0 of a pretend 2-rank job whose rank 1 is a
+    child process; SIGKILL it -> one line naming rank 1, then MPI_Abort."""
+    import threading
+
+    import bptt.distributed as dist
+
+    aborted = threading.Event()
+
+    class World:
+        def Get_rank(self):
+            return 0
+
+        def Get_size(self):
+            return 2
+
+        def Abort(self, code):
+            aborted.code = code
+            aborted.set()
+
+    monkeypatch.setattr(dist, "_comm", World())
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        table = [(os.getpid(), dist.socket.gethostname()), (child.pid, dist.socket.gethostname())]
+        dist.watch_peers(table, lambda k, pid, host: f"bptt: error: rank {k} (pid {pid} on {host}) died")
+        time.sleep(0.2)
+        assert not aborted.is_set()
+        child.kill()
+        child.wait()
+        assert aborted.wait(10) and aborted.code == 1
+    finally:
+        child.kill()
+        dist._watch["armed"] = False
+    err = capfd.readouterr().err
+    assert err == f"bptt: error: rank 1 (pid {child.pid} on {dist.socket.gethostname()}) died\n"
+
+
+def test_ctrl_c_to_mpiexec_saves_a_checkpoint_and_exits_0(text, tmp_path):
+    proc, run, log = _start_and_wait_for_checkpoint(tmp_path, text)
+    try:
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends to mpiexec
+        proc.wait(timeout=30)
+    finally:
+        mh.kill_group(proc)
+    out = open(tmp_path / "stdout.txt").read()
+    assert proc.returncode == 0, open(log).read()
+    m = re.search(r"^interrupted at step (\d+); checkpoint saved\. Resume with: bptt train --resume (\S+)$", out, re.M)
+    assert m and m.group(2) == run, out
+    assert out.count("interrupted") == 1
+    meta, _, _ = mh.weights(run)
+    assert meta["step"] == int(m.group(1))
+    assert len(mh.losses(run)) == meta["step"]
+
+
+def test_nan_on_one_rank_stops_every_rank_with_the_single_process_message(text, tmp_path):
+    run = str(tmp_path / "run")
+    args = ["train", "--data", text, *ARGS, "--steps", 10, "--out", run]
+    p = mh.run(2, *args)
+    assert p.returncode == 0, p.stderr
+    before = digests(run)
+    nan = os.path.join(REPO, "tests", "mpi_nan.py")
+    p = subprocess.run([mh.MPIEXEC, "-n", "2", sys.executable, nan, "1", "3", "train", "--resume", run,
+                        "--steps", "20"], capture_output=True, text=True, timeout=120, cwd=REPO, env=mh.env())
+    assert p.returncode == 1, p.stderr
+    errors = [line for line in p.stderr.splitlines() if "error" in line]
+    assert errors == [f"bptt: error: the loss became nan at step 13; training stopped. "
+                      f"The last checkpoint is kept: {run}/ckpt-00000010"], p.stderr
+    assert "Traceback" not in p.stderr
+    after = digests(run)
+    assert {k: v for k, v in after.items() if k.startswith("ckpt-") or k == "latest"} == \
+        {k: v for k, v in before.items() if k.startswith("ckpt-") or k == "latest"}
+
+
+BAD = [  # (ranks, extra argv, the error line)
+    (2, ["--batch", "5"], r"batch 5 cannot be split evenly over 2 ranks \(5 = 2 x 2 \+ 1\); use a multiple of 2 "
+                          r"such as 4 or 6$"),
+    (3, ["--batch", "2"], r"3 ranks need at least 3 streams, but the batch has 2; use --batch 3 or more "
+                          r"\(a multiple of 3\), or fewer ranks$"),
+    (2, ["--task", "echo"], r"--task is not supported under mpiexec \(2 ranks\): run tasks as one process"),
+    ("resume", [], r"batch 6 cannot be split evenly over 4 ranks"),
+    ("no-mpi4py", [], r"bptt was started by an MPI launcher \(2 ranks\) but mpi4py is not installed; "
+                      r"install it with: pip install 'bptt\[mpi\]'$"),
+]
+
+
+@pytest.fixture(scope="module")
+def small_run(text, tmp_path_factory):
+    run = str(tmp_path_factory.mktemp("small") / "run")
+    p = mh.run(0, "train", "--data", text, *ARGS, "--steps", 3, "--out", run)
+    assert p.returncode == 0, p.stderr
+    return run
+
+
+@pytest.mark.parametrize("n,extra,expect", BAD, ids=["indivisible", "more-ranks-than-streams", "task",
+                                                     "resume-indivisible", "mpi4py-missing"])
+def test_bad_input_under_mpi_is_one_line(n, extra, expect, text, small_run, tmp_path):
+    before = digests(small_run)
+    new = str(tmp_path / "new")
+    args = ["train", "--data", text, *ARGS, "--steps", 3, "--out", new]
+    extra_env = None
+    if n == "resume":
+        n, args = 4, ["train", "--resume", small_run, "--steps", 6]
+    elif n == "no-mpi4py":  # an mpi4py that cannot be imported, first on the path
+        fake = tmp_path / "fake" / "mpi4py"
+        fake.mkdir(parents=True)
+        (fake / "__init__.py").write_text("raise ImportError(\"No module named 'mpi4py'\")\n")
+        n, extra_env = 2, {"PYTHONPATH": str(fake.parent)}
+    p = mh.run(n, *args, *extra, extra_env=extra_env, timeout=60)
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert re.match(r"bptt: error: " + expect, lines[0]), lines[0]
+    assert digests(small_run) == before
+    assert not os.path.exists(os.path.join(new, "latest"))
+
+
+# ----------------------------------------------------------------------------- the library
+def test_distributed_in_a_hand_written_loop_equals_one_process(tmp_path):
+    from safetensors.numpy import load_file
+
+    loop = os.path.join(REPO, "tests", "mpi_user_loop.py")
+    results = {}
+    for n in (0, 2, 3):
+        out = str(tmp_path / f"n{n}.safetensors")
+        p = mh.script(n, loop, out)
+        assert p.returncode == 0, p.stderr
+        results[n] = load_file(out)
+    one = results[0]
+    assert one["losses"][-1] < one["losses"][0]  # it learns
+    for n in (2, 3):
+        assert mh.worst(results[n], one) <= 1e-12, n
+
+
+def test_without_a_launcher_nothing_of_mpi_is_imported(text, tmp_path):
+    code = ("import sys; import bptt.distributed as d; from bptt.cli import main; "
+            f"rc = main(['train', '--data', {text!r}, '--steps', '2', '--hidden', '4', '--layers', '1', "
+            f"'--batch', '2', '--seq-len', '4', '--sample-length', '0', '--quiet', '--out', {str(tmp_path / 'r')!r}]); "
+            "assert rc == 0 and (d.rank(), d.size(), d.shard(6)) == (0, 1, slice(0, 6)); "
+            "assert not d.launched() and not d.initialized(); "
+            "assert not [m for m in sys.modules if m.startswith('mpi4py')], 'mpi4py imported'; print('ok')")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO,
+                       env=mh.env())
+    assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stderr
