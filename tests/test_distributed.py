@@ -206,19 +206,24 @@ def test_ctrl_c_to_mpiexec_saves_a_checkpoint_and_exits_0(text, tmp_path):
     assert len(mh.losses(run)) == meta["step"]
 
 
-def test_nan_on_one_rank_stops_every_rank_with_the_single_process_message(text, tmp_path):
+@pytest.mark.parametrize("fault", ["nan", "drift"])
+def test_a_fault_on_one_rank_stops_every_rank_with_one_message(fault, text, tmp_path):
+    """nan: the loss of one rank's step is NaN -> every rank stops with the single-process
+    message. drift: one rank's weights move by 1e-4 -> the checksum comparison before the next
+    checkpoint stops every rank. Either way: exit 1, one error line, the checkpoints untouched."""
     run = str(tmp_path / "run")
-    args = ["train", "--data", text, *ARGS, "--steps", 10, "--out", run]
-    p = mh.run(2, *args)
+    p = mh.run(2, "train", "--data", text, *ARGS, "--steps", 10, "--out", run)
     assert p.returncode == 0, p.stderr
     before = digests(run)
-    nan = os.path.join(REPO, "tests", "mpi_nan.py")
-    p = subprocess.run([mh.MPIEXEC, "-n", "2", sys.executable, nan, "1", "3", "train", "--resume", run,
-                        "--steps", "20"], capture_output=True, text=True, timeout=120, cwd=REPO, env=mh.env())
+    inject = os.path.join(REPO, "tests", "mpi_inject.py")
+    p = subprocess.run([mh.MPIEXEC, "-n", "2", sys.executable, inject, fault, "1", "3", "train", "--resume", run,
+                        "--steps", "30"], capture_output=True, text=True, timeout=120, cwd=REPO, env=mh.env())
     assert p.returncode == 1, p.stderr
     errors = [line for line in p.stderr.splitlines() if "error" in line]
-    assert errors == [f"bptt: error: the loss became nan at step 13; training stopped. "
-                      f"The last checkpoint is kept: {run}/ckpt-00000010"], p.stderr
+    kept = f"The last checkpoint is kept: {run}/ckpt-00000010"
+    expect = (f"the loss became nan at step 13; training stopped. {kept}" if fault == "nan" else
+              f"the weights of rank 1 differ from rank 0's at step 20: the ranks diverged; training stopped. {kept}")
+    assert errors == ["bptt: error: " + expect], p.stderr
     assert "Traceback" not in p.stderr
     after = digests(run)
     assert {k: v for k, v in after.items() if k.startswith("ckpt-") or k == "latest"} == \
