@@ -23,8 +23,9 @@ LAUNCHER_VARS = ("PMI_", "OMPI_", "PMIX_", "MV2_", "HYDRA_", "MPI_LOCAL")
 def env(**extra):
     """The environment of a child: no launcher variables of our own, NumPy loops, 1 BLAS thread."""
     e = {k: v for k, v in os.environ.items() if not k.startswith(LAUNCHER_VARS)}
+    paths = [os.path.join(REPO, "tests")] + ([e["PYTHONPATH"]] if "PYTHONPATH" in e else [])
     e.update(BPTT_BACKEND="numpy", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
-             PYTHONPATH=os.pathsep.join([os.path.join(REPO, "tests")] + ([e["PYTHONPATH"]] if "PYTHONPATH" in e else [])))
+             PYTHONPATH=os.pathsep.join(paths))
     e.update(extra)
     return e
 

@@ -60,7 +60,8 @@ def _compare(run, ref):
     assert meta_a["step"] == meta_b["step"] == STEPS
     assert meta_a["rng"] == meta_b["rng"] and meta_a["data"] == meta_b["data"]
     return {"loss": mh.rel([r["loss"] for r in la], [r["loss"] for r in lb]),
-            "val": mh.rel([r["val_loss"] for r in la if "val_loss" in r], [r["val_loss"] for r in lb if "val_loss" in r]),
+            "val": mh.rel([r["val_loss"] for r in la if "val_loss" in r],
+                          [r["val_loss"] for r in lb if "val_loss" in r]),
             "grad_norm": mh.rel([r["grad_norm"] for r in la], [r["grad_norm"] for r in lb]),
             "weights": mh.worst(wa, wb), "state": mh.worst(sa, sb)}
 
