@@ -256,9 +256,9 @@ Adam; steps 5-{train_steps} of a run, chars/s from its metrics):
 | 1 process x 2 threads | {one:,.0f} |
 | 2 ranks x 1 thread (batch 32 each, one Allreduce of {4 * small[0] / 1e6:.1f} MB per step) | {two:,.0f} |
 
-2 ranks x 1 thread run at {two / one:.2f} of 1 process x 2 threads on this 2-core machine: the same
-cores do the same arithmetic, and each rank's step adds the Allreduce and a smaller batch per
-thread. A speed-up needs more cores or machines; the projection is in docs/scaling.md.
+2 ranks x 1 thread ran at {two / one:.2f}x the speed of 1 process x 2 threads.
+{_verdict(two / one)}
+The projection to many machines is in docs/scaling.md.
 
 Compute of one training step (forward, backward, clip, Adam; no communication), 1 thread, seq 64,
 against the batch per rank (the input to the projection):
@@ -267,6 +267,17 @@ against the batch per rank (the input to the projection):
 
 Command: `python benchmarks/scaling.py`. Machine: {machine}.
 """
+
+
+def _verdict(ratio):
+    if ratio > 1.1:
+        return ("Both use the same 2 cores for the same arithmetic; on this shared, loaded machine\n"
+                "the two threads of one process wait for each other at every step's barriers whenever\n"
+                "one is descheduled, while two ranks meet only at the one Allreduce per step.")
+    if ratio < 0.9:
+        return ("Both use the same 2 cores for the same arithmetic; each rank adds the Allreduce and\n"
+                "works on a smaller batch per thread.")
+    return "Both use the same 2 cores for the same arithmetic: no speed-up, as expected."
 
 
 def _projection(small, big):
