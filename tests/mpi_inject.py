@@ -1,6 +1,7 @@
 """``bptt ARGS`` with a fault on one rank, counted in training steps of this launch:
 
     mpiexec -n 2 python tests/mpi_inject.py nan RANK CALL train ...    # the loss of step CALL on rank RANK is NaN
+    mpiexec -n 2 python tests/mpi_inject.py otherdata RANK 0 train ...  # rank RANK reads the text with one more line
     mpiexec -n 2 python tests/mpi_inject.py drift RANK CALL train ...  # rank RANK's weights move by 1e-4 (relative) after step CALL
 """
 
@@ -27,7 +28,15 @@ def step(model, *a, **kw):
     return out
 
 
+def other_data(cfg):
+    text, desc = real_load(cfg)
+    return (text + "one more line\n" if dist.rank() == bad_rank else text), desc
+
+
+real_load = train_mod._load_data
 train_mod.train_step = step
+if what == "otherdata":
+    train_mod._load_data = other_data
 if what == "nan":
     train_mod.cross_entropy_forward = poisoned
 sys.exit(main(sys.argv[4:]))

@@ -240,6 +240,9 @@ BAD = [  # (ranks, extra argv, the error line)
     ("resume", [], r"batch 6 cannot be split evenly over 4 ranks"),
     ("no-mpi4py", [], r"bptt was started by an MPI launcher \(2 ranks\) but mpi4py is not installed; "
                       r"install it with: pip install 'bptt\[mpi\]'$"),
+    ("sample", [], r"bptt sample runs as one process, not under mpiexec \(2 ranks\); only bptt train runs on several$"),
+    ("otherdata", [], r"rank 1 read other training data than rank 0 \(\S+text\.txt \(2,472 characters\)\): "
+                      r"every host needs the same text at the same path$"),
 ]
 
 
@@ -252,7 +255,8 @@ def small_run(text, tmp_path_factory):
 
 
 @pytest.mark.parametrize("n,extra,expect", BAD, ids=["indivisible", "more-ranks-than-streams", "task",
-                                                     "resume-indivisible", "mpi4py-missing"])
+                                                     "resume-indivisible", "mpi4py-missing", "sample",
+                                                     "other-data"])
 def test_bad_input_under_mpi_is_one_line(n, extra, expect, text, small_run, tmp_path):
     before = digests(small_run)
     new = str(tmp_path / "new")
@@ -265,7 +269,14 @@ def test_bad_input_under_mpi_is_one_line(n, extra, expect, text, small_run, tmp_
         fake.mkdir(parents=True)
         (fake / "__init__.py").write_text("raise ImportError(\"No module named 'mpi4py'\")\n")
         n, extra_env = 2, {"PYTHONPATH": str(fake.parent)}
-    p = mh.run(n, *args, *extra, extra_env=extra_env, timeout=60)
+    elif n == "sample":
+        n, args = 2, ["sample", small_run, "--length", 5]
+    if n == "otherdata":
+        inject = os.path.join(REPO, "tests", "mpi_inject.py")
+        p = subprocess.run([mh.MPIEXEC, "-n", "2", sys.executable, inject, "otherdata", "1", "0", *map(str, args)],
+                           capture_output=True, text=True, timeout=60, cwd=REPO, env=mh.env())
+    else:
+        p = mh.run(n, *args, *extra, extra_env=extra_env, timeout=60)
     assert p.returncode == 1, (p.returncode, p.stderr)
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr

@@ -143,6 +143,12 @@ def cmd_train(args):
     return 0
 
 
+def _launched_ranks():
+    from .distributed import launch_size
+
+    return launch_size()
+
+
 def _silent(*args, **kwargs):
     pass
 
@@ -254,6 +260,9 @@ def main(argv=None):
         if getattr(args, "func", None) is None:
             parser.print_help()
             return EXIT_USAGE
+        if args.func is not cmd_train and _launched_ranks() > 1:
+            raise ValueError(f"bptt {argv[0]} runs as one process, not under mpiexec ({_launched_ranks()} ranks); "
+                             f"only bptt train runs on several")
         with warnings.catch_warnings():  # overflow and NaN are checked and reported in one line
             warnings.simplefilter("ignore", RuntimeWarning)
             return args.func(args)

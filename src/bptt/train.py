@@ -330,6 +330,11 @@ def build_run(cfg, resume=None, overrides=None):
     if resume is None and cfg.out is None:  # (MPI: rank 0's clock names the directory)
         cfg.out = os.path.join("runs", dist.broadcast_bytes(time.strftime("%Y%m%d-%H%M%S").encode()).decode())
     run = dist.agree(lambda: _fresh_run(cfg) if resume is None else _resumed_run(loaded, overrides))
+    differ = dist.check_same([np.frombuffer(bytes.fromhex(_text_digest(run.text)), np.uint8)])
+    if differ:
+        raise dist.everywhere(DataError(
+            f"rank {', '.join(map(str, differ))} read other training data than rank 0 ({run.data_desc}): "
+            f"every host needs the same text at the same path"))
     dist.broadcast_params(run.model.params)  # (MPI) rank 0's weights, whatever happened elsewhere
     return run
 
