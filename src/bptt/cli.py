@@ -303,8 +303,10 @@ def _fail(line, code, error=None):
         if dist.launch_rank() == 0:
             print(line, file=sys.stderr)
         return code
-    prefix, _, rest = line.partition(": ")
-    print(f"{prefix}: rank {dist.rank()}: {rest}" if dist.rank() else line, file=sys.stderr)
+    if dist.rank():
+        head, sep, rest = line.partition("error: ")
+        line = f"{head}{sep}rank {dist.rank()}: {rest}" if sep else f"{line} (rank {dist.rank()})"
+    print(line, file=sys.stderr)
     dist.leave(code)
 
 
