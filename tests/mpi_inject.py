@@ -1,6 +1,7 @@
 """``bptt ARGS`` with a fault on one rank, counted in training steps of this launch:
 
     mpiexec -n 2 python tests/mpi_inject.py nan RANK CALL train ...    # the loss of step CALL on rank RANK is NaN
+    mpiexec -n 2 python tests/mpi_inject.py oserror RANK CALL train ...  # rank RANK alone fails in step CALL (a full disk)
     mpiexec -n 2 python tests/mpi_inject.py otherdata RANK 0 train ...  # rank RANK reads the text with one more line
     mpiexec -n 2 python tests/mpi_inject.py drift RANK CALL train ...  # rank RANK's weights move by 1e-4 (relative) after step CALL
 """
@@ -22,6 +23,8 @@ def poisoned(logits, targets, *a, **kw):
 
 def step(model, *a, **kw):
     calls[0] += 1
+    if what == "oserror" and dist.rank() == bad_rank and calls[0] == bad_call:
+        raise OSError(28, "No space left on device", "/pretend/scratch")
     out = real_step(model, *a, **kw)
     if what == "drift" and dist.rank() == bad_rank and calls[0] == bad_call:
         next(iter(model.params.values()))[0] *= 1 + 1e-4

@@ -208,23 +208,27 @@ def test_ctrl_c_to_mpiexec_saves_a_checkpoint_and_exits_0(text, tmp_path):
     assert len(mh.losses(run)) == meta["step"]
 
 
-@pytest.mark.parametrize("fault", ["nan", "drift"])
+@pytest.mark.parametrize("fault", ["nan", "drift", "oserror"])
 def test_a_fault_on_one_rank_stops_every_rank_with_one_message(fault, text, tmp_path):
     """nan: the loss of one rank's step is NaN -> every rank stops with the single-process
     message. drift: one rank's weights move by 1e-4 -> the checksum comparison before the next
-    checkpoint stops every rank. Either way: exit 1, one error line, the checkpoints untouched."""
+    checkpoint stops every rank. oserror: an error of rank 1 alone (its disk is full) -> it says
+    so, naming itself, and leaves; the launcher ends the others, which wait in the Allreduce.
+    Each: exit 1, one error line, the checkpoints untouched."""
     run = str(tmp_path / "run")
     p = mh.run(2, "train", "--data", text, *ARGS, "--steps", 10, "--out", run)
     assert p.returncode == 0, p.stderr
     before = digests(run)
     inject = os.path.join(REPO, "tests", "mpi_inject.py")
     p = subprocess.run([mh.MPIEXEC, "-n", "2", sys.executable, inject, fault, "1", "3", "train", "--resume", run,
-                        "--steps", "30"], capture_output=True, text=True, timeout=120, cwd=REPO, env=mh.env())
+                        "--steps", "30", "--quiet"], capture_output=True, text=True, timeout=120, cwd=REPO, env=mh.env())
     assert p.returncode == 1, p.stderr
     errors = [line for line in p.stderr.splitlines() if "error" in line]
     kept = f"The last checkpoint is kept: {run}/ckpt-00000010"
-    expect = (f"the loss became nan at step 13; training stopped. {kept}" if fault == "nan" else
-              f"the weights of rank 1 differ from rank 0's at step 20: the ranks diverged; training stopped. {kept}")
+    expect = {"nan": f"the loss became nan at step 13; training stopped. {kept}",
+              "drift": f"the weights of rank 1 differ from rank 0's at step 20: the ranks diverged; "
+                       f"training stopped. {kept}",
+              "oserror": "rank 1: No space left on device: /pretend/scratch"}[fault]
     assert errors == ["bptt: error: " + expect], p.stderr
     assert "Traceback" not in p.stderr
     after = digests(run)
