@@ -207,8 +207,10 @@ class ShardedGenerator:
     """A random generator for the masks of this rank's streams that equal the columns of the
     masks one process draws for the whole batch: ``random((T, b, ...))`` draws (T, B, ...) from
     the wrapped generator (whose state thus advances as in one process, on every rank alike)
-    and returns columns ``streams``. Only ``random`` (what dropout draws) and ``bit_generator``
-    (its state, for checkpoints) are offered, so any other use fails instead of drifting."""
+    and returns columns ``streams``; a draw of another shape (e.g. the warm-up forward that
+    compiles the kernels) passes through. Only ``random`` (what dropout draws) and
+    ``bit_generator`` (its state, for checkpoints) are offered, so any other use fails instead
+    of drifting."""
 
     def __init__(self, rng, batch_size, streams):
         self.rng, self.batch_size, self.streams = rng, batch_size, streams
@@ -218,9 +220,8 @@ class ShardedGenerator:
         return self.rng.bit_generator
 
     def random(self, size, dtype=np.float64):
-        b = self.streams.stop - self.streams.start
-        if len(size) < 2 or size[1] != b:
-            raise ValueError(f"a sharded generator draws (T, {b}, ...) masks, not {tuple(size)}")
+        if len(size) < 2 or size[1] != self.streams.stop - self.streams.start:
+            return self.rng.random(size, dtype=dtype)
         whole = self.rng.random((size[0], self.batch_size) + tuple(size[2:]), dtype=dtype)
         return whole[:, self.streams]
 
