@@ -157,12 +157,12 @@ def _unpack(buf, arrays):
 
 
 def allreduce_grads(grads, extra=(), average=True):
-    """Sum ``grads`` (a dict or list of arrays of one dtype) over all ranks with one Allreduce
-    on one contiguous buffer and write the result back into the arrays, in place; divided by
+    """Sum ``grads`` (a module's, or a dict or list of arrays of one dtype) over all ranks with
+    one Allreduce on one contiguous buffer and write the result back into the arrays, in place; divided by
     size() when ``average`` (each rank's gradient of its own mean loss -> the gradient of the
     mean loss of the whole batch). ``extra``: a few numbers reduced in the same buffer (e.g. the
     loss); returned as a float64 array. One process: nothing changes."""
-    arrays = _arrays(grads)
+    arrays = _arrays(getattr(grads, "grads", grads))
     extra = np.asarray(extra, np.float64).ravel()
     if size() == 1:
         return extra
@@ -174,9 +174,9 @@ def allreduce_grads(grads, extra=(), average=True):
 
 
 def broadcast_params(params, root=0):
-    """Every rank's ``params`` (dict or list of arrays) become rank ``root``'s, in place, with
-    one Bcast of one buffer."""
-    arrays = _arrays(params)
+    """Every rank's ``params`` (a module's, or a dict or list of arrays) become rank ``root``'s,
+    in place, with one Bcast of one buffer."""
+    arrays = _arrays(getattr(params, "params", params))
     if size() == 1:
         return
     buf = _pack(arrays, ())
