@@ -37,7 +37,6 @@ import numpy as np
 OPSET = 17
 IR_VERSION = 8  # the IR that opset 17 came with: runtimes from 2022 on read it
 
-ONNX_OP = {"RNN": "RNN", "LSTM": "LSTM", "GRU": "GRU"}
 # ONNX's gate blocks as indices into torch's: LSTM torch (i, f, g, o) -> ONNX (i, o, f, c);
 # GRU torch (r, z, n) -> ONNX (z, r, h); RNN has one block
 GATE_ORDER = {"RNN": (0,), "LSTM": (0, 3, 1, 2), "GRU": (1, 0, 2)}
@@ -129,12 +128,22 @@ class _Graph:
         return m
 
 
+def layer_kind(layer):
+    """'RNN' | 'LSTM' | 'GRU': the ONNX operator of a bptt recurrent layer (subclasses included)."""
+    from .recurrent import GRU, LSTM, RNN
+
+    for cls in (RNN, LSTM, GRU):
+        if isinstance(layer, cls):
+            return cls.__name__
+    raise ExportError(f"{type(layer).__name__} is not an RNN, LSTM or GRU layer")
+
+
 def recurrent_nodes(g, layer, x, batch, prefix="rnn"):
     """Add ``layer``'s stack to graph g: x (T, B, D) -> (out (T, B, K*H), final-state names).
 
     The graph inputs ``h0`` (and ``c0``) (L*K, B, H) are added as optional inputs; the final
     states are (L*K, B, H) under the names ``h_n`` (and ``c_n``), index k*K + direction."""
-    kind, L, K, H = type(layer).__name__, layer.num_layers, layer.num_directions, layer.hidden_size
+    kind, L, K, H = layer_kind(layer), layer.num_layers, layer.num_directions, layer.hidden_size
     n_states = 2 if kind == "LSTM" else 1
     states0 = [g.optional_state(s, L * K, H, batch) for s in ("h0", "c0")[:n_states]]
     attrs = {"hidden_size": H, "direction": "bidirectional" if K == 2 else "forward"}
@@ -152,7 +161,7 @@ def recurrent_nodes(g, layer, x, batch, prefix="rnn"):
                       g.const("axis", np.array([0], np.int64))]) for s in states0]
         ins = [x, g.const(f"{lk}_W", W), g.const(f"{lk}_R", R),
                g.const(f"{lk}_B", B) if B is not None else "", ""] + inits
-        Y, *states = g.node(ONNX_OP[kind], ins, n_out=1 + n_states, name=lk, **attrs)
+        Y, *states = g.node(kind, ins, n_out=1 + n_states, name=lk, **attrs)
         # Y (T, K, B, H) -> (T, B, K, H) -> (T, B, K*H): the forward half first, as in torch
         Yt = g.node("Transpose", [Y], perm=[0, 2, 1, 3])
         x = g.node("Reshape", [Yt, g.const("shape", np.array([0, 0, K * H], np.int64))])
@@ -171,7 +180,7 @@ def _batch_of(g, x, axis):
 
 # ----------------------------------------------------------------------------- per model kind
 def _layer_args(layer):
-    args = {"class": type(layer).__name__, "input_size": layer.input_size,
+    args = {"class": layer_kind(layer), "input_size": layer.input_size,
             "hidden_size": layer.hidden_size, "num_layers": layer.num_layers, "bias": layer.bias,
             "batch_first": layer.batch_first, "bidirectional": layer.bidirectional}
     return {**args, **layer.cell_kwargs}
