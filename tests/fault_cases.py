@@ -584,7 +584,7 @@ _add("export", "a series-task run", lambda e: ["export", e.series, "--onnx", os.
      r"holds a 'series' task run, not a character model")
 _add("export", "a flipped byte in model.safetensors", lambda e: ["export", e.run, "--onnx", os.path.join(e.tmp, "m.onnx")],
      r"ckpt-00000006/model\.safetensors is damaged: its checksum does not match checkpoint\.json" + OLDER,
-     damage=lambda c: flip_byte(os.path.join(c, "model.safetensors")), group="checkpoint")
+     damage=lambda c: flip_byte(os.path.join(c, "model.safetensors")))
 _add("export", "the onnx package not installed (simulated)", lambda e: ["export", e.run, "--onnx", os.path.join(e.tmp, "m.onnx")],
      r"ONNX export needs the onnx package, which is not installed: pip install 'bptt\[onnx\]'$",
      fault=lambda e: mock.patch.dict(sys.modules, {"onnx": None}))
