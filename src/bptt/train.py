@@ -377,6 +377,9 @@ def _load_checkpoint(resume):
 
 def _resumed_run(loaded, overrides):
     ckpt_dir, meta, weights, tensors = loaded
+    if "task" in meta:  # `bptt train --task NAME` saves the trained model, not a training state
+        raise ckpt_io.CheckpointError(f"{ckpt_dir} holds a {meta['task']!r} task run; task runs cannot be "
+                                      f"resumed (train a new one with bptt train --task {meta['task']})")
     meta["_path"] = ckpt_dir
     try:
         saved = TrainConfig(**{f.name: meta["train"][f.name] for f in fields(TrainConfig) if f.name in meta["train"]})
