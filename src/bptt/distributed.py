@@ -29,6 +29,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import zlib
 
 import numpy as np
@@ -328,13 +329,15 @@ def rank_table():
 
 
 _watch = {"armed": False}
+WATCH_GRACE = 2.0  # seconds between a peer's death and the report: the launcher's turn first
 
 
 def watch_peers(table, message):
-    """Watch the other ranks running on this host: when one dies (e.g. SIGKILL), the lowest
-    surviving rank here writes ``message(rank, pid, host)`` to stderr and aborts the whole job,
-    so that no rank waits forever in a collective whatever the launcher does. (MPICH's mpiexec
-    itself kills every rank at once when one dies; then it prints the dead PID.)"""
+    """Watch the other ranks running on this host: when one dies (e.g. SIGKILL) and the job is
+    still there WATCH_GRACE seconds later, the lowest surviving rank here writes
+    ``message(rank, pid, host)`` to stderr and aborts the whole job, so that no rank waits
+    forever in a collective whatever the launcher does. (MPICH's mpiexec itself kills every
+    rank at once when one dies, and prints the dead PID.)"""
     if size() == 1 or not hasattr(os, "pidfd_open"):
         return None
     host = socket.gethostname()
@@ -355,6 +358,7 @@ def watch_peers(table, message):
         for fd in fds:
             poll.register(fd, select.POLLIN)
         k = fds[poll.poll()[0][0]]
+        time.sleep(WATCH_GRACE)  # a launcher that ends the job (MPICH's does) ends it meanwhile
         if not _watch["armed"]:
             return  # the job is ending normally: the peer left after the last collective
         lower_alive = [j for j in peers if j < rank() and j != k and _alive(peers[j])]
