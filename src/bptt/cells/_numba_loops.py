@@ -846,6 +846,11 @@ def _c(a):
     return np.ascontiguousarray(a)
 
 
+def _state_grad(ds_T, dout):
+    """A writable C-ordered copy of a final-state gradient (B, H), or zeros for None."""
+    return np.zeros(dout.shape[1:], dout.dtype) if ds_T is None else np.array(ds_T, order="C")
+
+
 def _reference():
     from . import _numpy_loops
 
@@ -987,7 +992,7 @@ def rnn_backward_loop(dout, dh_T, hs, W_hh, relu):
     dout, hs, W_hh, relu = _c(dout), _c(hs), _c(W_hh), bool(relu)
     T, B, H = dout.shape
     da = np.empty_like(dout)
-    dh = np.array(dh_T, order="C")  # a copy: updated in place, step by step
+    dh = _state_grad(dh_T, dout)  # a copy: updated in place, step by step
     plan = _Plan(dout.dtype, B, H, H, backward=True)
     if not plan.per_step_matmul:
         with plan.threads():
@@ -1031,8 +1036,8 @@ def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh):
     dout, cs, gates, tcs, W_hh = _c(dout), _c(cs), _c(gates), _c(tcs), _c(W_hh)
     T, B, H = dout.shape
     dz = np.empty_like(gates)
-    dh = np.array(dh_T, order="C")
-    dc = np.array(dc_T, order="C")
+    dh = _state_grad(dh_T, dout)
+    dc = _state_grad(dc_T, dout)
     plan = _Plan(dout.dtype, B, 4 * H, H, backward=True)
     if not plan.per_step_matmul:
         with plan.threads():
@@ -1079,7 +1084,7 @@ def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh):
     T, B, H = dout.shape
     dgx = np.empty_like(gates)
     dghn = np.empty_like(ghn)
-    dh = np.array(dh_T, order="C")
+    dh = _state_grad(dh_T, dout)
     plan = _Plan(dout.dtype, B, 3 * H, H, backward=True)
     if not plan.per_step_matmul:
         with plan.threads():
