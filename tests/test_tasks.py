@@ -121,12 +121,28 @@ def _main(argv, capsys):
     ["--task", "copy", "--lag", "3", "--steps", "4", "--hidden", "4", "--symbols", "2", "--alphabet", "3"],
 ])
 def test_cli_train_task_runs_and_saves(argv, tmp_path, capsys):
+    """The command trains exactly what the library function trains with the same options (the
+    same loss at every step) and saves that model's weights."""
+    from bptt.tasks import TASKS, load_run
+    from bptt.tasks_cli import task_kwargs
+
     out = str(tmp_path / "run")
     code, stdout, err = _main(["train", *argv, "--quiet", "--out", out], capsys)
     assert code == 0, err
     assert "reference" in stdout and "run saved" in stdout
     with open(os.path.join(out, "result.json")) as f:
-        assert json.load(f)["task"] == argv[1]
+        saved = json.load(f)
+    assert saved["task"] == argv[1]
+    want = TASKS[argv[1]](progress=False, **task_kwargs(cli.build_parser().parse_args(["train", *argv])))
+    assert saved["steps"] == want["steps"] == int(argv[argv.index("--steps") + 1])
+    assert [tuple(p) for p in saved["curve"]] == [tuple(p) for p in want["curve"]]
+    assert all(np.isfinite(loss) for _, loss in saved["curve"])
+    model, meta = load_run(out)
+    assert meta["result"]["steps"] == saved["steps"]
+    got, ref = model.state_dict(), want["model"].state_dict()
+    assert sorted(got) == sorted(ref)
+    for k in ref:
+        np.testing.assert_array_equal(got[k], ref[k])
 
 
 def test_cli_series_train_and_forecast(tmp_path, capsys):
