@@ -6,12 +6,35 @@ Parameters per layer k and direction (suffix '' or '_reverse'):
     weight_ih_l{k}{sfx} (G*H, D or K*H)   weight_hh_l{k}{sfx} (G*H, H)
     bias_ih_l{k}{sfx}   (G*H,)            bias_hh_l{k}{sfx}   (G*H,)
 States: (L*K, B, H), index k*K + direction, whatever ``batch_first`` says.
+
+Variable lengths (``forward(x, state, lengths)``, lengths (B,) in 1..T in any order) mean exactly
+PyTorch's ``pack_padded_sequence(x, lengths, enforce_sorted=False)`` -> layer ->
+``pad_packed_sequence(total_length=T)``: each sequence runs its own steps only, its outputs past
+its length are zero, the final state holds its state after its own last step, and the reverse
+direction starts at its own last element (the input of each row is reversed within its length).
 """
 
 import numpy as np
 
 from .cells import gru, lstm, rnn
 from .module import Module, as_float_array, check_shape, resolve_dtype
+
+
+def reverse_index(lengths, T):
+    """The time index of each row's reversal within its length: rev[t, b] = lengths[b] - 1 - t
+    for t < lengths[b], t after (padding stays in place). (T, B), or None when lengths is None
+    (then the reversal is the plain a[::-1]). Its own inverse."""
+    if lengths is None:
+        return None
+    t = np.arange(T)[:, None]  # (T, 1)
+    return np.where(t < lengths, lengths - 1 - t, t)
+
+
+def reverse(a, rev):
+    """a (T, B, ...) reversed in time, each row within its own length (``reverse_index``)."""
+    if rev is None:
+        return a[::-1]
+    return a[rev, np.arange(a.shape[1])]
 
 
 class _Recurrent(Module):
@@ -130,16 +153,37 @@ class _Recurrent(Module):
             out.append(s if batched else s[:, None, :])
         return out
 
+    def _check_lengths(self, lengths, T, B, batched):
+        """None | ints (B,) in 1..T -> None (every sequence all T steps) or an int64 array."""
+        if lengths is None:
+            return None
+        if not batched:
+            raise ValueError(f"{self._name()} lengths need batched input (3-D), got unbatched input")
+        arr = np.asarray(lengths)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"{self._name()} lengths must be integers, got dtype {arr.dtype}")
+        check_shape(arr, (B,), f"{self._name()} lengths")
+        bad = (arr < 1) | (arr > T)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"{self._name()} lengths must be in 1..{T} (the sequence length), "
+                             f"got {int(arr[i])} at index {i}")
+        if (arr == T).all():
+            return None  # the same computation as no lengths, on the faster path
+        return arr.astype(np.int64)
+
     def _pack_states(self, states, batched):
         states = [s if batched else s[:, 0, :] for s in states]
         return tuple(states) if self.n_states == 2 else states[0]
 
     # ------------------------------------------------------------------ forward / backward
-    def forward(self, x, state=None):
-        """x (T, B, D) [(B, T, D) if batch_first, (T, D) unbatched], state as PyTorch's
-        -> out (T, B, K*H), final state (L*K, B, H) (h or (h, c))."""
+    def forward(self, x, state=None, lengths=None):
+        """x (T, B, D) [(B, T, D) if batch_first, (T, D) unbatched], state as PyTorch's,
+        lengths (B,) or None -> out (T, B, K*H), final state (L*K, B, H) (h or (h, c))."""
         x, batched = self._check_input(x)  # (T, B, D) time-major
         T, B, _ = x.shape
+        lengths = self._check_lengths(lengths, T, B, batched)
+        rev = reverse_index(lengths, T)  # (T, B) or None
         states0 = self._check_states(state, B, batched, "initial state")
         K, L = self.num_directions, self.num_layers
         states_T = [np.empty_like(s) for s in states0]
@@ -150,9 +194,10 @@ class _Recurrent(Module):
             for d in range(K):
                 j = k * K + d
                 s0 = tuple(s[j] for s in states0) if self.n_states == 2 else states0[0][j]
-                xin = inp if d == 0 else inp[::-1]
-                out, sT, cache = self.cell.forward(xin, s0, self._cell_params(k, d), **self.cell_kwargs)
-                outs.append(out if d == 0 else out[::-1])
+                xin = inp if d == 0 else reverse(inp, rev)
+                out, sT, cache = self.cell.forward(xin, s0, self._cell_params(k, d), lengths=lengths,
+                                                   **self.cell_kwargs)
+                outs.append(out if d == 0 else reverse(out, rev))
                 for dst, src in zip(states_T, sT if self.n_states == 2 else (sT,)):
                     dst[j] = src
                 caches.append(cache)
@@ -163,7 +208,7 @@ class _Recurrent(Module):
                 mask = (self.rng.random(inp.shape) < keep).astype(self.dtype) / keep
                 inp = inp * mask
             masks.append(mask)
-        self._cache = (caches, masks, x.shape, batched)
+        self._cache = (caches, masks, x.shape, batched, rev)
         out = inp if batched else inp[:, 0, :]
         if batched and self.batch_first:
             out = out.transpose(1, 0, 2)
@@ -174,7 +219,7 @@ class _Recurrent(Module):
         -> dx like the input, dstate0 like the initial state. Adds into ``grads``."""
         if self._cache is None:
             raise ValueError(f"{self._name()}.backward called before forward")
-        caches, masks, (T, B, D), batched = self._cache
+        caches, masks, (T, B, D), batched, rev = self._cache
         K, L, H = self.num_directions, self.num_layers, self.hidden_size
         dout = as_float_array(dout, self.dtype, f"{self._name()} dout")
         expected = (T, B, K * H) if not batched else ((B, T, K * H) if self.batch_first else (T, B, K * H))
@@ -197,9 +242,9 @@ class _Recurrent(Module):
                 dsT = tuple(s[j] for s in dstates_T) if self.n_states == 2 else dstates_T[0][j]
                 dout_d = dinp[:, :, d * H : (d + 1) * H]
                 dx_d, ds0, dparams = self.cell.backward(
-                    dout_d if d == 0 else dout_d[::-1], dsT, caches[j]
+                    dout_d if d == 0 else reverse(dout_d, rev), dsT, caches[j]
                 )
-                dx_d = dx_d if d == 0 else dx_d[::-1]
+                dx_d = dx_d if d == 0 else reverse(dx_d, rev)
                 dprev = dx_d if dprev is None else dprev + dx_d
                 ds0s[j] = ds0 if self.n_states == 2 else (ds0,)
                 s = self._suffix(k, d)

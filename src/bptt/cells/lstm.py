@@ -20,7 +20,7 @@ Dimensions: T time, B batch, D input, H hidden.
 import numpy as np
 
 from . import _kernels
-from ._common import sigmoid, step_grads
+from ._common import last_state, sigmoid, step_grads
 
 GATES = 4
 
@@ -60,21 +60,23 @@ def step_backward(dstate, cache):
     return dx_t, (dh_prev, dc_prev), dparams
 
 
-def forward(x, state0, params):
-    """x (T, B, D), state0 (h0, c0) each (B, H) -> out (T, B, H), (h_T, c_T), cache."""
+def forward(x, state0, params, lengths=None):
+    """x (T, B, D), state0 (h0, c0) each (B, H) -> out (T, B, H), (h_T, c_T), cache.
+    lengths (B,) or None: as in ``rnn.forward``."""
     h0, c0 = state0
     xw = _kernels.input_projection(x, params, with_hh_bias=True)  # (T, B, 4H)
-    hs, cs, gates, tcs = _kernels.lstm_forward_loop(xw, h0, c0, params["weight_hh"])
+    hs, cs, gates, tcs = _kernels.lstm_forward_loop(xw, h0, c0, params["weight_hh"], lengths)
     # hs, cs (T+1, B, H) with [0] the initial state; gates (T, B, 4H); tcs = tanh(cs[1:])
-    return hs[1:], (hs[-1], cs[-1]), (x, hs, cs, gates, tcs, params)
+    state_T = (last_state(hs, lengths), last_state(cs, lengths))
+    return hs[1:], state_T, (x, hs, cs, gates, tcs, params, lengths)
 
 
 def backward(dout, dstate_T, cache):
     """dout (T, B, H), dstate_T (dh_T, dc_T) -> dx (T, B, D), (dh0, dc0), dparams."""
-    x, hs, cs, gates, tcs, params = cache
+    x, hs, cs, gates, tcs, params, lengths = cache
     dh_T, dc_T = dstate_T
     dz, dh0, dc0 = _kernels.lstm_backward_loop(
-        dout, dh_T, dc_T, cs, gates, tcs, params["weight_hh"]
-    )  # dz (T, B, 4H)
+        dout, dh_T, dc_T, cs, gates, tcs, params["weight_hh"], lengths
+    )  # dz (T, B, 4H), zero past each length
     dx, dparams = _kernels.sequence_grads(x, hs[:-1], dz, dz, params)
     return dx, (dh0, dc0), dparams
