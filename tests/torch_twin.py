@@ -16,6 +16,8 @@ def torch_twin(layer, seed=0):
     kw = dict(num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first,
               dropout=layer.dropout, bidirectional=layer.bidirectional)
     kw.update(layer.cell_kwargs)
+    if getattr(layer, "proj_size", 0):
+        kw["proj_size"] = layer.proj_size
     t = TORCH_LAYERS[type(layer)](layer.input_size, layer.hidden_size, **kw)
     t = t.to(TORCH_DTYPES[layer.dtype])
     layer.load_state_dict({k: v.detach().numpy() for k, v in t.state_dict().items()})

@@ -6,6 +6,8 @@ Parameters per layer k and direction (suffix '' or '_reverse'):
     weight_ih_l{k}{sfx} (G*H, D or K*H)   weight_hh_l{k}{sfx} (G*H, H)
     bias_ih_l{k}{sfx}   (G*H,)            bias_hh_l{k}{sfx}   (G*H,)
 States: (L*K, B, H), index k*K + direction, whatever ``batch_first`` says.
+LSTM(..., proj_size=P) as PyTorch's: h (and the output) of size P through weight_hr_l{k}{sfx}
+(P, H), weight_hh (4H, P), layer k > 0 reads K*P; h_n (L*K, B, P), c_n (L*K, B, H).
 
 Variable lengths (``forward(x, state, lengths)``, lengths (B,) in 1..T in any order) mean exactly
 PyTorch's ``pack_padded_sequence(x, lengths, enforce_sorted=False)`` -> layer ->
@@ -40,6 +42,7 @@ def reverse(a, rev):
 class _Recurrent(Module):
     cell = None  # the cell module
     n_states = 1  # 1: h; 2: (h, c)
+    proj_size = 0  # LSTM only: the size of h when projected (0: none)
 
     def __init__(
         self,
@@ -76,18 +79,25 @@ class _Recurrent(Module):
     def _suffix(self, k, d):
         return f"_l{k}" + ("_reverse" if d == 1 else "")
 
+    @property
+    def _h_size(self):
+        """The size of h, of each direction's output: P when projected, else H."""
+        return self.proj_size or self.hidden_size
+
     def _init_params(self, rng):
         """PyTorch's order and initialisation: every tensor U(-1/sqrt(H), 1/sqrt(H))."""
-        G, H, K = self.cell.GATES, self.hidden_size, self.num_directions
+        G, H, K, R = self.cell.GATES, self.hidden_size, self.num_directions, self._h_size
         bound = 1.0 / np.sqrt(H)
         params = {}
         for k in range(self.num_layers):
-            D = self.input_size if k == 0 else K * H
+            D = self.input_size if k == 0 else K * R
             for d in range(K):
                 s = self._suffix(k, d)
-                shapes = {f"weight_ih{s}": (G * H, D), f"weight_hh{s}": (G * H, H)}
+                shapes = {f"weight_ih{s}": (G * H, D), f"weight_hh{s}": (G * H, R)}
                 if self.bias:
                     shapes.update({f"bias_ih{s}": (G * H,), f"bias_hh{s}": (G * H,)})
+                if self.proj_size:
+                    shapes[f"weight_hr{s}"] = (self.proj_size, H)
                 for name, shape in shapes.items():
                     params[name] = rng.uniform(-bound, bound, shape).astype(self.dtype)
         return params
@@ -96,6 +106,7 @@ class _Recurrent(Module):
         """The parameters of layer k, direction d, under the cell's suffix-free names."""
         s = self._suffix(k, d)
         names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if self.bias else ())
+        names += ("weight_hr",) if self.proj_size else ()
         return {n: self.params[n + s] for n in names}
 
     def train(self, mode=True):
@@ -132,10 +143,11 @@ class _Recurrent(Module):
 
     def _check_states(self, states, B, batched, what):
         """None | array | tuple of arrays -> list of n_states arrays (L*K, B, H)."""
-        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
-        zeros = np.broadcast_to(np.zeros((), self.dtype), shape)  # read-only, no memory: only read
+        LK = self.num_layers * self.num_directions
+        shapes = [(LK, B, self._h_size), (LK, B, self.hidden_size)][: self.n_states]  # h, c
+        zeros = [np.broadcast_to(np.zeros((), self.dtype), sh) for sh in shapes]  # read-only, no memory
         if states is None:
-            return [zeros] * self.n_states
+            return zeros
         if self.n_states == 2:
             if not isinstance(states, (tuple, list)) or len(states) != 2:
                 raise TypeError(f"{self._name()} {what} must be a tuple (h, c) or None")
@@ -144,8 +156,9 @@ class _Recurrent(Module):
         out = []
         for i, s in enumerate(states):
             label = f"{what}[{i}]" if self.n_states == 2 else what
+            shape = shapes[i]
             if s is None:
-                out.append(zeros)
+                out.append(zeros[i])
                 continue
             s = as_float_array(s, self.dtype, f"{self._name()} {label}")
             expected = shape if batched else (shape[0], shape[2])
@@ -220,7 +233,7 @@ class _Recurrent(Module):
         if self._cache is None:
             raise ValueError(f"{self._name()}.backward called before forward")
         caches, masks, (T, B, D), batched, rev = self._cache
-        K, L, H = self.num_directions, self.num_layers, self.hidden_size
+        K, L, H = self.num_directions, self.num_layers, self._h_size
         dout = as_float_array(dout, self.dtype, f"{self._name()} dout")
         expected = (T, B, K * H) if not batched else ((B, T, K * H) if self.batch_first else (T, B, K * H))
         if not batched:
@@ -261,6 +274,7 @@ class _Recurrent(Module):
 
     def __repr__(self):
         extra = "".join(f", {k}={v!r}" for k, v in self.cell_kwargs.items())
+        extra += f", proj_size={self.proj_size}" if self.proj_size else ""
         return (
             f"{self._name()}({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
             f"bias={self.bias}, batch_first={self.batch_first}, dropout={self.dropout}, "
@@ -282,10 +296,21 @@ class RNN(_Recurrent):
 
 
 class LSTM(_Recurrent):
-    """LSTM like ``torch.nn.LSTM`` (no projections); state (h, c)."""
+    """LSTM like ``torch.nn.LSTM``; state (h, c). ``proj_size`` P (0 < P < hidden_size) projects h
+    to P features through ``weight_hr_l{k}`` (P, H), as PyTorch does (a NumPy time loop then)."""
 
     cell = lstm
     n_states = 2
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, proj_size=0, dtype="float32", seed=None):
+        if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) or proj_size < 0:
+            raise ValueError(f"proj_size must be a non-negative integer, got {proj_size!r}")
+        if proj_size and isinstance(hidden_size, (int, np.integer)) and proj_size >= hidden_size:
+            raise ValueError(f"proj_size must be smaller than hidden_size ({hidden_size}), got {proj_size}")
+        self.proj_size = int(proj_size)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype, seed)
 
 
 class GRU(_Recurrent):

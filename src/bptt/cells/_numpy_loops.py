@@ -152,3 +152,52 @@ def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh, lengths=None):
         dgh = np.concatenate([dgx[t, :, : 2 * H], dghn[t]], axis=1)  # (B, 3H)
         dh_next = _keep(run, dh * z + dgh @ W_hh, dh_next)
     return dgx, dghn, dh_next
+
+
+# ----------------------------------------------------------------------------- LSTM with projections
+def lstmp_forward_loop(xw, h0, c0, W_hh, W_hr, lengths=None):
+    """LSTM whose output is projected, h_t = W_hr (o * tanh(c_t)) (torch's proj_size P < H).
+    xw (T, B, 4H), h0 (B, P), c0 (B, H), W_hh (4H, P), W_hr (P, H)
+    -> hs (T+1, B, P), cs (T+1, B, H), gates (T, B, 4H) activated i, f, g, o, tcs (T, B, H)."""
+    T, B, H4 = xw.shape
+    H, P = H4 // 4, W_hr.shape[0]
+    hs = np.empty((T + 1, B, P), dtype=xw.dtype)
+    cs = np.empty((T + 1, B, H), dtype=xw.dtype)
+    gates = np.empty_like(xw)
+    tcs = np.empty((T, B, H), dtype=xw.dtype)
+    hs[0], cs[0] = h0, c0
+    for t in range(T):
+        run = _active(t, lengths)
+        z = xw[t] + hs[t] @ W_hh.T  # (B, 4H)
+        i, f, o = sigmoid(z[:, :H]), sigmoid(z[:, H : 2 * H]), sigmoid(z[:, 3 * H :])
+        g = np.tanh(z[:, 2 * H : 3 * H])
+        cs[t + 1] = _keep(run, f * cs[t] + i * g, 0.0)
+        tcs[t] = np.tanh(cs[t + 1])
+        gates[t] = _keep(run, np.concatenate([i, f, g, o], axis=1), 0.0)
+        hs[t + 1] = (gates[t, :, 3 * H :] * tcs[t]) @ W_hr.T  # (B, P); zero past a length
+    return hs, cs, gates, tcs
+
+
+def lstmp_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, W_hr, lengths=None):
+    """dout (T, B, P) -> dz (T, B, 4H) on the pre-activations, dhs (T, B, P) the total gradient
+    reaching each h_t (for dW_hr), dh0 (B, P), dc0 (B, H)."""
+    T, B, P = dout.shape
+    H = cs.shape[2]
+    dz = np.empty_like(gates)
+    dhs = np.empty_like(dout)
+    dh_next, dc_next = dh_T, dc_T
+    for t in range(T - 1, -1, -1):
+        run = _active(t, lengths)
+        i, f, g, o = (gates[t][:, k * H : (k + 1) * H] for k in range(4))
+        dh = dout[t] + dh_next  # (B, P)
+        dm = dh @ W_hr  # (B, H): the gradient on o * tanh(c), through the projection
+        dc = dc_next + dm * o * (1.0 - tcs[t] * tcs[t])
+        dz[t, :, :H] = dc * g * i * (1.0 - i)
+        dz[t, :, H : 2 * H] = dc * cs[t] * f * (1.0 - f)
+        dz[t, :, 2 * H : 3 * H] = dc * i * (1.0 - g * g)
+        dz[t, :, 3 * H :] = dm * tcs[t] * o * (1.0 - o)
+        dz[t] = _keep(run, dz[t], 0.0)
+        dhs[t] = _keep(run, dh, 0.0)
+        dh_next = _keep(run, dz[t] @ W_hh, dh_next)
+        dc_next = _keep(run, dc * f, dc_next)
+    return dz, dhs, dh_next, dc_next
