@@ -266,9 +266,9 @@ def test_layers_same_under_both_backends(name, dtype, restore_backend):
         kw = {"nonlinearity": "relu"} if name == "RNN" else {}
         layer = getattr(bptt, name)(D, H, num_layers=2, bidirectional=True, dtype=dtype, seed=3, **kw)
         rng = np.random.default_rng(4)
-        x = rng.standard_normal((T, B, D))
+        x = rng.standard_normal((T, B, D)).astype(dtype)
         n_states = 2 if name == "LSTM" else 1
-        state = tuple(rng.standard_normal((4, B, H)) for _ in range(n_states))
+        state = tuple(rng.standard_normal((4, B, H)).astype(dtype) for _ in range(n_states))
         out, state_T = layer.forward(x, state if n_states == 2 else state[0])
         dout = rng.standard_normal(out.shape)
         dstate = tuple(rng.standard_normal((4, B, H)) for _ in range(n_states))

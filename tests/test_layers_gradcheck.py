@@ -90,6 +90,7 @@ def test_backward_adds_into_grads_and_zero_grad_clears():
     g = rng.standard_normal(out.shape)
     layer.backward(g)
     once = {k: v.copy() for k, v in layer.grads.items()}
+    layer.forward(x)  # each backward belongs to one forward
     layer.backward(g)
     for k in once:
         np.testing.assert_allclose(layer.grads[k], 2 * once[k], rtol=1e-14, atol=1e-14)

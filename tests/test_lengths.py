@@ -165,6 +165,8 @@ def test_layers_with_lengths_same_under_both_backends(kind, dtype, restore_backe
         layer = make_layer(kind, 3, 5, dtype=dtype, num_layers=2, bidirectional=True, seed=3)
         rng = np.random.default_rng(6)
         x, state0, dout, dstate = _inputs(layer, rng, 6, 6, 3, False)
+        x, state0 = x.astype(layer.dtype), tuple(s.astype(layer.dtype) for s in state0) \
+            if isinstance(state0, tuple) else state0.astype(layer.dtype)
         out, state_T = layer.forward(x, state0, lengths=LENGTHS)
         dx, dstate0 = layer.backward(dout, dstate)
         flat = [out, dx]

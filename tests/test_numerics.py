@@ -110,7 +110,7 @@ def test_a_float32_training_step_stays_float32(cell, optimizer):
     assert logits.dtype == f32
     _, cache = cross_entropy_forward(logits, y)
     assert cross_entropy_backward(cache).dtype == f32
-    for where, a in _arrays(model.rnn._cache):
+    for where, a in _arrays(model.rnn._tape[-1]):
         assert a.dtype.kind != "f" or a.dtype == f32, where
     for name, w in model.state_dict().items():
         assert w.dtype == f32, name

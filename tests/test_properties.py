@@ -50,7 +50,7 @@ def layer_and_input(draw):
     T, B = draw(st.integers(1, 5)), draw(small)
     batched = draw(st.booleans())
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
-    x_dtype = draw(st.sampled_from([np.float32, np.float64]))  # need not be the layer's
+    x_dtype = layer.dtype  # another float type is a TypeError (test_module_api)
     D = layer.input_size
     if batched:
         x = rng.standard_normal((B, T, D) if layer.batch_first else (T, B, D)).astype(x_dtype)
@@ -60,7 +60,7 @@ def layer_and_input(draw):
     if draw(st.booleans()):
         shape = (layer.num_layers * layer.num_directions, B, layer.hidden_size) if batched else \
             (layer.num_layers * layer.num_directions, layer.hidden_size)
-        mk = lambda: rng.standard_normal(shape) * 0.5  # noqa: E731
+        mk = lambda: (rng.standard_normal(shape) * 0.5).astype(layer.dtype)  # noqa: E731
         state = (mk(), mk()) if isinstance(layer, bptt.LSTM) else mk()
     return layer, x, state, batched, rng
 
@@ -80,6 +80,7 @@ def _expected_state_shape(layer, x, batched):
 @given(layer_and_input(), st.booleans())
 def test_forward_backward_never_fail_on_valid_input(case, with_dstate):
     layer, x, state, batched, rng = case
+    layer.train()  # a backward needs a train-mode forward (an eval-mode one records nothing)
     out, sT = layer.forward(x, state)
     K, H = layer.num_directions, layer.hidden_size
     assert out.shape == x.shape[:-1] + (K * H,)
@@ -108,6 +109,7 @@ def test_forward_backward_never_fail_on_valid_input(case, with_dstate):
 def test_nan_and_inf_input_do_not_crash(case):
     """NaN or Inf in the input is not an error: it propagates (no exception, no hang)."""
     layer, x, state, batched, rng = case
+    layer.train()  # a backward needs a train-mode forward (an eval-mode one records nothing)
     x = x.copy()
     x.flat[rng.integers(x.size)] = rng.choice([np.nan, np.inf, -np.inf])
     with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -203,6 +205,7 @@ BAD_STATE = ["shape_dim", "shape_add", "shape_drop", "int", "not_a_pair", "tripl
 def test_bad_state_raises_value_or_type_error(case, how, in_backward):
     """A wrong initial state to forward, or a wrong final-state gradient to backward."""
     layer, x, state, batched, rng = case
+    layer.train()  # a backward needs a train-mode forward (an eval-mode one records nothing)
     good = _expected_state_shape(layer, x, batched)
     is_lstm = isinstance(layer, bptt.LSTM)
 
@@ -233,6 +236,7 @@ def test_bad_state_raises_value_or_type_error(case, how, in_backward):
 @given(layer_and_input(), st.sampled_from(["dim", "add", "drop", "int", "str"]))
 def test_bad_dout_raises_value_or_type_error(case, how):
     layer, x, state, batched, rng = case
+    layer.train()  # a backward needs a train-mode forward (an eval-mode one records nothing)
     out, _ = layer.forward(x, state)
     if how == "int":
         dout = np.ones(out.shape, dtype=np.int64)
@@ -358,7 +362,7 @@ def test_losses_reject_bad_targets_and_masks(V, T, B, seed, how, loss):
 @given(st.integers(1, 4), st.integers(1, 4), st.integers(0, 2**16), st.sampled_from(["dim", "add", "drop"]))
 def test_linear_and_embedding_reject_bad_gradients(I, O, seed, how):
     rng = np.random.default_rng(seed)
-    lin = bptt.Linear(I, O)
+    lin = bptt.Linear(I, O, dtype="float64")
     y = lin.forward(rng.standard_normal((3, 2, I)))
     _raises_clearly(lambda: lin.backward(rng.standard_normal(_wrong_shape(rng, y.shape, how))))
     emb = bptt.Embedding(5, I)

@@ -119,19 +119,25 @@ def test_decoder_loop_gradcheck(kind):
 
 def test_tape_pairs_backward_with_forward():
     cell = bptt.GRUCell(2, 3, dtype="float64", seed=0)
-    with pytest.raises(ValueError, match="without a matching forward"):
+    with pytest.raises(RuntimeError, match="no forward to go with"):
         cell.backward(np.zeros((1, 3)))
     x = np.ones((1, 2))
     h1 = cell.forward(x)
     cell.forward(x, h1)
     cell.backward(np.ones((1, 3)))
     cell.backward(np.ones((1, 3)))
-    with pytest.raises(ValueError, match="without a matching forward"):
+    with pytest.raises(RuntimeError, match="no forward to go with"):
         cell.backward(np.ones((1, 3)))
     cell.eval()
     cell.forward(x)  # records nothing
-    with pytest.raises(ValueError, match="without a matching forward"):
+    with pytest.raises(RuntimeError, match="no forward to go with"):
         cell.backward(np.ones((1, 3)))
+    cell.train()
+    with bptt.no_grad():
+        cell(x)  # callable; records nothing either
+    with pytest.raises(RuntimeError, match="no forward to go with"):
+        cell.backward(np.ones((1, 3)))
+    assert [n for n, _ in cell.named_parameters()] == ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
 
 
 def test_unbatched_and_defaults():

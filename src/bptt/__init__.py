@@ -7,7 +7,7 @@ The data flow, one module per step:
 
 from . import cells
 from .encoding import Embedding, one_hot
-from .gradcheck import GradcheckResult, gradcheck
+from .gradcheck import GradcheckError, GradcheckResult, gradcheck
 from .head import Linear
 from .loss import (
     BCEWithLogitsLoss,
@@ -21,17 +21,30 @@ from .loss import (
     mse_forward,
 )
 from .model import CharModel, ModelConfig
-from .optim import SGD, Adagrad, Adam, AdamW, RMSprop, clip_grad_norm, clip_grad_value
+from .module import Module, Sequential, cast_inputs, no_grad
+from .optim import (
+    SGD,
+    Adagrad,
+    Adam,
+    AdamW,
+    RMSprop,
+    clip_grad_norm,
+    clip_grad_norm_,
+    clip_grad_value,
+    clip_grad_value_,
+)
 from .recurrent import GRU, LSTM, RNN
 from .step_cells import GRUCell, LSTMCell, RNNCell
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Module", "Sequential", "no_grad", "cast_inputs",
     "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Embedding", "Linear", "one_hot", "cells",
     "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
     "cross_entropy_forward", "cross_entropy_backward", "mse_forward", "mse_backward",
     "bce_with_logits_forward", "bce_with_logits_backward",
-    "gradcheck", "GradcheckResult", "CharModel", "ModelConfig",
-    "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "clip_grad_norm", "clip_grad_value",
+    "gradcheck", "GradcheckResult", "GradcheckError", "CharModel", "ModelConfig",
+    "SGD", "Adagrad", "RMSprop", "Adam", "AdamW",
+    "clip_grad_norm", "clip_grad_norm_", "clip_grad_value", "clip_grad_value_",
 ]

@@ -5,7 +5,7 @@ Dimensions: V vocabulary (num_embeddings), E embedding size; indices of any shap
 
 import numpy as np
 
-from .module import Module, check_sizes, resolve_dtype
+from .module import Module, as_float_array, check_device, check_sizes, resolve_dtype
 
 
 def check_indices(idx, num_embeddings, name="indices"):
@@ -51,26 +51,32 @@ def embedding_backward(dout, idx, V):
 class Embedding(Module):
     """A lookup table like ``torch.nn.Embedding``: ``weight`` (V, E), initialised N(0, 1)."""
 
-    def __init__(self, num_embeddings, embedding_dim, dtype="float32", seed=None):
+    def __init__(self, num_embeddings, embedding_dim, device=None, dtype="float32", seed=None):
+        super().__init__()
         check_sizes(num_embeddings=num_embeddings, embedding_dim=embedding_dim)
+        check_device(device)
         self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
         self.dtype = resolve_dtype(dtype)
         rng = np.random.default_rng(seed)
         w = rng.standard_normal((self.num_embeddings, self.embedding_dim))
         self.params = {"weight": w.astype(self.dtype)}
         self._init_grads()
-        self._idx = None
 
     def forward(self, idx):
         """idx (...) integer -> (..., E)."""
-        self._idx = check_indices(idx, self.num_embeddings)
-        return embedding_forward(self._idx, self.params["weight"])
+        idx = check_indices(idx, self.num_embeddings)
+        self._save_for_backward(idx)
+        return embedding_forward(idx, self.params["weight"])
 
     def backward(self, dout):
         """dout (..., E): adds into grads['weight']; returns None (indices have no gradient)."""
-        if self._idx is None:
-            raise ValueError("Embedding.backward called before forward")
-        expected = self._idx.shape + (self.embedding_dim,)
-        if dout.shape != expected:
-            raise ValueError(f"Embedding.backward: dout must have shape {expected}, got {dout.shape}")
-        self.grads["weight"] += embedding_backward(dout, self._idx, self.num_embeddings)
+        idx = self._saved_for_backward(peek=True)
+        expected = idx.shape + (self.embedding_dim,)
+        if np.shape(dout) != expected:
+            raise ValueError(f"Embedding.backward: dout must have shape {expected}, got {np.shape(dout)}")
+        dout = as_float_array(dout, self.dtype, "Embedding.backward dout", strict=False)
+        self._saved_for_backward()
+        self.grads["weight"] += embedding_backward(dout, idx, self.num_embeddings)
+
+    def extra_repr(self):
+        return f"{self.num_embeddings}, {self.embedding_dim}, dtype={np.dtype(self.dtype).name}"

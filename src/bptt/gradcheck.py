@@ -7,6 +7,9 @@
 The error of a tensor is  max_i |analytic_i - numeric_i| / max(max_i |analytic_i|, max_i |numeric_i|):
 the worst entry measured against the tensor's own scale, so that entries that are zero or tiny
 do not turn round-off into a large "relative" error.
+
+The result is true only when every tensor passes (``assert gradcheck(fn, wrt)`` fails loudly on a
+wrong gradient), and ``raise_on_failure=True`` raises ``GradcheckError`` with the table.
 """
 
 from dataclasses import dataclass
@@ -25,10 +28,15 @@ class TensorCheck:
     numeric: float
 
 
+class GradcheckError(RuntimeError):
+    """A gradient disagrees with its finite difference; the message is the per-tensor table."""
+
+
 @dataclass
 class GradcheckResult:
     checks: list
     eps: float
+    tol: float = 1e-6
 
     @property
     def max_rel_error(self):
@@ -38,8 +46,11 @@ class GradcheckResult:
     def worst(self):
         return max(self.checks, key=lambda c: c.rel_error)
 
-    def passed(self, tol=1e-6):
-        return self.max_rel_error < tol
+    def passed(self, tol=None):
+        return self.max_rel_error < (self.tol if tol is None else tol)
+
+    def __bool__(self):
+        return self.passed()
 
     def __getitem__(self, name):
         for c in self.checks:
@@ -47,7 +58,8 @@ class GradcheckResult:
                 return c
         raise KeyError(name)
 
-    def table(self, tol=1e-6):
+    def table(self, tol=None):
+        tol = self.tol if tol is None else tol
         lines = [f"{'tensor':<24} {'shape':<14} {'rel error':>10} {'abs error':>10}  worst entry"]
         for c in self.checks:
             flag = "" if c.rel_error < tol else "  <-- FAIL"
@@ -60,14 +72,17 @@ class GradcheckResult:
     __str__ = table
 
 
-def gradcheck(fn, wrt, eps=1e-5, max_entries=None, seed=0):
+def gradcheck(fn, wrt, eps=1e-5, max_entries=None, seed=0, tol=1e-6, raise_on_failure=False):
     """Check the analytic gradients of a scalar computation by centered finite differences.
 
     fn:   a function of no arguments that runs the forward and backward passes on the arrays in
           ``wrt`` and returns ``(loss, grads)``, grads a dict with the same keys as ``wrt``.
     wrt:  dict name -> float64 array, perturbed in place (and restored) during the check.
     max_entries: check at most this many entries per tensor, chosen at random (all if None).
-    Returns a ``GradcheckResult``: per tensor the error, the worst entry and both values there.
+    tol: the largest relative error that passes.
+    raise_on_failure: raise ``GradcheckError`` (with the table) when a tensor fails.
+    Returns a ``GradcheckResult``: per tensor the error, the worst entry and both values there;
+    its truth value is whether every tensor passed.
     """
     for name, arr in wrt.items():
         if not isinstance(arr, np.ndarray) or arr.dtype != np.float64:
@@ -110,4 +125,10 @@ def gradcheck(fn, wrt, eps=1e-5, max_entries=None, seed=0):
                 float(ana[w]) if diff.size else 0.0, float(num[w]) if diff.size else 0.0,
             )
         )
-    return GradcheckResult(checks, eps)
+    result = GradcheckResult(checks, eps, tol)
+    if raise_on_failure and not result:
+        raise GradcheckError(
+            f"gradcheck failed: largest relative error {result.max_rel_error:.2e} "
+            f"(tolerance {tol:.0e}) in {result.worst.name}\n{result.table()}"
+        )
+    return result

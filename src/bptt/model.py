@@ -47,6 +47,7 @@ class CharModel(Module):
     """Embedding -> RNN/LSTM/GRU -> Linear at every step. ``params``/``grads`` span all parts."""
 
     def __init__(self, config: ModelConfig, dtype="float32", seed=None):
+        super().__init__()
         self.config = config
         self.dtype = resolve_dtype(dtype)
         ss = np.random.SeedSequence(seed)
@@ -58,21 +59,11 @@ class CharModel(Module):
             dtype=dtype, seed=s_rnn,
         )
         self.head = Linear(c.hidden_size, c.vocab_size, dtype=dtype, seed=s_head)
-        self.parts = {"embedding": self.embedding, "rnn": self.rnn, "head": self.head}
-        # the same arrays as the parts hold, under the torch module's names
-        self.params = {f"{p}.{k}": v for p, m in self.parts.items() for k, v in m.params.items()}
-        self.grads = {f"{p}.{k}": v for p, m in self.parts.items() for k, v in m.grads.items()}
+        # sub-modules: params/grads are theirs, under the torch module's names (rnn.weight_ih_l0...)
 
     @property
     def is_lstm(self):
         return self.config.cell == "lstm"
-
-    def train(self, mode=True):
-        self.rnn.train(mode)
-        return self
-
-    def eval(self):
-        return self.train(False)
 
     def initial_state(self, batch_size):
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)
@@ -81,9 +72,9 @@ class CharModel(Module):
 
     def forward(self, tokens, state=None):
         """tokens (T, B) int -> logits (T, B, V), final state."""
-        x = self.embedding.forward(tokens)  # (T, B, E)
-        out, state = self.rnn.forward(x, state)  # (T, B, H)
-        return self.head.forward(out), state
+        x = self.embedding(tokens)  # (T, B, E)
+        out, state = self.rnn(x, state)  # (T, B, H)
+        return self.head(out), state
 
     def backward(self, dlogits):
         """dlogits (T, B, V): adds into ``grads``. The gradient on the final state is zero: in
@@ -103,8 +94,8 @@ class CharModel(Module):
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         rng = rng if rng is not None else np.random.default_rng()
-        was_training = self.rnn.training
-        self.eval()
+        was_training = self.training
+        self.eval()  # records nothing and switches dropout off
         try:
             logits, state = self.forward(np.asarray(prime_ids, dtype=np.int64)[:, None], state)
             last = logits[-1, 0].astype(np.float64)  # (V,)

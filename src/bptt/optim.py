@@ -1,17 +1,19 @@
 """Optimizers, gradient clipping and learning-rate schedules, matching ``torch.optim``.
 
 An optimizer works on two dicts with the same keys, ``params`` and ``grads`` (name -> array), the
-very dicts the layers own: ``step()`` updates the parameter arrays *in place* and never replaces
+very arrays the layers own. It takes them as PyTorch users write it, ``Adam(model, lr=...)``,
+``Adam(model.parameters(), lr=...)`` or ``Adam(model.params, lr=...)``, or spelled out as
+``Adam(params, grads, lr=...)``. ``step()`` updates the parameter arrays *in place* and never replaces
 them, and never modifies the gradients. Each ``_update`` reads like the algorithm in the torch
 docs for one parameter tensor; ``self.t`` is the number of steps taken, counting the current one
 (torch's ``state["step"]``). The per-parameter state (torch's ``self.state[p]``) lives in
 ``self.buffers[buffer_name][param_name]``.
 
-    opt = make_optimizer("adam", model.params, model.grads, lr=2e-3)
+    opt = Adam(model, lr=2e-3)              # or make_optimizer("adam", model, lr=2e-3)
     schedule = make_schedule("cosine", 2e-3, total_steps=10_000, warmup_steps=100)
     for step in range(10_000):
         opt.zero_grad(); ...forward, backward...
-        norm = clip_grad_norm(opt.grads, 5.0)
+        norm = clip_grad_norm_(model, 5.0)
         opt.lr = schedule(step)
         opt.step()
 """
@@ -35,6 +37,49 @@ def _check_nonneg(value, name):
     )
 
 
+def _resolve(params, grads):
+    """The forms an optimizer takes -> (params dict, grads dict, the modules they belong to)."""
+    from .module import Module, ParamDict, Parameters
+
+    owners = []
+    if grads is None:
+        if isinstance(params, Module):
+            owners.append(params)
+            params, grads = params.params, params.grads
+        elif isinstance(params, (Parameters, ParamDict)):
+            owners.append(params.owner)
+            params, grads = params.params if isinstance(params, Parameters) else params, params.grads
+        else:
+            raise ValueError(
+                "give the optimizer a model, model.parameters(), model.params, or the two dicts "
+                f"(params, grads); got {type(params).__name__} without gradients"
+            )
+    elif isinstance(params, ParamDict):
+        owners.append(params.owner)
+    return params, grads, owners
+
+
+def _lr_first(grads, lr):
+    """``Adam(model.params, 1e-3)``: torch's second positional argument is the learning rate."""
+    if isinstance(grads, (int, float, np.number)) and not isinstance(grads, bool):
+        return None, grads
+    return grads, lr
+
+
+class _ParamGroup(dict):
+    """``opt.param_groups[0]``: the hyperparameters as a dict; writing one sets the optimizer's."""
+
+    def __init__(self, opt):
+        super().__init__(params=list(opt.params.values()), **opt.hyper())
+        self._opt = opt
+
+    def __setitem__(self, key, value):
+        if key not in self._opt.HYPER:
+            raise KeyError(f"{type(self._opt).__name__} has no hyperparameter {key!r}")
+        setattr(self._opt, key, value)
+        super().__setitem__(key, value)
+
+
 def _check_fraction(value, name, closed=False):
     """0 <= value < 1, or <= 1 with ``closed``."""
     _check_nonneg(value, name)
@@ -52,7 +97,8 @@ class Optimizer:
     name = ""
     HYPER = ()
 
-    def __init__(self, params, grads):
+    def __init__(self, params, grads=None):
+        params, grads, self._owners = _resolve(params, grads)
         _require(isinstance(params, dict) and isinstance(grads, dict),
                  "params and grads must be dicts of name -> np.ndarray")
         missing, extra = sorted(set(params) - set(grads)), sorted(set(grads) - set(params))
@@ -87,7 +133,13 @@ class Optimizer:
         for k, p in self.params.items():
             state = {b: arrays[k] for b, arrays in self.buffers.items()}
             self._update(p, self.grads[k], state)
+        for m in self._owners:  # caches recorded before the step belong to the old weights
+            m.clear_tape()
 
+    @property
+    def param_groups(self):
+        """One group, as in torch: ``opt.param_groups[0]["lr"] = 1e-4`` sets the rate."""
+        return [_ParamGroup(self)]
     def _update(self, p, g, state):
         raise NotImplementedError
 
@@ -154,8 +206,9 @@ class SGD(Optimizer):
     name = "sgd"
     HYPER = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
 
-    def __init__(self, params, grads, lr, momentum=0, dampening=0, weight_decay=0,
+    def __init__(self, params, grads=None, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
                  nesterov=False):
+        grads, lr = _lr_first(grads, lr)
         super().__init__(params, grads)
         self.lr = lr
         _check_nonneg(momentum, "momentum")
@@ -189,8 +242,9 @@ class Adagrad(Optimizer):
     name = "adagrad"
     HYPER = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
 
-    def __init__(self, params, grads, lr=1e-2, lr_decay=0, weight_decay=0,
+    def __init__(self, params, grads=None, lr=1e-2, lr_decay=0, weight_decay=0,
                  initial_accumulator_value=0, eps=1e-10):
+        grads, lr = _lr_first(grads, lr)
         super().__init__(params, grads)
         self.lr = lr
         _check_nonneg(lr_decay, "lr_decay")
@@ -217,8 +271,9 @@ class RMSprop(Optimizer):
     name = "rmsprop"
     HYPER = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
 
-    def __init__(self, params, grads, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
+    def __init__(self, params, grads=None, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
                  centered=False):
+        grads, lr = _lr_first(grads, lr)
         super().__init__(params, grads)
         self.lr = lr
         _check_fraction(alpha, "alpha", closed=True)
@@ -263,8 +318,9 @@ class Adam(Optimizer):
     HYPER = ("lr", "betas", "eps", "weight_decay", "amsgrad")
     decoupled_weight_decay = False
 
-    def __init__(self, params, grads, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+    def __init__(self, params, grads=None, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  amsgrad=False):
+        grads, lr = _lr_first(grads, lr)
         super().__init__(params, grads)
         self.lr = lr
         _require(isinstance(betas, (tuple, list)) and len(betas) == 2,
@@ -306,18 +362,23 @@ class AdamW(Adam):
     name = "adamw"
     decoupled_weight_decay = True
 
-    def __init__(self, params, grads, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+    def __init__(self, params, grads=None, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False):
+        grads, lr = _lr_first(grads, lr)
         super().__init__(params, grads, lr, betas, eps, weight_decay, amsgrad)
 
 
 OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
 
 
-def make_optimizer(name, params, grads, lr, **kw):
-    """``OPTIMIZERS[name](params, grads, lr=lr, **kw)``; ValueError on an unknown name."""
+def make_optimizer(name, params, grads=None, lr=None, **kw):
+    """``OPTIMIZERS[name](params, grads, lr=lr, **kw)``; ValueError on an unknown name.
+    ``params`` may be a model (then ``grads`` is left out)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    grads, lr = _lr_first(grads, lr)
+    if lr is None:
+        raise ValueError("make_optimizer needs lr")
     return OPTIMIZERS[name](params, grads, lr=lr, **kw)
 
 
@@ -342,6 +403,27 @@ def clip_grad_norm(grads, max_norm):
         for g in grads.values():
             g *= clip_coef
     return total_norm
+
+
+def _grads_of(x):
+    """A model, its parameters(), its params, or a grads dict -> the grads dict."""
+    from .module import Module, ParamDict, Parameters
+
+    if isinstance(x, (Module, Parameters, ParamDict)):
+        return x.grads
+    _require(isinstance(x, dict), f"expected a model, its parameters or a dict of gradients, got {type(x).__name__}")
+    return x
+
+
+def clip_grad_norm_(parameters, max_norm):
+    """torch's spelling: ``clip_grad_norm_(model.parameters(), 5.0)`` (or a model, or a grads
+    dict); clips the gradients in place and returns their norm before clipping."""
+    return clip_grad_norm(_grads_of(parameters), max_norm)
+
+
+def clip_grad_value_(parameters, clip_value):
+    """torch's spelling of ``clip_grad_value`` for a model, its parameters or a grads dict."""
+    clip_grad_value(_grads_of(parameters), clip_value)
 
 
 def clip_grad_value(grads, clip_value):

@@ -19,7 +19,7 @@ direction starts at its own last element (the input of each row is reversed with
 import numpy as np
 
 from .cells import gru, lstm, rnn
-from .module import Module, as_float_array, check_shape, resolve_dtype
+from .module import Module, as_float_array, check_device, check_shape, resolve_dtype
 
 
 def reverse_index(lengths, T):
@@ -53,10 +53,13 @@ class _Recurrent(Module):
         batch_first=False,
         dropout=0.0,
         bidirectional=False,
+        device=None,
         dtype="float32",
         seed=None,
-        **cell_kwargs,
+        cell_kwargs=None,
     ):
+        super().__init__()
+        check_device(device)
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -68,12 +71,10 @@ class _Recurrent(Module):
         self.bidirectional = bool(bidirectional)
         self.num_directions = 2 if self.bidirectional else 1
         self.dtype = resolve_dtype(dtype)
-        self.cell_kwargs = cell_kwargs
-        self.training = True
+        self.cell_kwargs = dict(cell_kwargs or {})
         self.rng = np.random.default_rng(seed)  # dropout masks
         self.params = self._init_params(np.random.default_rng(seed))
         self._init_grads()
-        self._cache = None
 
     # ------------------------------------------------------------------ parameters
     def _suffix(self, k, d):
@@ -109,19 +110,16 @@ class _Recurrent(Module):
         names += ("weight_hr",) if self.proj_size else ()
         return {n: self.params[n + s] for n in names}
 
-    def train(self, mode=True):
-        self.training = bool(mode)
-        return self
-
-    def eval(self):
-        return self.train(False)
-
     # ------------------------------------------------------------------ checks
     def _name(self):
         return type(self).__name__
 
     def _check_input(self, x):
-        x = as_float_array(x, self.dtype, f"{self._name()} input")
+        shape = np.shape(x)  # the shape is checked first: it says more than the dtype
+        if len(shape) in (2, 3) and shape[-1] == self.input_size:
+            x = as_float_array(x, self.dtype, f"{self._name()} input")
+        else:
+            x = np.asarray(x)
         if x.ndim not in (2, 3):
             raise ValueError(
                 f"{self._name()} input must be 3-D (sequence, batch, features) or 2-D unbatched, "
@@ -160,8 +158,10 @@ class _Recurrent(Module):
             if s is None:
                 out.append(zeros[i])
                 continue
-            s = as_float_array(s, self.dtype, f"{self._name()} {label}")
             expected = shape if batched else (shape[0], shape[2])
+            if np.asarray(s).dtype.kind == "f":  # the shape first: it says more than the dtype
+                check_shape(np.asarray(s), expected, f"{self._name()} {label}")
+            s = as_float_array(s, self.dtype, f"{self._name()} {label}", strict=what == "initial state")
             check_shape(s, expected, f"{self._name()} {label}")
             out.append(s if batched else s[:, None, :])
         return out
@@ -221,7 +221,7 @@ class _Recurrent(Module):
                 mask = (self.rng.random(inp.shape) < keep).astype(self.dtype) / keep
                 inp = inp * mask
             masks.append(mask)
-        self._cache = (caches, masks, x.shape, batched, rev)
+        self._save_for_backward((caches, masks, x.shape, batched, rev))
         out = inp if batched else inp[:, 0, :]
         if batched and self.batch_first:
             out = out.transpose(1, 0, 2)
@@ -230,11 +230,9 @@ class _Recurrent(Module):
     def backward(self, dout, dstate=None):
         """dout like the output, dstate like the final state (None = zeros)
         -> dx like the input, dstate0 like the initial state. Adds into ``grads``."""
-        if self._cache is None:
-            raise ValueError(f"{self._name()}.backward called before forward")
-        caches, masks, (T, B, D), batched, rev = self._cache
+        caches, masks, (T, B, D), batched, rev = self._saved_for_backward(peek=True)
         K, L, H = self.num_directions, self.num_layers, self._h_size
-        dout = as_float_array(dout, self.dtype, f"{self._name()} dout")
+        dout = as_float_array(dout, self.dtype, f"{self._name()} dout", strict=False)
         expected = (T, B, K * H) if not batched else ((B, T, K * H) if self.batch_first else (T, B, K * H))
         if not batched:
             expected = (T, K * H)
@@ -244,6 +242,7 @@ class _Recurrent(Module):
         elif self.batch_first:
             dout = dout.transpose(1, 0, 2)
         dstates_T = self._check_states(dstate, B, batched, "final-state gradient")
+        self._saved_for_backward()  # the arguments fit: this backward consumes its forward
         ds0s = {}  # (layer, direction) -> the cell's initial-state gradient
         dinp = dout
         for k in range(L - 1, -1, -1):
@@ -272,13 +271,13 @@ class _Recurrent(Module):
             dx = dx.transpose(1, 0, 2)
         return dx, self._pack_states(dstates0, batched)
 
-    def __repr__(self):
+    def extra_repr(self):
         extra = "".join(f", {k}={v!r}" for k, v in self.cell_kwargs.items())
         extra += f", proj_size={self.proj_size}" if self.proj_size else ""
         return (
-            f"{self._name()}({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+            f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
             f"bias={self.bias}, batch_first={self.batch_first}, dropout={self.dropout}, "
-            f"bidirectional={self.bidirectional}, dtype={np.dtype(self.dtype).name}{extra})"
+            f"bidirectional={self.bidirectional}, dtype={np.dtype(self.dtype).name}{extra}"
         )
 
 
@@ -288,11 +287,12 @@ class RNN(_Recurrent):
     cell = rnn
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, dtype="float32", seed=None):
+                 batch_first=False, dropout=0.0, bidirectional=False, device=None,
+                 dtype="float32", seed=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed, nonlinearity=nonlinearity)
+                         bidirectional, device, dtype, seed, {"nonlinearity": nonlinearity})
 
 
 class LSTM(_Recurrent):
@@ -302,18 +302,24 @@ class LSTM(_Recurrent):
     cell = lstm
     n_states = 2
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, proj_size=0, dtype="float32", seed=None):
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype="float32",
+                 seed=None):
         if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) or proj_size < 0:
             raise ValueError(f"proj_size must be a non-negative integer, got {proj_size!r}")
         if proj_size and isinstance(hidden_size, (int, np.integer)) and proj_size >= hidden_size:
             raise ValueError(f"proj_size must be smaller than hidden_size ({hidden_size}), got {proj_size}")
         self.proj_size = int(proj_size)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed)
+                         bidirectional, device, dtype, seed)
 
 
 class GRU(_Recurrent):
     """GRU like ``torch.nn.GRU``: n = tanh(W_in x + b_in + r * (W_hn h + b_hn))."""
 
     cell = gru
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, device=None, dtype="float32", seed=None):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device, dtype, seed)

@@ -105,8 +105,8 @@ def prepare_kernels(model, say=None):
     """Compile (or load from numba's on-disk cache) the kernels a training step runs, on a
     batch of 2 x 2 tokens, before the clock starts: the first run on a machine spends tens of
     seconds here, later runs well under one. ``say`` (if given) hears about it when it takes
-    longer than a second. The model is left as it was: eval mode, so no dropout mask is drawn
-    from its random streams, and its gradients zeroed (every step zeroes them anyway)."""
+    longer than a second. The model is left as it was: its dropout stream is put back where it
+    was, and its gradients zeroed (every step zeroes them anyway)."""
     import threading
 
     def announce():
@@ -117,13 +117,14 @@ def prepare_kernels(model, say=None):
         timer.daemon = True
         timer.start()
     t = time.perf_counter()
-    was = model.rnn.training
-    model.eval()
+    was, dropout_state = model.training, model.rnn.rng.bit_generator.state
+    model.train()  # a backward needs a train-mode forward
     try:
         logits, _ = model.forward(np.zeros((2, 2), np.int64))
         model.backward(np.zeros_like(logits))
     finally:
         model.zero_grad()
+        model.rnn.rng.bit_generator.state = dropout_state
         model.train(was)
         if timer:
             timer.cancel()
@@ -142,8 +143,8 @@ def evaluate(model, batches, max_chunks=0):
     state carried from chunk to chunk as in training, dropout off."""
     if batches is None:
         return float("nan")
-    was = model.rnn.training
-    model.eval()
+    was = model.training
+    model.eval()  # dropout off, nothing recorded for backward
     total, count, state = 0.0, 0, None
     try:
         for k, (x, y) in enumerate(batches.chunks()):

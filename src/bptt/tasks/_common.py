@@ -68,15 +68,14 @@ class SeqModel(Module):
         check_choice("readout", readout, ("linear", "hidden"))
         if readout == "hidden" and output_size > hidden_size:
             raise TaskError(f"readout 'hidden' needs output_size <= hidden size, got {output_size} > {hidden_size}")
+        super().__init__()
         self.cell, self.readout, self.output_size = cell, readout, int(output_size)
         self.dtype = resolve_dtype(dtype)
         s_rnn, s_head = child_seeds(seed, 2)
         self.rnn = CELLS[cell](input_size, hidden_size, num_layers=num_layers, dtype=dtype, seed=s_rnn)
-        parts = {"rnn": self.rnn}
         self.head = None
         if readout == "linear":
             self.head = Linear(hidden_size, output_size, dtype=dtype, seed=s_head)
-            parts["head"] = self.head
         H = hidden_size  # the keeping gate is the 2nd block in both: LSTM i,f,g,o; GRU r,z,n
         if forget_bias and cell in ("lstm", "gru"):
             for k in range(num_layers):
@@ -89,16 +88,13 @@ class SeqModel(Module):
                 bias_ih[H:2 * H], bias_hh[H:2 * H] = b_keep, 0.0
                 if cell == "lstm":  # the input gate opens as little as the forget gate closes
                     bias_ih[:H], bias_hh[:H] = -b_keep, 0.0
-        self.parts = parts
-        self.params = {f"{p}.{k}": v for p, m in parts.items() for k, v in m.params.items()}
-        self.grads = {f"{p}.{k}": v for p, m in parts.items() for k, v in m.grads.items()}
-        self._out_shape = None
 
     def forward(self, x, state=None):
         """x (T, B, D), state None or the recurrent layer's -> y (T, B, O), final state."""
-        out, state = self.rnn.forward(x, state)  # (T, B, H)
-        self._out_shape = out.shape
-        y = self.head.forward(out) if self.head is not None else out[..., : self.output_size]
+        out, state = self.rnn(x, state)  # (T, B, H)
+        if self.head is None:
+            self._save_for_backward(out.shape)
+        y = self.head(out) if self.head is not None else out[..., : self.output_size]
         return y, state
 
     def backward(self, dy):
@@ -106,7 +102,7 @@ class SeqModel(Module):
         if self.head is not None:
             dout = self.head.backward(dy)
         else:
-            dout = np.zeros(self._out_shape, self.dtype)
+            dout = np.zeros(self._saved_for_backward(), self.dtype)
             dout[..., : self.output_size] = dy
         self.rnn.backward(dout)
 

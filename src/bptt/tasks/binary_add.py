@@ -20,6 +20,7 @@ a learned carry works on any length; only the number of steps changes.
 
 import numpy as np
 
+from ..module import no_grad
 from ..loss import bce_with_logits_backward, bce_with_logits_forward
 from ._common import SeqModel, TaskError, check_choice, check_positive, child_seeds, optimizer, train
 
@@ -47,6 +48,7 @@ def encode(a, b, n, dtype=np.float64):
     return x, target
 
 
+@no_grad()
 def add(model, a, b, n):
     """The model's sums of the n-bit numbers a, b (arrays of equal length) as Python ints."""
     x, _ = encode(a, b, n, model.dtype)
@@ -54,6 +56,7 @@ def add(model, a, b, n):
     return from_bits((logits[..., 0] > 0).astype(np.int64))
 
 
+@no_grad()
 def exact_fraction(model, a, b, n, chunk=8192):
     """Fraction of pairs whose sum comes out with every bit right."""
     right = 0

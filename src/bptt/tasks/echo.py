@@ -15,6 +15,7 @@ its update, which is what the reference prints at iteration k-1.
 
 import numpy as np
 
+from ..module import no_grad
 from ..loss import mse_backward, mse_forward
 from ._common import SeqModel, check_choice, check_positive, child_seeds, optimizer, train
 
@@ -44,7 +45,8 @@ def run_echo(cell="lstm", hidden=100, input_size=50, lr=0.1, steps=100, readout=
     opt = optimizer(optimizer_name, model, lr, momentum=momentum)
     hist = train(model, opt, lambda step: (x, y_true, None), sum_squared_loss, steps,
                  desc=f"echo {cell}", progress=progress)
-    y, _ = model.forward(x)
+    with no_grad():
+        y, _ = model.forward(x)
     final = sum_squared_loss(y, y_true)[0]
     return {
         "task": "echo", "cell": cell, "hidden": hidden, "readout": readout, "optimizer": optimizer_name,

@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from ..module import no_grad
 from ..loss import cross_entropy_backward, cross_entropy_forward, mse_backward, mse_forward
 from ._common import SeqModel, check_choice, check_positive, child_seeds, optimizer, train
 
@@ -101,6 +102,7 @@ def run_adding(lag=100, cell="lstm", hidden=32, steps=3000, batch=32, lr=1e-2,
         loss, cache = mse_forward(y, target, mask)
         return loss, mse_backward(cache)
 
+    @no_grad()
     def eval_fn(step):
         y, _ = model.forward(ex)
         return {"mse": float(np.mean((y[-1, :, 0].astype(np.float64) - et[-1, :, 0]) ** 2))}
@@ -132,6 +134,7 @@ def run_copy(lag=100, cell="lstm", hidden=32, steps=3000, batch=32, lr=1e-2, len
         loss, cache = cross_entropy_forward(y, target, mask)
         return loss, cross_entropy_backward(cache)
 
+    @no_grad()
     def eval_fn(step):
         y, _ = model.forward(ex)
         out = slice(length + lag, None)

@@ -14,6 +14,7 @@ after the window starting at prime i is prime i again: the targets are 2, 3, 5, 
 
 import numpy as np
 
+from ..module import no_grad
 from ._common import SeqModel, check_choice, check_positive, child_seeds, optimizer, train
 from .echo import sum_squared_loss
 
@@ -55,7 +56,8 @@ def run_next_prime(cell="lstm", hidden=100, lr=0.01, steps=10_000, seq_steps=10,
     hist = train(model, opt, lambda step: (x, y_true, None), sum_squared_loss, steps,
                  desc=f"next-prime {cell}", progress=progress,
                  curve_every=max(1, steps // 500))
-    y, _ = model.forward(x)
+    with no_grad():
+        y, _ = model.forward(x)
     final = sum_squared_loss(y, y_true)[0]
     pred = np.rint(y[:, 0, 0] * 100).astype(int)
     return {

@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from ..module import no_grad
 from ..data import DataError
 from ..loss import mse_backward, mse_forward
 from ._common import (SeqModel, check_choice, check_positive, child_seeds, load_run, optimizer,
@@ -87,6 +88,7 @@ def split(values, window, val_fraction, name="the series"):
 
 
 # ----------------------------------------------------------------------------- model use
+@no_grad()
 def predict_next(model, z, window, targets_from):
     """Normalised values z (N,) -> the prediction of z[t] from z[t-window:t] for every t >= targets_from."""
     idx = np.arange(targets_from, len(z))
@@ -99,6 +101,7 @@ def predict_next(model, z, window, targets_from):
     return preds
 
 
+@no_grad()
 def forecast(model, history, mean, std, steps):
     """The next ``steps`` values after ``history`` (raw values, at least one), in raw units."""
     check_positive("steps", steps)
