@@ -132,6 +132,11 @@ def test_resume_continues_exactly(toy, capsys):
         wa = open(os.path.join(a, "ckpt-00000004", name), "rb").read()
         wb = open(os.path.join(b, "ckpt-00000004", name), "rb").read()
         assert wa == wb, name
+    def log(run):  # the training log without its timings
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in open(os.path.join(run, "metrics.jsonl"))]
+
+    assert log(a) == log(b) and len(log(b)) == 4
     assert main(["train", "--resume", b, "--lr", "0.1"]) == 1
     assert "cannot change when resuming" in capsys.readouterr().err
 
