@@ -20,11 +20,14 @@ def state_arrays(state):
 
 
 def random_state(layer, B, rng, batched=True):
-    shape = (layer.num_layers * layer.num_directions, B, layer.hidden_size)
-    if not batched:
-        shape = (shape[0], shape[2])
-    mk = lambda: rng.standard_normal(shape) * 0.5  # noqa: E731
-    return (mk(), mk()) if isinstance(layer, bptt.LSTM) else mk()
+    """h (and c) (L*K, B, H); h (L*K, B, P) for an LSTM with projections."""
+    def mk(size):
+        shape = (layer.num_layers * layer.num_directions, B, size)
+        return rng.standard_normal(shape if batched else (shape[0], shape[2])) * 0.5
+
+    if isinstance(layer, bptt.LSTM):
+        return (mk(layer.proj_size or layer.hidden_size), mk(layer.hidden_size))
+    return mk(layer.hidden_size)
 
 
 def layer_loss_fn(layer, x, state0, rng, reseed_dropout=None):

@@ -16,16 +16,20 @@ def torch_twin(layer, seed=0):
     kw = dict(num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first,
               dropout=layer.dropout, bidirectional=layer.bidirectional)
     kw.update(layer.cell_kwargs)
+    if getattr(layer, "proj_size", 0):
+        kw["proj_size"] = layer.proj_size
     t = TORCH_LAYERS[type(layer)](layer.input_size, layer.hidden_size, **kw)
     t = t.to(TORCH_DTYPES[layer.dtype])
     layer.load_state_dict({k: v.detach().numpy() for k, v in t.state_dict().items()})
     return t
 
 
-def run_both(layer, tmod, x, state0, dout, dstate):
-    """Forward and backward in both; returns two dicts of numpy arrays with the same keys."""
+def run_both(layer, tmod, x, state0, dout, dstate, lengths=None):
+    """Forward and backward in both; returns two dicts of numpy arrays with the same keys.
+    With lengths, torch runs pack_padded_sequence(enforce_sorted=False) -> module ->
+    pad_packed_sequence(total_length=T)."""
     is_lstm = isinstance(layer, bptt.LSTM)
-    out, sT = layer.forward(x, state0)
+    out, sT = layer.forward(x, state0) if lengths is None else layer.forward(x, state0, lengths=lengths)
     layer.zero_grad()
     dx, ds0 = layer.backward(dout, dstate)
     ours = {"out": out, "dx": dx, **{f"grad.{k}": v for k, v in layer.grads.items()}}
@@ -34,7 +38,16 @@ def run_both(layer, tmod, x, state0, dout, dstate):
     tt = lambda a: torch.tensor(a, requires_grad=True)  # noqa: E731
     xt = tt(x)
     st0 = tuple(tt(s) for s in (state0 if is_lstm else (state0,)))
-    tout, tsT = tmod(xt, st0 if is_lstm else st0[0])
+    if lengths is None:
+        tout, tsT = tmod(xt, st0 if is_lstm else st0[0])
+    else:
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        T = x.shape[1] if layer.batch_first else x.shape[0]
+        packed = pack_padded_sequence(xt, torch.tensor(lengths), batch_first=layer.batch_first,
+                                      enforce_sorted=False)
+        pout, tsT = tmod(packed, st0 if is_lstm else st0[0])
+        tout, _ = pad_packed_sequence(pout, batch_first=layer.batch_first, total_length=T)
     tsT = tsT if is_lstm else (tsT,)
     total = (tout * torch.tensor(dout)).sum()
     for s, g in zip(tsT, dstate if is_lstm else (dstate,)):

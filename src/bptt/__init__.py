@@ -34,12 +34,13 @@ from .optim import (
     clip_grad_value_,
 )
 from .recurrent import GRU, LSTM, RNN
+from .step_cells import GRUCell, LSTMCell, RNNCell
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Module", "Sequential", "no_grad", "cast_inputs",
-    "RNN", "LSTM", "GRU", "Embedding", "Linear", "one_hot", "cells",
+    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Embedding", "Linear", "one_hot", "cells",
     "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
     "cross_entropy_forward", "cross_entropy_backward", "mse_forward", "mse_backward",
     "bce_with_logits_forward", "bce_with_logits_backward",

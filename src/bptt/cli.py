@@ -6,6 +6,8 @@
     bptt export  RUN --onnx FILE      the trained model as ONNX, for runtimes without bptt or PyTorch
     bptt train --task NAME [options]  a classic BPTT task (binary-add, echo, next-prime, copy, adding, series)
     bptt forecast RUN --steps K       the next K values from a trained series run
+    bptt train --task classify --data TRAIN --test TEST   a label per series (.ts / .csv files)
+    bptt predict RUN --data FILE      the label of each series from a classify run
     bptt gradflow | plot | gates      pictures: gradient norm against the lag, training curves, gates
     bptt gradcheck [options]          finite-difference check of a layer's gradients
 
@@ -86,17 +88,22 @@ def _add_train(sub):
     from .tasks_cli import add_train_options
 
     add_train_options(p)  # --task NAME and its options
+    from .classify_cli import add_train_options as add_classify_options
+
+    add_classify_options(p)  # --task classify's own options
     p.set_defaults(func=cmd_train, option_names=[f.name for f in fields(TrainConfig)])
 
 
 def cmd_train(args):
+    from . import classify_cli, tasks_cli
     from . import distributed as dist
-    from . import tasks_cli
 
+    if dist.launch_size() > 1 and (classify_cli.wants_classify(args) or tasks_cli.wants_task(args)):
+        raise ValueError(f"--task is not supported under mpiexec ({dist.launch_size()} ranks): "
+                         f"run tasks as one process; only the character model trains on several")
+    if classify_cli.wants_classify(args):
+        return classify_cli.run_train(args)
     if tasks_cli.wants_task(args):
-        if dist.launch_size() > 1:
-            raise ValueError(f"--task is not supported under mpiexec ({dist.launch_size()} ranks): "
-                             f"run tasks as one process; only the character model trains on several")
         return tasks_cli.run(args)
     from .train import TrainConfig, build_run, fit
 
@@ -203,10 +210,17 @@ def _add_eval(sub):
     p.add_argument("--data", metavar="FILE", required=True, help="UTF-8 text to evaluate on")
     p.add_argument("--batch", type=_positive_int, default=16, help="parallel streams")
     p.add_argument("--seq-len", type=_positive_int, default=128, help="time steps per chunk")
+    p.add_argument("--json", action="store_true", help="classify runs: print one JSON object (accuracy, n, loss, ...)")
     p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args):
+    from . import classify_run
+
+    if classify_run.is_classify_run(args.run):
+        from .classify_cli import cmd_eval as classify_eval
+
+        return classify_eval(args)
     from .data import DataError, load_text
     from .sample import evaluate_text, load_model
 
@@ -261,6 +275,9 @@ def build_parser():
     from .tasks_cli import add_forecast
 
     add_forecast(sub)
+    from .classify_cli import add_predict
+
+    add_predict(sub)
     from . import viz_cli
     viz_cli.add_commands(sub)
     return parser

@@ -334,3 +334,7 @@ def prepare(text, val_fraction, batch_size, seq_len, vocab=None):
     else:
         val = Batches(val_ids, 1, min(train.seq_len, len(val_ids) - 1), name="validation data")
     return vocab, train, val
+
+
+# ---------------------------------------------------------------------------------- labelled series
+from .series_files import read_csv, read_series, read_ts  # noqa: E402,F401 - (T_i, D) series + labels

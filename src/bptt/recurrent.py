@@ -6,6 +6,14 @@ Parameters per layer k and direction (suffix '' or '_reverse'):
     weight_ih_l{k}{sfx} (G*H, D or K*H)   weight_hh_l{k}{sfx} (G*H, H)
     bias_ih_l{k}{sfx}   (G*H,)            bias_hh_l{k}{sfx}   (G*H,)
 States: (L*K, B, H), index k*K + direction, whatever ``batch_first`` says.
+LSTM(..., proj_size=P) as PyTorch's: h (and the output) of size P through weight_hr_l{k}{sfx}
+(P, H), weight_hh (4H, P), layer k > 0 reads K*P; h_n (L*K, B, P), c_n (L*K, B, H).
+
+Variable lengths (``forward(x, state, lengths)``, lengths (B,) in 1..T in any order) mean exactly
+PyTorch's ``pack_padded_sequence(x, lengths, enforce_sorted=False)`` -> layer ->
+``pad_packed_sequence(total_length=T)``: each sequence runs its own steps only, its outputs past
+its length are zero, the final state holds its state after its own last step, and the reverse
+direction starts at its own last element (the input of each row is reversed within its length).
 """
 
 import numpy as np
@@ -14,9 +22,27 @@ from .cells import gru, lstm, rnn
 from .module import Module, as_float_array, check_device, check_shape, resolve_dtype
 
 
+def reverse_index(lengths, T):
+    """The time index of each row's reversal within its length: rev[t, b] = lengths[b] - 1 - t
+    for t < lengths[b], t after (padding stays in place). (T, B), or None when lengths is None
+    (then the reversal is the plain a[::-1]). Its own inverse."""
+    if lengths is None:
+        return None
+    t = np.arange(T)[:, None]  # (T, 1)
+    return np.where(t < lengths, lengths - 1 - t, t)
+
+
+def reverse(a, rev):
+    """a (T, B, ...) reversed in time, each row within its own length (``reverse_index``)."""
+    if rev is None:
+        return a[::-1]
+    return a[rev, np.arange(a.shape[1])]
+
+
 class _Recurrent(Module):
     cell = None  # the cell module
     n_states = 1  # 1: h; 2: (h, c)
+    proj_size = 0  # LSTM only: the size of h when projected (0: none)
 
     def __init__(
         self,
@@ -54,18 +80,25 @@ class _Recurrent(Module):
     def _suffix(self, k, d):
         return f"_l{k}" + ("_reverse" if d == 1 else "")
 
+    @property
+    def _h_size(self):
+        """The size of h, of each direction's output: P when projected, else H."""
+        return self.proj_size or self.hidden_size
+
     def _init_params(self, rng):
         """PyTorch's order and initialisation: every tensor U(-1/sqrt(H), 1/sqrt(H))."""
-        G, H, K = self.cell.GATES, self.hidden_size, self.num_directions
+        G, H, K, R = self.cell.GATES, self.hidden_size, self.num_directions, self._h_size
         bound = 1.0 / np.sqrt(H)
         params = {}
         for k in range(self.num_layers):
-            D = self.input_size if k == 0 else K * H
+            D = self.input_size if k == 0 else K * R
             for d in range(K):
                 s = self._suffix(k, d)
-                shapes = {f"weight_ih{s}": (G * H, D), f"weight_hh{s}": (G * H, H)}
+                shapes = {f"weight_ih{s}": (G * H, D), f"weight_hh{s}": (G * H, R)}
                 if self.bias:
                     shapes.update({f"bias_ih{s}": (G * H,), f"bias_hh{s}": (G * H,)})
+                if self.proj_size:
+                    shapes[f"weight_hr{s}"] = (self.proj_size, H)
                 for name, shape in shapes.items():
                     params[name] = rng.uniform(-bound, bound, shape).astype(self.dtype)
         return params
@@ -74,6 +107,7 @@ class _Recurrent(Module):
         """The parameters of layer k, direction d, under the cell's suffix-free names."""
         s = self._suffix(k, d)
         names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if self.bias else ())
+        names += ("weight_hr",) if self.proj_size else ()
         return {n: self.params[n + s] for n in names}
 
     # ------------------------------------------------------------------ checks
@@ -107,10 +141,11 @@ class _Recurrent(Module):
 
     def _check_states(self, states, B, batched, what):
         """None | array | tuple of arrays -> list of n_states arrays (L*K, B, H)."""
-        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
-        zeros = np.broadcast_to(np.zeros((), self.dtype), shape)  # read-only, no memory: only read
+        LK = self.num_layers * self.num_directions
+        shapes = [(LK, B, self._h_size), (LK, B, self.hidden_size)][: self.n_states]  # h, c
+        zeros = [np.broadcast_to(np.zeros((), self.dtype), sh) for sh in shapes]  # read-only, no memory
         if states is None:
-            return [zeros] * self.n_states
+            return zeros
         if self.n_states == 2:
             if not isinstance(states, (tuple, list)) or len(states) != 2:
                 raise TypeError(f"{self._name()} {what} must be a tuple (h, c) or None")
@@ -119,8 +154,9 @@ class _Recurrent(Module):
         out = []
         for i, s in enumerate(states):
             label = f"{what}[{i}]" if self.n_states == 2 else what
+            shape = shapes[i]
             if s is None:
-                out.append(zeros)
+                out.append(zeros[i])
                 continue
             expected = shape if batched else (shape[0], shape[2])
             if np.asarray(s).dtype.kind == "f":  # the shape first: it says more than the dtype
@@ -130,16 +166,37 @@ class _Recurrent(Module):
             out.append(s if batched else s[:, None, :])
         return out
 
+    def _check_lengths(self, lengths, T, B, batched):
+        """None | ints (B,) in 1..T -> None (every sequence all T steps) or an int64 array."""
+        if lengths is None:
+            return None
+        if not batched:
+            raise ValueError(f"{self._name()} lengths need batched input (3-D), got unbatched input")
+        arr = np.asarray(lengths)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"{self._name()} lengths must be integers, got dtype {arr.dtype}")
+        check_shape(arr, (B,), f"{self._name()} lengths")
+        bad = (arr < 1) | (arr > T)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"{self._name()} lengths must be in 1..{T} (the sequence length), "
+                             f"got {int(arr[i])} at index {i}")
+        if (arr == T).all():
+            return None  # the same computation as no lengths, on the faster path
+        return arr.astype(np.int64)
+
     def _pack_states(self, states, batched):
         states = [s if batched else s[:, 0, :] for s in states]
         return tuple(states) if self.n_states == 2 else states[0]
 
     # ------------------------------------------------------------------ forward / backward
-    def forward(self, x, state=None):
-        """x (T, B, D) [(B, T, D) if batch_first, (T, D) unbatched], state as PyTorch's
-        -> out (T, B, K*H), final state (L*K, B, H) (h or (h, c))."""
+    def forward(self, x, state=None, lengths=None):
+        """x (T, B, D) [(B, T, D) if batch_first, (T, D) unbatched], state as PyTorch's,
+        lengths (B,) or None -> out (T, B, K*H), final state (L*K, B, H) (h or (h, c))."""
         x, batched = self._check_input(x)  # (T, B, D) time-major
         T, B, _ = x.shape
+        lengths = self._check_lengths(lengths, T, B, batched)
+        rev = reverse_index(lengths, T)  # (T, B) or None
         states0 = self._check_states(state, B, batched, "initial state")
         K, L = self.num_directions, self.num_layers
         states_T = [np.empty_like(s) for s in states0]
@@ -150,9 +207,10 @@ class _Recurrent(Module):
             for d in range(K):
                 j = k * K + d
                 s0 = tuple(s[j] for s in states0) if self.n_states == 2 else states0[0][j]
-                xin = inp if d == 0 else inp[::-1]
-                out, sT, cache = self.cell.forward(xin, s0, self._cell_params(k, d), **self.cell_kwargs)
-                outs.append(out if d == 0 else out[::-1])
+                xin = inp if d == 0 else reverse(inp, rev)
+                out, sT, cache = self.cell.forward(xin, s0, self._cell_params(k, d), lengths=lengths,
+                                                   **self.cell_kwargs)
+                outs.append(out if d == 0 else reverse(out, rev))
                 for dst, src in zip(states_T, sT if self.n_states == 2 else (sT,)):
                     dst[j] = src
                 caches.append(cache)
@@ -163,7 +221,7 @@ class _Recurrent(Module):
                 mask = (self.rng.random(inp.shape) < keep).astype(self.dtype) / keep
                 inp = inp * mask
             masks.append(mask)
-        self._save_for_backward((caches, masks, x.shape, batched))
+        self._save_for_backward((caches, masks, x.shape, batched, rev))
         out = inp if batched else inp[:, 0, :]
         if batched and self.batch_first:
             out = out.transpose(1, 0, 2)
@@ -172,8 +230,8 @@ class _Recurrent(Module):
     def backward(self, dout, dstate=None):
         """dout like the output, dstate like the final state (None = zeros)
         -> dx like the input, dstate0 like the initial state. Adds into ``grads``."""
-        caches, masks, (T, B, D), batched = self._saved_for_backward(peek=True)
-        K, L, H = self.num_directions, self.num_layers, self.hidden_size
+        caches, masks, (T, B, D), batched, rev = self._saved_for_backward(peek=True)
+        K, L, H = self.num_directions, self.num_layers, self._h_size
         dout = as_float_array(dout, self.dtype, f"{self._name()} dout", strict=False)
         expected = (T, B, K * H) if not batched else ((B, T, K * H) if self.batch_first else (T, B, K * H))
         if not batched:
@@ -196,9 +254,9 @@ class _Recurrent(Module):
                 dsT = tuple(s[j] for s in dstates_T) if self.n_states == 2 else dstates_T[0][j]
                 dout_d = dinp[:, :, d * H : (d + 1) * H]
                 dx_d, ds0, dparams = self.cell.backward(
-                    dout_d if d == 0 else dout_d[::-1], dsT, caches[j]
+                    dout_d if d == 0 else reverse(dout_d, rev), dsT, caches[j]
                 )
-                dx_d = dx_d if d == 0 else dx_d[::-1]
+                dx_d = dx_d if d == 0 else reverse(dx_d, rev)
                 dprev = dx_d if dprev is None else dprev + dx_d
                 ds0s[j] = ds0 if self.n_states == 2 else (ds0,)
                 s = self._suffix(k, d)
@@ -215,6 +273,7 @@ class _Recurrent(Module):
 
     def extra_repr(self):
         extra = "".join(f", {k}={v!r}" for k, v in self.cell_kwargs.items())
+        extra += f", proj_size={self.proj_size}" if self.proj_size else ""
         return (
             f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
             f"bias={self.bias}, batch_first={self.batch_first}, dropout={self.dropout}, "
@@ -237,7 +296,8 @@ class RNN(_Recurrent):
 
 
 class LSTM(_Recurrent):
-    """LSTM like ``torch.nn.LSTM``; state (h, c)."""
+    """LSTM like ``torch.nn.LSTM``; state (h, c). ``proj_size`` P (0 < P < hidden_size) projects h
+    to P features through ``weight_hr_l{k}`` (P, H), as PyTorch does (a NumPy time loop then)."""
 
     cell = lstm
     n_states = 2
@@ -245,8 +305,11 @@ class LSTM(_Recurrent):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype="float32",
                  seed=None):
-        if proj_size != 0:
-            raise ValueError(f"proj_size is not supported yet, got {proj_size!r}")
+        if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) or proj_size < 0:
+            raise ValueError(f"proj_size must be a non-negative integer, got {proj_size!r}")
+        if proj_size and isinstance(hidden_size, (int, np.integer)) and proj_size >= hidden_size:
+            raise ValueError(f"proj_size must be smaller than hidden_size ({hidden_size}), got {proj_size}")
+        self.proj_size = int(proj_size)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, device, dtype, seed)
 

@@ -24,7 +24,7 @@ import time
 from .argtypes import fraction as _fraction
 from .argtypes import positive_int as _positive_int
 
-TASK_NAMES = ("charlm", "binary-add", "echo", "next-prime", "copy", "adding", "series")
+TASK_NAMES = ("charlm", "binary-add", "echo", "next-prime", "copy", "adding", "series", "classify")
 
 # CLI option (argparse dest) -> keyword of the task function, per task
 _COMMON = {"cell": "cell", "hidden_size": "hidden", "steps": "steps", "optimizer": "optimizer_name",

@@ -11,6 +11,14 @@ def sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
+def last_state(hs, lengths):
+    """hs (T+1, B, H) with hs[0] the initial state -> each row's state after its last step
+    (B, H): hs[T] when lengths is None, else hs[lengths[b], b] (a copy)."""
+    if lengths is None:
+        return hs[-1]
+    return hs[lengths, np.arange(hs.shape[1])]
+
+
 def input_projection(x, params, with_hh_bias):
     """x @ W_ih^T + b_ih (+ b_hh) for all T steps at once: (T, B, D) -> (T, B, G*H)."""
     T, B, D = x.shape

@@ -76,28 +76,28 @@ def sequence_grads(x, h_prev, dgx, dgh, params):
     return _resolve().sequence_grads(x, h_prev, dgx, dgh, params)
 
 
-def rnn_forward_loop(xw, h0, W_hh, relu):
-    return _resolve().rnn_forward_loop(xw, h0, W_hh, relu)
+def rnn_forward_loop(xw, h0, W_hh, relu, lengths=None):
+    return _resolve().rnn_forward_loop(xw, h0, W_hh, relu, lengths)
 
 
-def rnn_backward_loop(dout, dh_T, hs, W_hh, relu):
-    return _resolve().rnn_backward_loop(dout, dh_T, hs, W_hh, relu)
+def rnn_backward_loop(dout, dh_T, hs, W_hh, relu, lengths=None):
+    return _resolve().rnn_backward_loop(dout, dh_T, hs, W_hh, relu, lengths)
 
 
-def lstm_forward_loop(xw, h0, c0, W_hh):
-    return _resolve().lstm_forward_loop(xw, h0, c0, W_hh)
+def lstm_forward_loop(xw, h0, c0, W_hh, lengths=None):
+    return _resolve().lstm_forward_loop(xw, h0, c0, W_hh, lengths)
 
 
-def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh):
-    return _resolve().lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh)
+def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
+    return _resolve().lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths)
 
 
-def gru_forward_loop(xw, h0, W_hh, b_hh):
-    return _resolve().gru_forward_loop(xw, h0, W_hh, b_hh)
+def gru_forward_loop(xw, h0, W_hh, b_hh, lengths=None):
+    return _resolve().gru_forward_loop(xw, h0, W_hh, b_hh, lengths)
 
 
-def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh):
-    return _resolve().gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh)
+def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh, lengths=None):
+    return _resolve().gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh, lengths)
 
 
 for _f in (matmul, input_projection, sequence_grads, rnn_forward_loop, rnn_backward_loop, lstm_forward_loop, lstm_backward_loop,

@@ -35,6 +35,12 @@ Below that, the machinery:
   thread (``input_projection``, ``sequence_grads``, ``matmul``), with the bias additions and
   sums as compiled parallel passes.
 
+- variable lengths (``lengths`` (B,), any order) are handled inside the same loops: at each
+  step a block's product covers its rows up to the last one still running (in a batch sorted
+  by length, exactly the running rows), a row past its length is skipped (its states and
+  gradients zero, its dh carried unchanged), so no step is run for a finished block; with
+  ``lengths=None`` every row runs all T steps, the loops do what they did before.
+
 All of a layer's BLAS calls thus run on our threads, one thread each, with OpenBLAS's own
 threads kept out (``_blas.single_threaded``): otherwise an OpenBLAS worker left spinning after
 a multi-threaded product would share the cores with ours. When NumPy's BLAS cannot be reached,
@@ -403,6 +409,44 @@ def _block(s, n, M):
     return s * M // n, (s + 1) * M // n
 
 
+@njit(**_OPTS)
+def _running_end(lengths, t, b0, b1):
+    """1 + the last row of b0:b1 still running at step t (t < lengths[row]), or b0 if none: the
+    rows b0:end are the ones whose step product is computed (in a batch sorted by length,
+    exactly the running ones; otherwise they include some that have ended, whose results are
+    not used)."""
+    e = b1
+    while e > b0 and lengths[e - 1] <= t:
+        e -= 1
+    return e
+
+
+@njit(**_OPTS)
+def _fill(r, v):
+    """r[:] = v for one row."""
+    for j in range(r.shape[0]):
+        r[j] = v
+
+
+@njit(**_OPTS)
+def _clear_running(dh, lengths, t, b0, e):
+    """dh[b] = 0 on the running rows of b0:e (before a product adds into them, so that the rows
+    that have ended keep theirs)."""
+    zero = dh.dtype.type(0.0)
+    for b in range(b0, e):
+        if t < lengths[b]:
+            _fill(dh[b], zero)
+
+
+@njit(**_OPTS)
+def _take_running(src, dst, lengths, t):
+    """dst[b] = src[b] on the rows running at step t (the per-step path's products)."""
+    for b in range(dst.shape[0]):
+        if t < lengths[b]:
+            for j in range(dst.shape[1]):
+                dst[b, j] = src[b, j]
+
+
 @njit(**_POPTS)
 def _mm_par(gemm, ta, A, tb, Bm, C, n):
     """C = op(A) @ op(Bm), the rows of C in n blocks over the threads (each block reads the
@@ -488,75 +532,96 @@ def _rnn_act_grad(dr, g, hr, ar, relu, H):
 
 
 @njit(**_OPTS)
-def _rnn_fwd_rows(gemm, Wp, xw, W_hhT, relu, hs, b0, b1):
-    """Batch rows b0:b1 through all T steps: hs[t+1] = act(xw[t] + hs[t] @ W_hh^T). The step's
-    product: by the micro-kernel if Wp (W_hh^T packed) is not empty, else by BLAS at address
-    gemm if not 0, else hand-written, row by row."""
+def _rnn_fwd_rows(gemm, Wp, xw, W_hhT, relu, hs, lengths, b0, b1):
+    """Batch rows b0:b1 through their steps: hs[t+1] = act(xw[t] + hs[t] @ W_hh^T) while
+    t < lengths[b], zero after. The step's product: by the micro-kernel if Wp (W_hh^T packed)
+    is not empty, else by BLAS at address gemm if not 0, else hand-written, row by row."""
     T, _, H = xw.shape
     zero = xw.dtype.type(0.0)
     micro = Wp.shape[0] > 0
     scratch = np.empty((_MR, _NR), np.float32)
     acc = np.empty((b1 - b0, H), xw.dtype)  # the recurrent product of the block
     for t in range(T):
+        e = _running_end(lengths, t, b0, b1)
         if micro:
-            _uk_mm(hs[t, b0:b1], Wp, acc, 0, scratch)
+            _uk_mm(hs[t, b0:e], Wp, acc[: e - b0], 0, scratch)
         elif gemm:
-            _mm(gemm, False, hs[t, b0:b1], False, W_hhT, zero, acc)
+            _mm(gemm, False, hs[t, b0:e], False, W_hhT, zero, acc[: e - b0])
         for b in range(b0, b1):
+            if t >= lengths[b]:
+                _fill(hs[t + 1, b], zero)
+                continue
             if not (micro or gemm):
                 _vec_mat(hs[t, b], W_hhT, acc[b - b0])
             _rnn_act(xw[t, b], acc[b - b0], hs[t + 1, b], relu, H)
 
 
 @njit(**_OPTS)
-def _rnn_bwd_rows(gemm, Wp, dout, hs, W_hh, relu, da, dh, b0, b1):
-    """Rows b0:b1 back through all T steps; dh holds dh_T on entry and dh0 on exit. Wp: W_hh
-    packed for the micro-kernel, or empty."""
+def _rnn_bwd_rows(gemm, Wp, dout, hs, W_hh, relu, da, dh, lengths, b0, b1):
+    """Rows b0:b1 back through their steps; dh holds dh_T on entry and dh0 on exit, and passes
+    unchanged through the steps past a row's length. Wp: W_hh packed for the micro-kernel, or
+    empty."""
     T, _, H = dout.shape
-    zero = dout.dtype.type(0.0)
+    zero, one = dout.dtype.type(0.0), dout.dtype.type(1.0)
     micro = Wp.shape[0] > 0
     scratch = np.empty((_MR, _NR), np.float32)
     for t in range(T - 1, -1, -1):
+        e = _running_end(lengths, t, b0, b1)
+        gap = False  # a row in b0:e has ended: the product adds into dh instead of replacing it
         for b in range(b0, b1):
+            if t >= lengths[b]:
+                _fill(da[t, b], zero)
+                gap = gap or b < e
+                continue
             _rnn_act_grad(dout[t, b], dh[b], hs[t + 1, b], da[t, b], relu, H)
             if not (micro or gemm):
                 _vec_mat(da[t, b], W_hh, dh[b])
+        if gap and (micro or gemm):
+            _clear_running(dh, lengths, t, b0, e)
         if micro:
-            _uk_mm(da[t, b0:b1], Wp, dh[b0:b1], 0, scratch)
+            _uk_mm(da[t, b0:e], Wp, dh[b0:e], 1 if gap else 0, scratch)
         elif gemm:
-            _mm(gemm, False, da[t, b0:b1], False, W_hh, zero, dh[b0:b1])
+            _mm(gemm, False, da[t, b0:e], False, W_hh, one if gap else zero, dh[b0:e])
 
 
 @njit(**_POPTS)
-def _rnn_fwd_par(gemm, Wp, xw, W_hhT, relu, hs, n):
+def _rnn_fwd_par(gemm, Wp, xw, W_hhT, relu, hs, lengths, n):
     B = xw.shape[1]
     for s in prange(n):
         b0, b1 = _block(s, n, B)
-        _rnn_fwd_rows(gemm, Wp, xw, W_hhT, relu, hs, b0, b1)
+        _rnn_fwd_rows(gemm, Wp, xw, W_hhT, relu, hs, lengths, b0, b1)
 
 
 @njit(**_POPTS)
-def _rnn_bwd_par(gemm, Wp, dout, hs, W_hh, relu, da, dh, n):
+def _rnn_bwd_par(gemm, Wp, dout, hs, W_hh, relu, da, dh, lengths, n):
     B = dout.shape[1]
     for s in prange(n):
         b0, b1 = _block(s, n, B)
-        _rnn_bwd_rows(gemm, Wp, dout, hs, W_hh, relu, da, dh, b0, b1)
+        _rnn_bwd_rows(gemm, Wp, dout, hs, W_hh, relu, da, dh, lengths, b0, b1)
 
 
 @njit(**_OPTS)
-def _rnn_fwd_step(xw, ah, hs, t, relu):
+def _rnn_fwd_step(xw, ah, hs, t, relu, lengths):
     """(No BLAS address: np.matmul from Python.) ah holds hs[t] @ W_hh^T -> hs[t+1]."""
     _, B, H = xw.shape
+    zero = xw.dtype.type(0.0)
     for b in range(B):
-        _rnn_act(xw[t, b], ah[b], hs[t + 1, b], relu, H)
+        if t < lengths[b]:
+            _rnn_act(xw[t, b], ah[b], hs[t + 1, b], relu, H)
+        else:
+            _fill(hs[t + 1, b], zero)
 
 
 @njit(**_OPTS)
-def _rnn_bwd_step(dout, hs, t, relu, dh, da):
-    """da[t] = (dout[t] + dh) * act'(h_t)."""
+def _rnn_bwd_step(dout, hs, t, relu, dh, da, lengths):
+    """da[t] = (dout[t] + dh) * act'(h_t) on the running rows, 0 on the others."""
     _, B, H = dout.shape
+    zero = dout.dtype.type(0.0)
     for b in range(B):
-        _rnn_act_grad(dout[t, b], dh[b], hs[t + 1, b], da[t, b], relu, H)
+        if t < lengths[b]:
+            _rnn_act_grad(dout[t, b], dh[b], hs[t + 1, b], da[t, b], relu, H)
+        else:
+            _fill(da[t, b], zero)
 
 
 # ----------------------------------------------------------------------------- LSTM
@@ -605,18 +670,32 @@ def _lstm_cell_bwd(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, H):
 
 
 @njit(**_OPTS)
-def _lstm_fwd_rows(gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, b0, b1):
+def _lstm_ended(gates, cs, tcs, hs, t, b):
+    """Row b past its length at step t: its gates and states are zero."""
+    zero = gates.dtype.type(0.0)
+    _fill(gates[t, b], zero)
+    _fill(cs[t + 1, b], zero)
+    _fill(tcs[t, b], zero)
+    _fill(hs[t + 1, b], zero)
+
+
+@njit(**_OPTS)
+def _lstm_fwd_rows(gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, lengths, b0, b1):
     T, _, H4 = xw.shape
     H = H4 // 4
     zero = xw.dtype.type(0.0)
     micro = Wp.shape[0] > 0
     scratch = np.empty((_MR, _NR), np.float32)
     for t in range(T):
+        e = _running_end(lengths, t, b0, b1)
         if micro:
-            _uk_mm(hs[t, b0:b1], Wp, gates[t, b0:b1], 0, scratch)
+            _uk_mm(hs[t, b0:e], Wp, gates[t, b0:e], 0, scratch)
         elif gemm:
-            _mm(gemm, False, hs[t, b0:b1], False, W_hhT, zero, gates[t, b0:b1])
+            _mm(gemm, False, hs[t, b0:e], False, W_hhT, zero, gates[t, b0:e])
         for b in range(b0, b1):
+            if t >= lengths[b]:
+                _lstm_ended(gates, cs, tcs, hs, t, b)
+                continue
             zr = gates[t, b]
             if not (micro or gemm):
                 _vec_mat(hs[t, b], W_hhT, zr)
@@ -624,52 +703,67 @@ def _lstm_fwd_rows(gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, b0, b1):
 
 
 @njit(**_OPTS)
-def _lstm_bwd_rows(gemm, Wp, dout, cs, gates, tcs, W_hh, dz, dh, dc, b0, b1):
-    """dh, dc hold dh_T, dc_T on entry and dh0, dc0 on exit."""
+def _lstm_bwd_rows(gemm, Wp, dout, cs, gates, tcs, W_hh, dz, dh, dc, lengths, b0, b1):
+    """dh, dc hold dh_T, dc_T on entry and dh0, dc0 on exit (unchanged past a row's length)."""
     T, _, H = dout.shape
-    zero = dout.dtype.type(0.0)
+    zero, one = dout.dtype.type(0.0), dout.dtype.type(1.0)
     micro = Wp.shape[0] > 0
     scratch = np.empty((_MR, _NR), np.float32)
     for t in range(T - 1, -1, -1):
+        e = _running_end(lengths, t, b0, b1)
+        gap = False  # a row in b0:e has ended: the product adds into dh instead of replacing it
         for b in range(b0, b1):
+            if t >= lengths[b]:
+                _fill(dz[t, b], zero)
+                gap = gap or b < e
+                continue
             _lstm_cell_bwd(dout[t, b], dh[b], dc[b], cs[t, b], gates[t, b], tcs[t, b], dz[t, b], H)
             if not (micro or gemm):
                 _vec_mat(dz[t, b], W_hh, dh[b])
+        if gap and (micro or gemm):
+            _clear_running(dh, lengths, t, b0, e)
         if micro:
-            _uk_mm(dz[t, b0:b1], Wp, dh[b0:b1], 0, scratch)
+            _uk_mm(dz[t, b0:e], Wp, dh[b0:e], 1 if gap else 0, scratch)
         elif gemm:
-            _mm(gemm, False, dz[t, b0:b1], False, W_hh, zero, dh[b0:b1])
+            _mm(gemm, False, dz[t, b0:e], False, W_hh, one if gap else zero, dh[b0:e])
 
 
 @njit(**_POPTS)
-def _lstm_fwd_par(gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, n):
+def _lstm_fwd_par(gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, lengths, n):
     B = xw.shape[1]
     for s in prange(n):
         b0, b1 = _block(s, n, B)
-        _lstm_fwd_rows(gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, b0, b1)
+        _lstm_fwd_rows(gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, lengths, b0, b1)
 
 
 @njit(**_POPTS)
-def _lstm_bwd_par(gemm, Wp, dout, cs, gates, tcs, W_hh, dz, dh, dc, n):
+def _lstm_bwd_par(gemm, Wp, dout, cs, gates, tcs, W_hh, dz, dh, dc, lengths, n):
     B = dout.shape[1]
     for s in prange(n):
         b0, b1 = _block(s, n, B)
-        _lstm_bwd_rows(gemm, Wp, dout, cs, gates, tcs, W_hh, dz, dh, dc, b0, b1)
+        _lstm_bwd_rows(gemm, Wp, dout, cs, gates, tcs, W_hh, dz, dh, dc, lengths, b0, b1)
 
 
 @njit(**_OPTS)
-def _lstm_fwd_step(xw, hs, cs, gates, tcs, t):
+def _lstm_fwd_step(xw, hs, cs, gates, tcs, t, lengths):
     """(No BLAS address.) gates[t] holds hs[t] @ W_hh^T on entry."""
     _, B, H = hs.shape
     for b in range(B):
-        _lstm_cell_fwd(xw[t, b], gates[t, b], cs[t, b], cs[t + 1, b], tcs[t, b], hs[t + 1, b], H)
+        if t < lengths[b]:
+            _lstm_cell_fwd(xw[t, b], gates[t, b], cs[t, b], cs[t + 1, b], tcs[t, b], hs[t + 1, b], H)
+        else:
+            _lstm_ended(gates, cs, tcs, hs, t, b)
 
 
 @njit(**_OPTS)
-def _lstm_bwd_step(dout, cs, gates, tcs, t, dh, dc, dz):
+def _lstm_bwd_step(dout, cs, gates, tcs, t, dh, dc, dz, lengths):
     _, B, H = dout.shape
+    zero = dout.dtype.type(0.0)
     for b in range(B):
-        _lstm_cell_bwd(dout[t, b], dh[b], dc[b], cs[t, b], gates[t, b], tcs[t, b], dz[t, b], H)
+        if t < lengths[b]:
+            _lstm_cell_bwd(dout[t, b], dh[b], dc[b], cs[t, b], gates[t, b], tcs[t, b], dz[t, b], H)
+        else:
+            _fill(dz[t, b], zero)
 
 
 # ----------------------------------------------------------------------------- GRU
@@ -717,7 +811,16 @@ def _gru_cell_bwd(dr, dh_next, h_prev, gr, gn, dgxr, dghr, dghnr, dhz, H):
 
 
 @njit(**_OPTS)
-def _gru_fwd_rows(gemm, Wp, xw, W_hhT, b_hh, hs, gates, ghn, b0, b1):
+def _gru_ended(gates, ghn, hs, t, b):
+    """Row b past its length at step t: its gates and state are zero."""
+    zero = gates.dtype.type(0.0)
+    _fill(gates[t, b], zero)
+    _fill(ghn[t, b], zero)
+    _fill(hs[t + 1, b], zero)
+
+
+@njit(**_OPTS)
+def _gru_fwd_rows(gemm, Wp, xw, W_hhT, b_hh, hs, gates, ghn, lengths, b0, b1):
     T, _, H3 = xw.shape
     H = H3 // 3
     zero = xw.dtype.type(0.0)
@@ -725,28 +828,39 @@ def _gru_fwd_rows(gemm, Wp, xw, W_hhT, b_hh, hs, gates, ghn, b0, b1):
     scratch = np.empty((_MR, _NR), np.float32)
     acc = np.empty((b1 - b0, H3), xw.dtype)
     for t in range(T):
+        e = _running_end(lengths, t, b0, b1)
         if micro:
-            _uk_mm(hs[t, b0:b1], Wp, acc, 0, scratch)
+            _uk_mm(hs[t, b0:e], Wp, acc[: e - b0], 0, scratch)
         elif gemm:
-            _mm(gemm, False, hs[t, b0:b1], False, W_hhT, zero, acc)
+            _mm(gemm, False, hs[t, b0:e], False, W_hhT, zero, acc[: e - b0])
         for b in range(b0, b1):
+            if t >= lengths[b]:
+                _gru_ended(gates, ghn, hs, t, b)
+                continue
             if not (micro or gemm):
                 _vec_mat(hs[t, b], W_hhT, acc[b - b0])
             _gru_cell_fwd(xw[t, b], acc[b - b0], b_hh, hs[t, b], gates[t, b], ghn[t, b], hs[t + 1, b], H)
 
 
 @njit(**_OPTS)
-def _gru_bwd_rows(gemm, Wp, dout, hs, gates, ghn, W_hh, dgx, dghn, dh, b0, b1):
-    """dh holds dh_T on entry and dh0 on exit: dh_{t-1} = dh * z + dgh @ W_hh."""
+def _gru_bwd_rows(gemm, Wp, dout, hs, gates, ghn, W_hh, dgx, dghn, dh, lengths, b0, b1):
+    """dh holds dh_T on entry and dh0 on exit: dh_{t-1} = dh * z + dgh @ W_hh (unchanged past a
+    row's length, where its dgh row is zero)."""
     T, _, H = dout.shape
-    one = dout.dtype.type(1.0)
+    zero, one = dout.dtype.type(0.0), dout.dtype.type(1.0)
     micro = Wp.shape[0] > 0
     scratch = np.empty((_MR, _NR), np.float32)
     acc = np.empty(H, dout.dtype)
     dgh = np.empty((b1 - b0, 3 * H), dout.dtype)  # this step's dgh rows of the block
     for t in range(T - 1, -1, -1):
+        e = _running_end(lengths, t, b0, b1)
         for b in range(b0, b1):
             g = dh[b]
+            if t >= lengths[b]:
+                _fill(dgx[t, b], zero)
+                _fill(dghn[t, b], zero)
+                _fill(dgh[b - b0], zero)
+                continue
             _gru_cell_bwd(dout[t, b], g, hs[t, b], gates[t, b], ghn[t, b], dgx[t, b], dgh[b - b0],
                           dghn[t, b], g, H)
             if not (micro or gemm):
@@ -754,45 +868,57 @@ def _gru_bwd_rows(gemm, Wp, dout, hs, gates, ghn, W_hh, dgx, dghn, dh, b0, b1):
                 for j in range(H):
                     g[j] = g[j] + acc[j]
         if micro:
-            _uk_mm(dgh, Wp, dh[b0:b1], 1, scratch)
+            _uk_mm(dgh[: e - b0], Wp, dh[b0:e], 1, scratch)
         elif gemm:
-            _mm(gemm, False, dgh, False, W_hh, one, dh[b0:b1])
+            _mm(gemm, False, dgh[: e - b0], False, W_hh, one, dh[b0:e])
 
 
 @njit(**_POPTS)
-def _gru_fwd_par(gemm, Wp, xw, W_hhT, b_hh, hs, gates, ghn, n):
+def _gru_fwd_par(gemm, Wp, xw, W_hhT, b_hh, hs, gates, ghn, lengths, n):
     B = xw.shape[1]
     for s in prange(n):
         b0, b1 = _block(s, n, B)
-        _gru_fwd_rows(gemm, Wp, xw, W_hhT, b_hh, hs, gates, ghn, b0, b1)
+        _gru_fwd_rows(gemm, Wp, xw, W_hhT, b_hh, hs, gates, ghn, lengths, b0, b1)
 
 
 @njit(**_POPTS)
-def _gru_bwd_par(gemm, Wp, dout, hs, gates, ghn, W_hh, dgx, dghn, dh, n):
+def _gru_bwd_par(gemm, Wp, dout, hs, gates, ghn, W_hh, dgx, dghn, dh, lengths, n):
     B = dout.shape[1]
     for s in prange(n):
         b0, b1 = _block(s, n, B)
-        _gru_bwd_rows(gemm, Wp, dout, hs, gates, ghn, W_hh, dgx, dghn, dh, b0, b1)
+        _gru_bwd_rows(gemm, Wp, dout, hs, gates, ghn, W_hh, dgx, dghn, dh, lengths, b0, b1)
 
 
 @njit(**_OPTS)
-def _gru_fwd_step(xw, gh, b_hh, hs, gates, ghn, t):
+def _gru_fwd_step(xw, gh, b_hh, hs, gates, ghn, t, lengths):
     """(No BLAS address.) gh holds hs[t] @ W_hh^T on entry."""
     _, B, H = hs.shape
     for b in range(B):
-        _gru_cell_fwd(xw[t, b], gh[b], b_hh, hs[t, b], gates[t, b], ghn[t, b], hs[t + 1, b], H)
+        if t < lengths[b]:
+            _gru_cell_fwd(xw[t, b], gh[b], b_hh, hs[t, b], gates[t, b], ghn[t, b], hs[t + 1, b], H)
+        else:
+            _gru_ended(gates, ghn, hs, t, b)
 
 
 @njit(**_OPTS)
-def _gru_bwd_step(dout, hs, gates, ghn, t, dhz, m, dgx, dgh, dghn):
+def _gru_bwd_step(dout, hs, gates, ghn, t, dhz, m, dgx, dgh, dghn, lengths):
     """dh_next = dhz + m (the step after's dh * z and dgh @ W_hh), kept in m; dhz <- dh * z;
-    dgh (B, 3H) this step's recurrent-side gradient."""
+    dgh (B, 3H) this step's recurrent-side gradient. A row past its length keeps its whole
+    dh_next in dhz, with a zero dgh row (so m becomes 0 for it)."""
     _, B, H = dout.shape
+    zero = dout.dtype.type(0.0)
     for b in range(B):
         g = m[b]
         d = dhz[b]
         for j in range(H):
             g[j] = d[j] + g[j]
+        if t >= lengths[b]:
+            for j in range(H):
+                d[j] = g[j]
+            _fill(dgx[t, b], zero)
+            _fill(dghn[t, b], zero)
+            _fill(dgh[b], zero)
+            continue
         _gru_cell_bwd(dout[t, b], g, hs[t, b], gates[t, b], ghn[t, b], dgx[t, b], dgh[b], dghn[t, b], d, H)
 
 
@@ -873,6 +999,13 @@ def _dtype_of(*arrays):
 
 def _c(a):
     return np.ascontiguousarray(a)
+
+
+def _lengths(lengths, T, B):
+    """lengths (B,) as a contiguous int64 array, or every row T steps when None."""
+    if lengths is None:
+        return np.full(B, T, np.int64)
+    return np.ascontiguousarray(lengths, dtype=np.int64)
 
 
 def _state_grad(ds_T, dout):
@@ -992,53 +1125,67 @@ def sequence_grads(x, h_prev, dgx, dgh, params):
     return dx.reshape(T, B, D), dparams
 
 
-def rnn_forward_loop(xw, h0, W_hh, relu):
+def _step_product(a, W, dh, lengths, full, tmp):
+    """dh = a @ W on the rows running at step t (all rows when full), from Python (the path
+    without a BLAS address); tmp (B, H) scratch."""
+    if full:
+        np.matmul(a, W, out=dh)
+        return
+    np.matmul(a, W, out=tmp)
+    _take_running(tmp, dh, lengths[0], lengths[1])
+
+
+def rnn_forward_loop(xw, h0, W_hh, relu, lengths=None):
     """xw (T, B, H) input projection with both biases, h0 (B, H) -> hs (T+1, B, H)."""
     if _dtype_of(xw, h0, W_hh) is None:
-        return _reference().rnn_forward_loop(xw, h0, W_hh, relu)
+        return _reference().rnn_forward_loop(xw, h0, W_hh, relu, lengths)
     xw, W_hh, relu = _c(xw), _c(W_hh), bool(relu)
     T, B, H = xw.shape
+    lens = _lengths(lengths, T, B)
     hs = np.empty((T + 1, B, H), dtype=xw.dtype)
     hs[0] = h0
     plan = _Plan(xw.dtype, B, H, H)
     if not plan.per_step_matmul:
         with plan.threads():
             Wp, W_hhT = plan.forward_weights(W_hh)
-            _rnn_fwd_par(plan.gemm, Wp, xw, W_hhT, relu, hs, plan.n)
+            _rnn_fwd_par(plan.gemm, Wp, xw, W_hhT, relu, hs, lens, plan.n)
         return hs
     WT = W_hh.T  # BLAS reads the transpose in place, faster than a transposed copy
     ah = np.empty((B, H), xw.dtype)
     for t in range(T):
         np.matmul(hs[t], WT, out=ah)
-        _rnn_fwd_step(xw, ah, hs, t, relu)
+        _rnn_fwd_step(xw, ah, hs, t, relu, lens)
     return hs
 
 
-def rnn_backward_loop(dout, dh_T, hs, W_hh, relu):
+def rnn_backward_loop(dout, dh_T, hs, W_hh, relu, lengths=None):
     """-> da (T, B, H) gradient on the pre-activations, dh0 (B, H)."""
     if _dtype_of(dout, dh_T, hs, W_hh) is None:
-        return _reference().rnn_backward_loop(dout, dh_T, hs, W_hh, relu)
+        return _reference().rnn_backward_loop(dout, dh_T, hs, W_hh, relu, lengths)
     dout, hs, W_hh, relu = _c(dout), _c(hs), _c(W_hh), bool(relu)
     T, B, H = dout.shape
+    lens = _lengths(lengths, T, B)
     da = np.empty_like(dout)
     dh = _state_grad(dh_T, dout)  # a copy: updated in place, step by step
     plan = _Plan(dout.dtype, B, H, H, backward=True)
     if not plan.per_step_matmul:
         with plan.threads():
-            _rnn_bwd_par(plan.gemm, plan.packed(W_hh), dout, hs, W_hh, relu, da, dh, plan.n)
+            _rnn_bwd_par(plan.gemm, plan.packed(W_hh), dout, hs, W_hh, relu, da, dh, lens, plan.n)
         return da, dh
+    tmp = np.empty_like(dh)
     for t in range(T - 1, -1, -1):
-        _rnn_bwd_step(dout, hs, t, relu, dh, da)
-        np.matmul(da[t], W_hh, out=dh)
+        _rnn_bwd_step(dout, hs, t, relu, dh, da, lens)
+        _step_product(da[t], W_hh, dh, (lens, t), lengths is None, tmp)
     return da, dh
 
 
-def lstm_forward_loop(xw, h0, c0, W_hh):
+def lstm_forward_loop(xw, h0, c0, W_hh, lengths=None):
     """xw (T, B, 4H) -> hs, cs (T+1, B, H), gates (T, B, 4H) activated i, f, g, o, tcs (T, B, H)."""
     if _dtype_of(xw, h0, c0, W_hh) is None:
-        return _reference().lstm_forward_loop(xw, h0, c0, W_hh)
+        return _reference().lstm_forward_loop(xw, h0, c0, W_hh, lengths)
     xw, W_hh = _c(xw), _c(W_hh)
     T, B, H4 = xw.shape
+    lens = _lengths(lengths, T, B)
     H = H4 // 4
     hs = np.empty((T + 1, B, H), dtype=xw.dtype)
     cs = np.empty((T + 1, B, H), dtype=xw.dtype)
@@ -1049,42 +1196,45 @@ def lstm_forward_loop(xw, h0, c0, W_hh):
     if not plan.per_step_matmul:
         with plan.threads():
             Wp, W_hhT = plan.forward_weights(W_hh)
-            _lstm_fwd_par(plan.gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, plan.n)
+            _lstm_fwd_par(plan.gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, lens, plan.n)
         return hs, cs, gates, tcs
     WT = W_hh.T
     for t in range(T):
         np.matmul(hs[t], WT, out=gates[t])
-        _lstm_fwd_step(xw, hs, cs, gates, tcs, t)
+        _lstm_fwd_step(xw, hs, cs, gates, tcs, t, lens)
     return hs, cs, gates, tcs
 
 
-def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh):
+def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
     """-> dz (T, B, 4H) gradient on the pre-activations, dh0, dc0 (B, H)."""
     if _dtype_of(dout, dh_T, dc_T, cs, gates, tcs, W_hh) is None:
-        return _reference().lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh)
+        return _reference().lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths)
     dout, cs, gates, tcs, W_hh = _c(dout), _c(cs), _c(gates), _c(tcs), _c(W_hh)
     T, B, H = dout.shape
+    lens = _lengths(lengths, T, B)
     dz = np.empty_like(gates)
     dh = _state_grad(dh_T, dout)
     dc = _state_grad(dc_T, dout)
     plan = _Plan(dout.dtype, B, 4 * H, H, backward=True)
     if not plan.per_step_matmul:
         with plan.threads():
-            _lstm_bwd_par(plan.gemm, plan.packed(W_hh), dout, cs, gates, tcs, W_hh, dz, dh, dc, plan.n)
+            _lstm_bwd_par(plan.gemm, plan.packed(W_hh), dout, cs, gates, tcs, W_hh, dz, dh, dc, lens, plan.n)
         return dz, dh, dc
+    tmp = np.empty_like(dh)
     for t in range(T - 1, -1, -1):
-        _lstm_bwd_step(dout, cs, gates, tcs, t, dh, dc, dz)
-        np.matmul(dz[t], W_hh, out=dh)
+        _lstm_bwd_step(dout, cs, gates, tcs, t, dh, dc, dz, lens)
+        _step_product(dz[t], W_hh, dh, (lens, t), lengths is None, tmp)
     return dz, dh, dc
 
 
-def gru_forward_loop(xw, h0, W_hh, b_hh):
+def gru_forward_loop(xw, h0, W_hh, b_hh, lengths=None):
     """xw (T, B, 3H) = x W_ih^T + b_ih; b_hh (3H,) or None
     -> hs (T+1, B, H), gates (T, B, 3H) activated r, z, n, ghn (T, B, H) = W_hn h + b_hn."""
     if _dtype_of(xw, h0, W_hh, b_hh) is None:
-        return _reference().gru_forward_loop(xw, h0, W_hh, b_hh)
+        return _reference().gru_forward_loop(xw, h0, W_hh, b_hh, lengths)
     xw, W_hh = _c(xw), _c(W_hh)
     T, B, H3 = xw.shape
+    lens = _lengths(lengths, T, B)
     H = H3 // 3
     b = np.zeros(H3, xw.dtype) if b_hh is None else _c(b_hh)  # x + 0 is x: the same results
     hs = np.empty((T + 1, B, H), dtype=xw.dtype)
@@ -1095,34 +1245,35 @@ def gru_forward_loop(xw, h0, W_hh, b_hh):
     if not plan.per_step_matmul:
         with plan.threads():
             Wp, W_hhT = plan.forward_weights(W_hh)
-            _gru_fwd_par(plan.gemm, Wp, xw, W_hhT, b, hs, gates, ghn, plan.n)
+            _gru_fwd_par(plan.gemm, Wp, xw, W_hhT, b, hs, gates, ghn, lens, plan.n)
         return hs, gates, ghn
     WT = W_hh.T
     gh = np.empty((B, H3), xw.dtype)
     for t in range(T):
         np.matmul(hs[t], WT, out=gh)
-        _gru_fwd_step(xw, gh, b, hs, gates, ghn, t)
+        _gru_fwd_step(xw, gh, b, hs, gates, ghn, t, lens)
     return hs, gates, ghn
 
 
-def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh):
+def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh, lengths=None):
     """-> dgx (T, B, 3H) on the input-side pre-activations, dghn (T, B, H) on ghn, dh0 (B, H)."""
     if _dtype_of(dout, dh_T, hs, gates, ghn, W_hh) is None:
-        return _reference().gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh)
+        return _reference().gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh, lengths)
     dout, hs, gates, ghn, W_hh = _c(dout), _c(hs), _c(gates), _c(ghn), _c(W_hh)
     T, B, H = dout.shape
+    lens = _lengths(lengths, T, B)
     dgx = np.empty_like(gates)
     dghn = np.empty_like(ghn)
     dh = _state_grad(dh_T, dout)
     plan = _Plan(dout.dtype, B, 3 * H, H, backward=True)
     if not plan.per_step_matmul:
         with plan.threads():
-            _gru_bwd_par(plan.gemm, plan.packed(W_hh), dout, hs, gates, ghn, W_hh, dgx, dghn, dh, plan.n)
+            _gru_bwd_par(plan.gemm, plan.packed(W_hh), dout, hs, gates, ghn, W_hh, dgx, dghn, dh, lens, plan.n)
         return dgx, dghn, dh
     dhz, m = dh, np.zeros_like(dh)  # dh_next = dhz + m: dh_T + 0 on the first step
     dgh = np.empty((B, 3 * H), dout.dtype)
     for t in range(T - 1, -1, -1):
-        _gru_bwd_step(dout, hs, gates, ghn, t, dhz, m, dgx, dgh, dghn)
+        _gru_bwd_step(dout, hs, gates, ghn, t, dhz, m, dgx, dgh, dghn, lens)
         np.matmul(dgh, W_hh, out=m)
     m += dhz
     return dgx, dghn, m

@@ -25,7 +25,7 @@ Dimensions: T time, B batch, D input, H hidden.
 import numpy as np
 
 from . import _kernels
-from ._common import sigmoid, step_grads
+from ._common import last_state, sigmoid, step_grads
 
 GATES = 3
 
@@ -61,18 +61,19 @@ def step_backward(dh, cache):
     return dx_t, dh_prev, dparams
 
 
-def forward(x, h0, params):
-    """x (T, B, D), h0 (B, H) -> out (T, B, H), h_T (B, H), cache."""
+def forward(x, h0, params, lengths=None):
+    """x (T, B, D), h0 (B, H) -> out (T, B, H), h_T (B, H), cache.
+    lengths (B,) or None: as in ``rnn.forward``."""
     xw = _kernels.input_projection(x, params, with_hh_bias=False)  # (T, B, 3H), b_hh stays inside
-    hs, gates, ghn = _kernels.gru_forward_loop(xw, h0, params["weight_hh"], params.get("bias_hh"))
+    hs, gates, ghn = _kernels.gru_forward_loop(xw, h0, params["weight_hh"], params.get("bias_hh"), lengths)
     # hs (T+1, B, H); gates (T, B, 3H) activated r, z, n; ghn (T, B, H)
-    return hs[1:], hs[-1], (x, hs, gates, ghn, params)
+    return hs[1:], last_state(hs, lengths), (x, hs, gates, ghn, params, lengths)
 
 
 def backward(dout, dh_T, cache):
     """dout (T, B, H), dh_T (B, H) or None (zeros) -> dx (T, B, D), dh0 (B, H), dparams."""
-    x, hs, gates, ghn, params = cache
-    dgx, dghn, dh0 = _kernels.gru_backward_loop(dout, dh_T, hs, gates, ghn, params["weight_hh"])
+    x, hs, gates, ghn, params, lengths = cache
+    dgx, dghn, dh0 = _kernels.gru_backward_loop(dout, dh_T, hs, gates, ghn, params["weight_hh"], lengths)
     # dgx (T, B, 3H); dghn (T, B, H): dgh's n part (its r, z parts are dgx's)
     dx, dparams = _kernels.sequence_grads(x, hs[:-1], dgx, dghn, params)
     return dx, dh0, dparams

@@ -20,13 +20,21 @@ Backward, with dh the total gradient reaching h_t and dc_next the one reaching c
 
 ``step_forward``/``step_backward`` are these lines one for one; ``forward``/``backward`` run the
 same equations over a sequence through ``_kernels``, whose loops fuse di, df, dg, do into the
-lines of da. Dimensions: T time, B batch, D input, H hidden.
+lines of da.
+
+With a projection (torch's ``proj_size`` P < H, parameter ``weight_hr`` (P, H)) the state h is
+projected: m_t = o * tanh(c_t) (H), h_t = W_hr m_t (P), and W_hh is (4H, P). Backward:
+
+    dm = dh W_hr       dW_hr += dh^T m       and the rest as above with dm in the place of dh
+    (do = dm * tanh(c_t), dc = dc_next + dm * o * (1 - tanh(c_t)^2)), dh_{t-1} = da W_hh (P)
+
+Dimensions: T time, B batch, D input, H hidden, P projection.
 """
 
 import numpy as np
 
-from . import _kernels
-from ._common import sigmoid, step_grads
+from . import _kernels, _numpy_loops
+from ._common import last_state, sigmoid, step_grads
 
 GATES = 4
 
@@ -34,7 +42,7 @@ GATES = 4
 def step_forward(x_t, state_prev, params):
     """x_t (B, D), state_prev (h, c) each (B, H) -> (h, c), cache."""
     h_prev, c_prev = state_prev
-    H = h_prev.shape[1]
+    H = c_prev.shape[1]
     a = x_t @ params["weight_ih"].T + h_prev @ params["weight_hh"].T  # (B, 4H) pre-activations
     if "bias_ih" in params:
         a = a + params["bias_ih"] + params["bias_hh"]
@@ -45,6 +53,8 @@ def step_forward(x_t, state_prev, params):
     c = f * c_prev + i * g
     tc = np.tanh(c)
     h = o * tc
+    if "weight_hr" in params:  # projection: h = W_hr (o * tanh(c)), (B, P)
+        h = h @ params["weight_hr"].T
     return (h, c), (x_t, h_prev, c_prev, i, f, g, o, tc, params)
 
 
@@ -52,6 +62,10 @@ def step_backward(dstate, cache):
     """dstate (dh, dc) each (B, H) -> dx_t (B, D), (dh_prev, dc_prev), dparams."""
     dh, dc_next = dstate
     x_t, h_prev, c_prev, i, f, g, o, tc, params = cache
+    dW_hr = None
+    if "weight_hr" in params:  # through the projection: dh (B, P) -> dm (B, H)
+        dW_hr = dh.T @ (o * tc)  # (P, H)
+        dh = dh @ params["weight_hr"]
     do = dh * tc
     dc = dc_next + dh * o * (1.0 - tc * tc)
     di = dc * g
@@ -63,26 +77,50 @@ def step_backward(dstate, cache):
     dx_t, dparams = step_grads(x_t, h_prev, da, da, params)
     dh_prev = da @ params["weight_hh"]
     dc_prev = dc * f
+    if dW_hr is not None:
+        dparams["weight_hr"] = dW_hr
     return dx_t, (dh_prev, dc_prev), dparams
 
 
-def forward(x, state0, params):
-    """x (T, B, D), state0 (h0, c0) each (B, H) -> out (T, B, H), (h_T, c_T), cache."""
+def forward(x, state0, params, lengths=None):
+    """x (T, B, D), state0 (h0, c0) each (B, H) -> out (T, B, H), (h_T, c_T), cache.
+    lengths (B,) or None: as in ``rnn.forward``."""
     h0, c0 = state0
     xw = _kernels.input_projection(x, params, with_hh_bias=True)  # (T, B, 4H)
-    hs, cs, gates, tcs = _kernels.lstm_forward_loop(xw, h0, c0, params["weight_hh"])
+    if "weight_hr" in params:  # projections: the NumPy loop (no compiled one)
+        hs, cs, gates, tcs = _numpy_loops.lstmp_forward_loop(
+            xw, h0, c0, params["weight_hh"], params["weight_hr"], lengths
+        )  # hs (T+1, B, P)
+    else:
+        hs, cs, gates, tcs = _kernels.lstm_forward_loop(xw, h0, c0, params["weight_hh"], lengths)
     # hs, cs (T+1, B, H) with [0] the initial state; gates (T, B, 4H); tcs = tanh(cs[1:])
-    return hs[1:], (hs[-1], cs[-1]), (x, hs, cs, gates, tcs, params)
+    state_T = (last_state(hs, lengths), last_state(cs, lengths))
+    return hs[1:], state_T, (x, hs, cs, gates, tcs, params, lengths)
 
 
 def backward(dout, dstate_T, cache):
     """dout (T, B, H), dstate_T (dh_T, dc_T) -> dx (T, B, D), (dh0, dc0), dparams.
 
     dstate_T, or either of its parts, may be None: zeros."""
-    x, hs, cs, gates, tcs, params = cache
+    x, hs, cs, gates, tcs, params, lengths = cache
     dh_T, dc_T = (None, None) if dstate_T is None else dstate_T
+    if "weight_hr" in params:
+        return _backward_proj(dout, dh_T, dc_T, cache)
     da, dh0, dc0 = _kernels.lstm_backward_loop(
-        dout, dh_T, dc_T, cs, gates, tcs, params["weight_hh"]
-    )  # da (T, B, 4H) on the pre-activations
+        dout, dh_T, dc_T, cs, gates, tcs, params["weight_hh"], lengths
+    )  # da (T, B, 4H) on the pre-activations, zero past each length
     dx, dparams = _kernels.sequence_grads(x, hs[:-1], da, da, params)
+    return dx, (dh0, dc0), dparams
+
+
+def _backward_proj(dout, dh_T, dc_T, cache):
+    """``backward`` with projections: dout (T, B, P), dh_T (B, P), dc_T (B, H)."""
+    x, hs, cs, gates, tcs, params, lengths = cache
+    T, B, H = tcs.shape
+    da, dhs, dh0, dc0 = _numpy_loops.lstmp_backward_loop(
+        dout, dh_T, dc_T, cs, gates, tcs, params["weight_hh"], params["weight_hr"], lengths
+    )  # da (T, B, 4H), dhs (T, B, P)
+    dx, dparams = _kernels.sequence_grads(x, hs[:-1], da, da, params)
+    m = gates[:, :, 3 * H :] * tcs  # (T, B, H) the projected vector o * tanh(c)
+    dparams["weight_hr"] = dhs.reshape(T * B, -1).T @ m.reshape(T * B, H)  # (P, H)
     return dx, (dh0, dc0), dparams

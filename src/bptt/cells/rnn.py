@@ -21,7 +21,7 @@ same equations over a sequence through ``_kernels`` (the loops of ``_numpy_loops
 import numpy as np
 
 from . import _kernels
-from ._common import step_grads
+from ._common import last_state, step_grads
 
 GATES = 1
 
@@ -59,21 +59,24 @@ def step_backward(dh, cache):
     return dx_t, dh_prev, dparams
 
 
-def forward(x, h0, params, nonlinearity="tanh"):
-    """x (T, B, D), h0 (B, H) -> out (T, B, H), h_T (B, H), cache."""
+def forward(x, h0, params, nonlinearity="tanh", lengths=None):
+    """x (T, B, D), h0 (B, H) -> out (T, B, H), h_T (B, H), cache.
+
+    lengths (B,) ints in 1..T or None: row b runs its first lengths[b] steps only; its outputs
+    after them are zero and h_T[b] is its state after its last step."""
     _activate(np.zeros(0), nonlinearity)  # validates the name
     xw = _kernels.input_projection(x, params, with_hh_bias=True)  # (T, B, H)
-    hs = _kernels.rnn_forward_loop(xw, h0, params["weight_hh"], nonlinearity == "relu")
+    hs = _kernels.rnn_forward_loop(xw, h0, params["weight_hh"], nonlinearity == "relu", lengths)
     # hs (T+1, B, H): hs[0] = h0, hs[t+1] = h_t
-    return hs[1:], hs[-1], (x, hs, params, nonlinearity)
+    return hs[1:], last_state(hs, lengths), (x, hs, params, nonlinearity, lengths)
 
 
 def backward(dout, dh_T, cache):
     """dout (T, B, H) gradient on every output, dh_T (B, H) on the final state or None (zeros)
     -> dx (T, B, D), dh0 (B, H), dparams."""
-    x, hs, params, nonlinearity = cache
+    x, hs, params, nonlinearity, lengths = cache
     da, dh0 = _kernels.rnn_backward_loop(
-        dout, dh_T, hs, params["weight_hh"], nonlinearity == "relu"
-    )  # da (T, B, H)
+        dout, dh_T, hs, params["weight_hh"], nonlinearity == "relu", lengths
+    )  # da (T, B, H), zero past each length
     dx, dparams = _kernels.sequence_grads(x, hs[:-1], da, da, params)
     return dx, dh0, dparams

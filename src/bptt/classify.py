@@ -1,0 +1,204 @@
+"""Sequence classification: labelled series of different lengths -> one class per series.
+
+    .ts / .csv --read_series--> list of (T_i, D), labels
+      --Standardizer (the training set's statistics)--> --bucket_batches + pad_batch-->
+      x (T, B, D) zero-padded, lengths (B,)
+      --SequenceClassifier: RNN/LSTM/GRU with lengths -> the last valid state (or the mean over the
+        valid steps) -> Linear--> logits (B, C) --CrossEntropyLoss
+backward: exactly the reverse; training keeps the best epoch on a validation part of TRAIN.
+
+Dimensions: T steps (the longest of a batch), B batch, D features, H hidden, K directions,
+L layers, C classes.
+"""
+
+import math
+import re
+
+import numpy as np
+
+from .data import DataError
+from .head import Linear
+from .module import Module, no_grad
+from .recurrent import GRU, LSTM, RNN
+
+LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+POOLS = ("last", "mean")
+
+
+# ----------------------------------------------------------------------------- data
+class Standardizer:
+    """Per-feature (x - mean) / std with the training set's statistics; missing values (NaN)
+    become 0 afterwards (the mean)."""
+
+    def __init__(self, mean, std):
+        self.mean = np.asarray(mean, np.float64)  # (D,)
+        self.std = np.asarray(std, np.float64)  # (D,)
+
+    @classmethod
+    def fit(cls, series):
+        allx = np.concatenate(series, axis=0)  # (sum T_i, D)
+        with np.errstate(all="ignore"):
+            seen = np.isfinite(allx).any(axis=0)
+            mean = np.where(seen, np.nanmean(np.where(seen, allx, 0.0), axis=0), 0.0)
+            std = np.where(seen, np.nanstd(np.where(seen, allx, 0.0), axis=0), 1.0)
+        std = np.where(std > 1e-12, std, 1.0)
+        return cls(mean, std)
+
+    def transform(self, series, dtype):
+        out = []
+        for x in series:
+            z = (x - self.mean) / self.std
+            out.append(np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0).astype(dtype))
+        return out
+
+
+def natural_key(label):
+    """Sort labels as numbers when they are numbers ('2' < '10'), else as text."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", label)]
+
+
+def pad_batch(series, idx, dtype):
+    """The series at idx -> x (T, B, D) zero-padded to the longest, lengths (B,)."""
+    lengths = np.array([len(series[i]) for i in idx], np.int64)
+    x = np.zeros((int(lengths.max()), len(idx), series[idx[0]].shape[1]), dtype)
+    for b, i in enumerate(idx):
+        x[: lengths[b], b] = series[i]
+    return x, lengths
+
+
+def bucket_batches(lengths, batch_size, rng=None):
+    """Batches of indices of series of similar lengths: sorted by length (ties in random order
+    with rng), cut into batches, the batches in random order (with rng)."""
+    lengths = np.asarray(lengths)
+    order = np.arange(len(lengths)) if rng is None else rng.permutation(len(lengths))
+    order = order[np.argsort(lengths[order], kind="stable")]
+    batches = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def stratified_split(labels, fraction, rng):
+    """(train indices, validation indices): about ``fraction`` of each class, at least one of
+    each class with two or more series, in validation."""
+    labels = np.asarray(labels)
+    val = []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n = int(round(fraction * len(idx))) if fraction > 0 else 0
+        if fraction > 0 and len(idx) >= 2:
+            n = min(max(n, 1), len(idx) - 1)
+        val.extend(idx[:n].tolist())
+    val = np.array(sorted(val), np.int64)
+    train = np.setdiff1d(np.arange(len(labels)), val)
+    return train, val
+
+
+# ----------------------------------------------------------------------------- model
+class SequenceClassifier(Module):
+    """RNN/LSTM/GRU over the series (with their lengths) -> a feature per series -> Linear.
+
+    pool 'last': the top layer's state after each series' own last step (both directions'
+    final states when bidirectional); 'mean': the top layer's outputs averaged over the valid
+    steps. forward(x (T, B, D), lengths (B,) or None) -> logits (B, C); backward(dlogits) -> dx."""
+
+    def __init__(self, input_size, num_classes, cell="lstm", hidden_size=64, num_layers=1,
+                 bidirectional=False, dropout=0.0, pool="last", dtype="float32", seed=None):
+        super().__init__()
+        if cell not in LAYERS:
+            raise ValueError(f"cell must be one of {', '.join(LAYERS)}, got {cell!r}")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be 'last' or 'mean', got {pool!r}")
+        self.cell, self.pool = cell, pool
+        self.rnn = LAYERS[cell](input_size, hidden_size, num_layers, dropout=dropout,
+                                bidirectional=bidirectional, dtype=dtype, seed=seed)
+        K = self.rnn.num_directions
+        self.head = Linear(K * hidden_size, num_classes, dtype=dtype,
+                           seed=None if seed is None else seed + 1)
+        self.dtype = self.rnn.dtype
+
+    def forward(self, x, lengths=None):
+        T, B, _ = np.shape(x)
+        lengths = np.full(B, T, np.int64) if lengths is None else np.asarray(lengths, np.int64)
+        out, state = self.rnn(x, None, lengths)  # out (T, B, K*H)
+        K = self.rnn.num_directions
+        if self.pool == "last":
+            h_n = state[0] if self.cell == "lstm" else state  # (L*K, B, H)
+            feat = np.concatenate(list(h_n[-K:]), axis=-1)  # (B, K*H)
+        else:
+            mask = (np.arange(T)[:, None] < lengths)[..., None]  # (T, B, 1)
+            feat = (out * mask).sum(axis=0) / lengths[:, None].astype(out.dtype)  # (B, K*H)
+        self._save_for_backward((out.shape, lengths))
+        return self.head(feat)
+
+    def backward(self, dlogits):
+        (T, B, KH), lengths = self._saved_for_backward()
+        dfeat = self.head.backward(dlogits)  # (B, K*H)
+        L, K, H = self.rnn.num_layers, self.rnn.num_directions, self.rnn.hidden_size
+        if self.pool == "last":
+            dh_n = np.zeros((L * K, B, H), self.dtype)
+            dh_n[-K:] = dfeat.reshape(B, K, H).transpose(1, 0, 2)
+            dstate = (dh_n, None) if self.cell == "lstm" else dh_n
+            dout = np.zeros((T, B, KH), self.dtype)
+        else:
+            mask = (np.arange(T)[:, None] < lengths)[..., None]  # (T, B, 1)
+            dout = (mask * (dfeat / lengths[:, None])[None]).astype(self.dtype)
+            dstate = None
+        dx, _ = self.rnn.backward(dout, dstate)
+        return dx
+
+    def extra_repr(self):
+        return f"cell={self.cell!r}, pool={self.pool!r}"
+
+
+# ----------------------------------------------------------------------------- evaluation
+def predict_logits(model, series, batch_size=64):
+    """Logits (N, C) for every series (eval mode, nothing recorded), in the given order."""
+    was = model.training
+    model.eval()
+    out = np.empty((len(series), model.head.out_features), np.float64)
+    try:
+        with no_grad():
+            for idx in bucket_batches([len(s) for s in series], batch_size):
+                x, lengths = pad_batch(series, idx, model.dtype)
+                out[idx] = model(x, lengths)
+    finally:
+        model.train(was)
+    return out
+
+
+def cross_entropy_of(logits, y):
+    """Mean softmax cross-entropy of logits (N, C) and class indices y (N,)."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-logp[np.arange(len(y)), y].mean())
+
+
+def scores(logits, y, num_classes):
+    """accuracy, loss, confusion (C, C) rows true / columns predicted, recall per class."""
+    pred = logits.argmax(axis=1)
+    conf = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(conf, (y, pred), 1)
+    support = conf.sum(axis=1)
+    recall = [float(conf[c, c] / support[c]) if support[c] else math.nan for c in range(num_classes)]
+    return {"accuracy": float((pred == y).mean()), "loss": cross_entropy_of(logits, y), "n": int(len(y)),
+            "confusion": conf, "recall": recall, "pred": pred}
+
+
+def check_dims(series, D, name):
+    """Every series has D features (the model's input size)."""
+    for i, x in enumerate(series):
+        if x.shape[1] != D:
+            raise DataError(f"{name}: series {i + 1} has {x.shape[1]} dimensions; the model reads {D}")
+
+
+def encode_labels(labels, classes, name):
+    """Label strings -> indices into classes; a label not among them is an error."""
+    index = {c: k for k, c in enumerate(classes)}
+    out = np.empty(len(labels), np.int64)
+    for i, lab in enumerate(labels):
+        if lab not in index:
+            raise DataError(f"{name}: label {lab!r} (series {i + 1}) is not one of the training classes "
+                            f"({', '.join(classes)})")
+        out[i] = index[lab]
+    return out

@@ -1,0 +1,162 @@
+"""``bptt train --task classify``, ``bptt eval`` of a classify run, ``bptt predict``: the
+command-line side of ``bptt.classify`` / ``bptt.classify_run``.
+
+    bptt train --task classify --data TRAIN.ts --test TEST.ts --cell gru --hidden 64 --out runs/gp
+    bptt train --resume runs/gp --epochs 80        continue exactly where it stopped
+    bptt eval runs/gp --data TEST.ts [--json]      accuracy, recall per class, confusion matrix
+    bptt predict runs/gp --data NEW.ts             one label per series, in file order
+"""
+
+import json
+import os
+import sys
+
+from .argtypes import positive_int as _positive_int
+
+# bptt train options (argparse dest) that a classify run takes -> ClassifyConfig field
+OPTIONS = {"data": "data", "test": "test", "cell": "cell", "hidden_size": "hidden_size",
+           "num_layers": "num_layers", "bidirectional": "bidirectional", "pool": "pool",
+           "dropout": "dropout", "batch_size": "batch_size", "epochs": "epochs",
+           "optimizer": "optimizer", "lr": "lr", "clip": "clip", "val_fraction": "val_fraction",
+           "seed": "seed", "dtype": "dtype", "out": "out"}
+_IGNORED = {"func", "option_names", "command", "task", "quiet", "resume"}
+
+
+def add_train_options(p):
+    g = p.add_argument_group("classify (--task classify: a label per series from .ts or .csv files)")
+    a = g.add_argument
+    a("--test", metavar="FILE", help="classify: a labelled TEST file, scored at the end")
+    a("--bidirectional", action="store_true", default=None, help="classify: both directions")
+    a("--pool", choices=["last", "mean"], help="classify: the last valid state (default) or the mean over the valid steps")
+    a("--epochs", type=_positive_int, help="classify: passes over the training part (default 60)")
+
+
+CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs")
+
+
+def wants_classify(args):
+    if getattr(args, "task", None) == "classify":
+        return True
+    extra = [k for k in CLASSIFY_ONLY if getattr(args, k, None) not in (None, False)]
+    if extra and not getattr(args, "resume", None):
+        raise ValueError(f"{', '.join(_flag(k) for k in extra)} needs --task classify")
+    if getattr(args, "resume", None) and getattr(args, "task", None) is None:
+        from .classify_run import is_classify_run
+
+        return is_classify_run(args.resume)
+    return False
+
+
+def _flag(name):
+    return "--" + {"hidden_size": "hidden", "batch_size": "batch", "num_layers": "layers"}.get(
+        name, name).replace("_", "-")
+
+
+def run_train(args):
+    from .classify_run import ClassifyConfig, fit, new_run, resume_run, test_data
+    from .classify import predict_logits, scores
+
+    given = {k: v for k, v in vars(args).items() if k not in _IGNORED and v is not None and v is not False}
+    wrong = sorted(k for k in given if k not in OPTIONS)
+    if wrong:
+        raise ValueError(f"{', '.join(_flag(k) for k in wrong)} does not apply to --task classify")
+    if args.resume:
+        fixed = sorted(k for k in given if k != "epochs")
+        if fixed:
+            raise ValueError(f"{', '.join(_flag(k) for k in fixed)} cannot change when resuming; "
+                             f"the run keeps its own settings (only --epochs)")
+        run = resume_run(args.resume, given.get("epochs"))
+        print(f"resuming {run.cfg.out} at epoch {run.epoch} of {run.cfg.epochs}", file=sys.stderr)
+    else:
+        run = new_run(ClassifyConfig(**{OPTIONS[k]: v for k, v in given.items()}))
+        m, c = run.model, run.cfg
+        lens = [len(s) for s in run.train_x + run.val_x]
+        print(f"data: {c.data}: {len(lens)} series ({len(run.train_y)} train, {len(run.val_y)} validation), "
+              f"lengths {min(lens)}-{max(lens)}, {run.D} dimensions, {len(run.classes)} classes\n"
+              f"model: {c.cell.upper()} {c.num_layers}x{c.hidden_size}{' bidirectional' if c.bidirectional else ''}, "
+              f"pool {c.pool}, {m.num_parameters():,} parameters; run directory {c.out}", file=sys.stderr)
+    fit(run, progress=not args.quiet)
+    b = run.best
+    print(f"finished {run.epoch} epochs in {run.elapsed:.1f} s; best epoch {b['epoch']}: validation accuracy "
+          f"{b['val_accuracy']:.4f}, loss {b['val_loss']:.4f}; best checkpoint {os.path.join(run.cfg.out, 'best')}")
+    if run.cfg.test:
+        from .classify_run import load_for_eval
+
+        model, _, classes, _ = load_for_eval(run.cfg.out)
+        x, y = test_data(run, run.cfg.test)
+        s = scores(predict_logits(model, x), y, len(classes))
+        print(f"test {run.cfg.test}: accuracy {s['accuracy']:.4f} ({int((s['pred'] == y).sum())}/{s['n']}), "
+              f"loss {s['loss']:.4f}")
+    print(f"evaluate with: bptt eval {run.cfg.out} --data FILE")
+    return 0
+
+
+# ----------------------------------------------------------------------------- eval
+def cmd_eval(args):
+    from .classify_run import evaluate_file
+
+    s, classes, meta = evaluate_file(args.data, args.run)
+    run_dir = os.path.dirname(meta["_path"])
+    png = os.path.join(run_dir, f"confusion-{os.path.splitext(os.path.basename(args.data))[0]}.png")
+    _confusion_png(s["confusion"], classes, png, f"{os.path.basename(args.data)}: accuracy {s['accuracy']:.3f}")
+    if args.json:
+        print(json.dumps({"accuracy": s["accuracy"], "n": s["n"], "loss": s["loss"], "classes": classes,
+                          "recall": dict(zip(classes, s["recall"])), "confusion": s["confusion"].tolist(),
+                          "checkpoint": meta["_path"], "confusion_png": png}))
+        return 0
+    conf = s["confusion"]
+    correct = int(conf.trace())
+    w = max(5, max(len(c) for c in classes) + 1, len(str(conf.max())) + 1)
+    lines = [f"{args.data}: {s['n']} series, accuracy {s['accuracy']:.4f} ({correct}/{s['n']}), "
+             f"loss {s['loss']:.4f} (checkpoint {meta['_path']})", "recall per class:"]
+    for k, c in enumerate(classes):
+        lines.append(f"  {c:<{w}} {s['recall'][k]:.3f} ({conf[k, k]}/{conf[k].sum()})")
+    lines.append("confusion matrix (rows: true class, columns: predicted):")
+    lines.append("  " + " " * w + "".join(f"{c:>{w}}" for c in classes))
+    for k, c in enumerate(classes):
+        lines.append(f"  {c:<{w}}" + "".join(f"{v:>{w}}" for v in conf[k]))
+    lines.append(f"image: {png}")
+    print("\n".join(lines))
+    return 0
+
+
+def _confusion_png(conf, classes, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(2 + 0.5 * n, 1.6 + 0.5 * n))
+    ax.imshow(conf, cmap="Blues")
+    ax.set_xticks(range(n), classes)
+    ax.set_yticks(range(n), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(conf[i, j]), ha="center", va="center",
+                    color="white" if conf[i, j] > conf.max() / 2 else "black", fontsize=8)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- predict
+def add_predict(sub):
+    p = sub.add_parser("predict", help="a label per series from a trained classify run",
+                       description="Print the predicted label of every series of a .ts or .csv file, "
+                       "one per line in file order, with the run's best checkpoint.")
+    p.add_argument("run", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("--data", metavar="FILE", required=True, help=".ts or .csv file of series (labels, if any, are not used)")
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_predict(args):
+    from .classify_run import predict_file
+
+    sys.stdout.write("".join(f"{label}\n" for label in predict_file(args.data, args.run)))
+    return 0

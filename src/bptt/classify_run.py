@@ -1,0 +1,299 @@
+"""Training runs of ``SequenceClassifier``: data, epochs, validation, checkpoints, exact resume.
+
+    RUN/
+      latest, ckpt-XXXXXXXX/   the checkpoint after each epoch (``bptt.checkpoint``): weights,
+                               optimizer buffers, the training set's statistics, the classes,
+                               the config, RNG states, epoch, history
+      best/                    a checkpoint of the epoch with the best validation accuracy
+                               (ties: the lower validation loss), replaced atomically
+      metrics.jsonl            one line per epoch
+
+The epoch is the checkpoint step. Everything that decides the next epoch is in the checkpoint,
+so a resumed run continues exactly as if it had not stopped.
+"""
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from . import checkpoint as ckpt_io
+from .classify import (SequenceClassifier, Standardizer, bucket_batches, check_dims, encode_labels,
+                       natural_key, pad_batch, predict_logits, scores, stratified_split)
+from .data import DataError
+from .loss import CrossEntropyLoss
+from .optim import clip_grad_norm, make_optimizer
+from .series_files import read_series
+
+TASK = "classify"
+BEST = "best"
+
+
+@dataclass
+class ClassifyConfig:
+    data: str = None  # TRAIN file (.ts or .csv)
+    test: str = None  # TEST file, evaluated at the end (optional)
+    cell: str = "lstm"
+    hidden_size: int = 64
+    num_layers: int = 1
+    bidirectional: bool = False
+    pool: str = "last"
+    dropout: float = 0.0
+    batch_size: int = 16
+    epochs: int = 60
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    clip: float = 1.0
+    val_fraction: float = 0.2
+    seed: int = 0
+    dtype: str = "float32"
+    out: str = None
+
+
+def load_labelled(path, what):
+    """-> (series, labels); a file without labels or with an empty series is an error."""
+    series, labels = read_series(path)
+    if labels is None:
+        raise DataError(f"{path}: no class labels ({what} needs a label per series)")
+    return series, labels
+
+
+class ClassifyRun:
+    """One run: config, data split, model, optimizer, epoch, best so far."""
+
+    def __init__(self, cfg, meta=None):
+        self.cfg = cfg
+        series, labels = load_labelled(cfg.data, "training")
+        if meta is None:
+            self.classes = sorted(set(labels), key=natural_key)
+            if len(self.classes) < 2:
+                raise DataError(f"{cfg.data}: only one class ({self.classes[0]}); nothing to classify")
+            self.D = series[0].shape[1]
+        else:
+            self.classes, self.D = meta["classes"], int(meta["input_size"])
+        check_dims(series, self.D, cfg.data)
+        y = encode_labels(labels, self.classes, cfg.data)
+        split_rng = np.random.default_rng([cfg.seed, 1])
+        tr, va = stratified_split(y, cfg.val_fraction, split_rng)
+        self.norm = (Standardizer.fit([series[i] for i in tr]) if meta is None
+                     else Standardizer(meta["norm_mean"], meta["norm_std"]))
+        dt = np.dtype(cfg.dtype)
+        z = self.norm.transform(series, dt)
+        self.train_x, self.train_y = [z[i] for i in tr], y[tr]
+        self.val_x, self.val_y = [z[i] for i in va], y[va]
+        self.model = SequenceClassifier(self.D, len(self.classes), cfg.cell, cfg.hidden_size, cfg.num_layers,
+                                        cfg.bidirectional, cfg.dropout, cfg.pool, cfg.dtype, cfg.seed)
+        self.opt = make_optimizer(cfg.optimizer, self.model, lr=cfg.lr)
+        self.loss = CrossEntropyLoss()
+        self.rng = np.random.default_rng([cfg.seed, 2])  # batch order
+        self.epoch, self.best, self.history, self.elapsed = 0, None, [], 0.0
+
+    # -- one epoch
+    def train_epoch(self):
+        total, n = 0.0, 0
+        for idx in bucket_batches([len(s) for s in self.train_x], self.cfg.batch_size, self.rng):
+            x, lengths = pad_batch(self.train_x, idx, self.model.dtype)
+            self.model.zero_grad()
+            logits = self.model(x, lengths)
+            loss = self.loss(logits, self.train_y[idx])
+            if not np.isfinite(loss):
+                raise DataError(f"the loss became {loss} at epoch {self.epoch + 1}; training stopped "
+                                f"(try a lower --lr); the last checkpoint is kept")
+            self.model.backward(self.loss.backward())
+            if self.cfg.clip > 0:
+                clip_grad_norm(self.model.grads, self.cfg.clip)
+            self.opt.step()
+            total, n = total + loss * len(idx), n + len(idx)
+        self.epoch += 1
+        return total / n
+
+    def validate(self):
+        """(accuracy, loss) on the validation part, or the training set when there is none."""
+        x, y = (self.val_x, self.val_y) if len(self.val_y) else (self.train_x, self.train_y)
+        s = scores(predict_logits(self.model, x), y, len(self.classes))
+        return s["accuracy"], s["loss"]
+
+    # -- checkpoints
+    def meta(self):
+        return {
+            "task": TASK, "config": asdict(self.cfg), "classes": self.classes, "input_size": self.D,
+            "norm_mean": self.norm.mean.tolist(), "norm_std": self.norm.std.tolist(),
+            "optimizer": {k: v for k, v in self.opt.state_dict().items() if k != "buffers"},
+            "rng": {"batches": self.rng.bit_generator.state,
+                    "dropout": self.model.rnn.rng.bit_generator.state},
+            "best": self.best, "history": self.history, "elapsed": self.elapsed,
+        }
+
+    def tensors(self):
+        buffers = self.opt.state_dict()["buffers"]
+        return {f"optim.{b}.{p}": a for b, d in buffers.items() for p, a in d.items()}
+
+    def save(self, best=False):
+        path = ckpt_io.save_checkpoint(self.cfg.out, self.epoch, self.model.state_dict(), self.tensors(),
+                                       self.meta())
+        if best:
+            _replace_dir(path, os.path.join(self.cfg.out, BEST))
+        return path
+
+    def restore(self, meta, weights, tensors, where):
+        try:
+            self.model.load_state_dict(weights)
+            buffers = {}
+            for k, v in tensors.items():
+                if k.startswith("optim."):
+                    _, b, p = k.split(".", 2)
+                    buffers.setdefault(b, {})[p] = v
+            self.opt.load_state_dict({**meta["optimizer"], "buffers": buffers})
+            self.rng.bit_generator.state = meta["rng"]["batches"]
+            self.model.rnn.rng.bit_generator.state = meta["rng"]["dropout"]
+            self.epoch, self.best = int(meta["step"]), meta["best"]
+            self.history, self.elapsed = list(meta["history"]), float(meta["elapsed"])
+        except (ValueError, TypeError, KeyError) as e:
+            raise ckpt_io.CheckpointError(f"{where}: the training state does not fit: {e}") from None
+
+
+def _replace_dir(src, dst):
+    """Copy the checkpoint directory src to dst, replacing dst with two renames (a kill leaves
+    either the old or the new one, or ``dst.old`` which ``resolve_best`` falls back to)."""
+    tmp, old = dst + ".new", dst + ".old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    if os.path.exists(dst):
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+    os.replace(tmp, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve_best(path):
+    """RUN -> RUN/best when it exists (or its leftover RUN/best.old), else the path as given."""
+    for name in (BEST, BEST + ".old"):
+        cand = os.path.join(path, name)
+        if os.path.isfile(os.path.join(cand, "checkpoint.json")):
+            return cand
+    return path
+
+
+def is_classify_run(path):
+    try:
+        _, meta, _, _ = ckpt_io.load_checkpoint(path)
+    except (ckpt_io.CheckpointError, OSError):
+        return False
+    return meta.get("task") == TASK
+
+
+def new_run(cfg):
+    if cfg.data is None:
+        raise ValueError("--task classify needs --data TRAIN (a .ts or .csv file)")
+    if cfg.out is None:
+        cfg.out = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + "-classify")
+    if os.path.isdir(cfg.out) and any(n.startswith("ckpt-") for n in os.listdir(cfg.out)):
+        raise ValueError(f"{cfg.out} already holds a run; choose another --out or --resume it")
+    if not 0.0 <= cfg.val_fraction < 1.0:
+        raise ValueError(f"--val-fraction must be in [0, 1), got {cfg.val_fraction}")
+    run = ClassifyRun(cfg)
+    if cfg.test:
+        test_data(run, cfg.test)  # check TEST before any time is spent
+    return run
+
+
+def resume_run(path, epochs=None):
+    ckpt, meta, weights, tensors = ckpt_io.load_checkpoint(path)
+    if meta.get("task") != TASK:
+        raise ValueError(f"{path} is not a classify run")
+    known = {f.name for f in fields(ClassifyConfig)}
+    cfg = ClassifyConfig(**{k: v for k, v in meta["config"].items() if k in known})
+    cfg.out = os.path.dirname(ckpt)
+    if epochs is not None:
+        cfg.epochs = epochs
+    run = ClassifyRun(cfg, meta)
+    run.restore(meta, weights, tensors, ckpt)
+    _rewrite_metrics(run)  # the log as of the checkpoint: no line of an epoch that will be redone
+    return run
+
+
+def _rewrite_metrics(run):
+    path = os.path.join(run.cfg.out, "metrics.jsonl")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in run.history)
+    os.replace(tmp, path)
+
+
+def test_data(run, path):
+    """The standardised series and class indices of a labelled file for this run's model."""
+    series, labels = load_labelled(path, "evaluation")
+    check_dims(series, run.D, path)
+    return run.norm.transform(series, run.model.dtype), encode_labels(labels, run.classes, path)
+
+
+def fit(run, progress=True):
+    """Train up to cfg.epochs, saving after every epoch and the best one in RUN/best."""
+    log = open(os.path.join(run.cfg.out, "metrics.jsonl"), "a") if _ensure(run.cfg.out) else None
+    try:
+        while run.epoch < run.cfg.epochs:
+            t0 = time.perf_counter()
+            train_loss = run.train_epoch()
+            val_acc, val_loss = run.validate()
+            run.elapsed += time.perf_counter() - t0
+            better = run.best is None or (val_acc, -val_loss) > (run.best["val_accuracy"], -run.best["val_loss"])
+            if better:
+                run.best = {"epoch": run.epoch, "val_accuracy": val_acc, "val_loss": val_loss}
+            row = {"epoch": run.epoch, "train_loss": train_loss, "val_accuracy": val_acc,
+                   "val_loss": val_loss, "seconds": round(run.elapsed, 3)}
+            run.history.append(row)
+            run.save(best=better)
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            if progress:
+                print(f"epoch {run.epoch}/{run.cfg.epochs}  train loss {train_loss:.4f}  "
+                      f"val accuracy {val_acc:.3f}  val loss {val_loss:.4f}" + ("  (best)" if better else ""),
+                      file=sys.stderr)
+    finally:
+        log.close()
+    return run
+
+
+def _ensure(d):
+    os.makedirs(d, exist_ok=True)
+    return True
+
+
+def load_for_eval(path):
+    """RUN (its best checkpoint) or a checkpoint directory -> (model, norm, classes, meta)."""
+    ckpt, meta, weights, _ = ckpt_io.load_checkpoint(resolve_best(path))
+    if meta.get("task") != TASK:
+        raise ValueError(f"{path} is not a classify run")
+    c = meta["config"]
+    model = SequenceClassifier(int(meta["input_size"]), len(meta["classes"]), c["cell"], c["hidden_size"],
+                               c["num_layers"], c["bidirectional"], 0.0, c["pool"], c["dtype"])
+    try:
+        model.load_state_dict(weights)
+    except (ValueError, TypeError) as e:
+        raise ckpt_io.CheckpointError(f"{ckpt}: weights do not fit the model config: {e}") from None
+    model.eval()
+    meta["_path"] = ckpt
+    return model, Standardizer(meta["norm_mean"], meta["norm_std"]), meta["classes"], meta
+
+
+def evaluate_file(path, run_path):
+    """Scores of a run's best model on a labelled file (dict from ``classify.scores``)."""
+    model, norm, classes, meta = load_for_eval(run_path)
+    series, labels = load_labelled(path, "evaluation")
+    check_dims(series, int(meta["input_size"]), path)
+    y = encode_labels(labels, classes, path)
+    logits = predict_logits(model, norm.transform(series, model.dtype))
+    return scores(logits, y, len(classes)), classes, meta
+
+
+def predict_file(path, run_path):
+    """A label per series of the file (labels in it, if any, are not read)."""
+    model, norm, classes, meta = load_for_eval(run_path)
+    series, _ = read_series(path)
+    check_dims(series, int(meta["input_size"]), path)
+    logits = predict_logits(model, norm.transform(series, model.dtype))
+    return [classes[k] for k in logits.argmax(axis=1)]
