@@ -9,6 +9,8 @@ checkpoint whole, and read back only after every part has been checked.
         checkpoint.json       format version, model arguments, vocabulary, training config,
                               optimizer hyperparameters and step, RNG state, step, data position,
                               SHA-256 of both tensor files
+      best/                   a copy of the checkpoint with the best validation result so far
+                              (``save_best``: replaced by two renames, never pruned)
       metrics.jsonl           the training log (truncated to the checkpoint's length on resume)
 
 No pickle anywhere: tensors go to safetensors, everything else to JSON.
@@ -25,6 +27,7 @@ import numpy as np
 FORMAT = "bptt-checkpoint"
 FORMAT_VERSION = 1
 LATEST = "latest"
+BEST = "best"
 KEEP = 2  # complete checkpoints kept per run
 
 
@@ -211,3 +214,45 @@ def _load(ckpt):
     weights = _read_tensors(os.path.join(ckpt, "model.safetensors"))
     state = _read_tensors(os.path.join(ckpt, "state.safetensors"))
     return ckpt, meta, weights, state
+
+
+# ----------------------------------------------------------------------------- the best one
+def save_best(ckpt_dir, run_dir):
+    """Copy the checkpoint directory ``ckpt_dir`` to RUN_DIR/best, replacing the old one with two
+    renames: a kill at any moment leaves the old or the new one whole, or ``best.old``, which
+    ``resolve_best`` falls back to. Returns the path of the copy."""
+    dst = os.path.join(run_dir, BEST)
+    tmp, old = dst + ".new", dst + ".old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(ckpt_dir, tmp)
+    _fsync_dir(tmp)
+    if os.path.exists(dst):
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+    os.replace(tmp, dst)
+    _fsync_dir(run_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return dst
+
+
+def best_dir(run_dir):
+    """RUN_DIR/best (or the ``best.old`` a kill left), or None when the run has none."""
+    for name in (BEST, BEST + ".old"):
+        cand = os.path.join(run_dir, name)
+        if os.path.isfile(os.path.join(cand, "checkpoint.json")):
+            return cand
+    return None
+
+
+def resolve_best(path, required=False):
+    """A run directory -> its best checkpoint; without one: the path as given, or (``required``)
+    a CheckpointError saying so."""
+    found = best_dir(path) if os.path.isdir(path) else None
+    if found is not None or not required:
+        return found or path
+    if not os.path.exists(path):
+        raise CheckpointError(f"no run or checkpoint at {path}")
+    if os.path.isfile(os.path.join(path, "checkpoint.json")):
+        raise CheckpointError(f"--best needs a run directory, {path} is one checkpoint")
+    raise CheckpointError(f"{path} has no best checkpoint yet (it is kept from the first validation "
+                          f"on, and needs a validation part: --val-fraction > 0)")

@@ -242,7 +242,9 @@ def available_bytes():
 
 
 def _gib(n):
-    return f"{n / (1 << 30):.2f} GiB" if n >= 1 << 28 else f"{n / (1 << 20):.1f} MiB"
+    if n >= 1 << 28:
+        return f"{n / (1 << 30):.2f} GiB"
+    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n / (1 << 10):.1f} KiB"
 
 
 def check_fits(layer, T, B, keep=True):

@@ -4,7 +4,8 @@ checkpoints, exact resume, Ctrl-C and NaN handling.
     for each step:  chunk (T, B) -> model forward from the carried state -> cross-entropy
                     -> backward (no gradient into the previous chunk) -> clip -> lr schedule
                     -> optimizer step -> log; every eval_every: validate and sample;
-                    every checkpoint_every and at the end: checkpoint.
+                    every checkpoint_every and at the end: checkpoint; at a validation better
+                    than every one before: a checkpoint, copied to RUN_DIR/best.
 
 Everything that decides the next step (weights, optimizer buffers, carried state, data
 position, dropout RNG, step) is in the checkpoint, so a resumed run continues bit for bit.
@@ -22,6 +23,7 @@ import numpy as np
 from . import checkpoint as ckpt_io
 from .data import Batches, DataError, Vocab, default_corpus, load_text, prepare
 from .loss import cross_entropy_backward, cross_entropy_forward
+from .memory import check_mode
 from .model import CharModel, ModelConfig
 from .optim import OPTIMIZERS, clip_grad_norm, clip_grad_value, make_optimizer, make_schedule
 
@@ -58,6 +60,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     dtype: str = "float32"
+    memory: str = "full"  # "sqrt": bptt.memory's checkpointed BPTT (any seq_len in less memory)
     out: str = None
 
     def model_config(self, vocab_size):
@@ -86,6 +89,7 @@ class TrainConfig:
         if self.steps is None and self.minutes is None:
             raise ValueError("give --steps or --minutes")
         self.model_config(1)  # checks cell, dropout
+        check_mode(self.memory)
 
 
 # ----------------------------------------------------------------------------- one step
@@ -187,12 +191,14 @@ class Run:
         _, self.train_batches, self.val_batches = prepare(
             text, cfg.val_fraction, cfg.batch_size, cfg.seq_len, vocab=vocab)
         self.model = CharModel(cfg.model_config(len(vocab)), dtype=cfg.dtype, seed=cfg.seed)
+        self.model.rnn.memory = cfg.memory
         self.opt = make_optimizer(cfg.optimizer, self.model.params, self.model.grads, cfg.lr)
         total = cfg.steps or 10**9
         kw = {"warmup_steps": cfg.warmup} if cfg.schedule == "cosine" else {}
         self.schedule = make_schedule(cfg.schedule, cfg.lr, total, **kw)
         self.step, self.elapsed, self.state = 0, 0.0, None
         self.metrics_bytes = 0
+        self.best = None  # {"step", "val_loss"} of the best validation so far (RUN_DIR/best)
 
     # -- checkpoint
     def meta(self):
@@ -207,6 +213,7 @@ class Run:
             "rng": {"dropout": self.model.rnn.rng.bit_generator.state},
             "elapsed": self.elapsed,
             "metrics_bytes": self.metrics_bytes,
+            "best": self.best,
         }
 
     def state_tensors(self):
@@ -223,6 +230,18 @@ class Run:
                 f"training stopped. {_last_good(self.cfg.out)}")
         return ckpt_io.save_checkpoint(self.cfg.out, self.step, self.model.state_dict(),
                                        self.state_tensors(), self.meta())
+
+    def note_validation(self, val_loss):
+        """Record a validation; True when it is the best so far (then save and ``keep_best``)."""
+        if not math.isfinite(val_loss) or (self.best is not None and val_loss >= self.best["val_loss"]):
+            return False
+        self.best = {"step": self.step, "val_loss": val_loss}
+        return True
+
+    def keep_best(self, ckpt_dir):
+        """Copy checkpoint ``ckpt_dir`` (of this step) to RUN_DIR/best if this step is the best."""
+        if ckpt_dir and self.best is not None and self.best["step"] == self.step:
+            ckpt_io.save_best(ckpt_dir, self.cfg.out)
 
     def restore(self, meta, weights, tensors):
         where = meta.get("_path", "checkpoint")
@@ -246,6 +265,7 @@ class Run:
                     raise ValueError(f"{name} must have shape {want}, got {s.shape}")
             self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
             self.metrics_bytes = int(meta.get("metrics_bytes", 0))
+            self.best = meta.get("best")
         except (ValueError, TypeError, KeyError) as e:
             raise ckpt_io.CheckpointError(f"{where}: training state does not fit: {e}") from None
 
@@ -359,6 +379,7 @@ def fit(run, progress=True, echo=print):
     chars_per_step = cfg.seq_len * cfg.batch_size
     prepare_kernels(model, echo if progress else None)  # not on the clock
     bar = ProgressBar(cfg, run.step, run.elapsed, enabled=progress)
+    _repair_best(run)
     status, smooth, val, ema, n_avg = "finished", None, None, 0.0, 0
     with open(metrics_path, "a", encoding="utf-8") as log, _Interrupt() as interrupt, _closed_on_error(bar):
         t_last = time.perf_counter()
@@ -386,22 +407,25 @@ def fit(run, progress=True, echo=print):
             smooth = ema / (1 - 0.98**n_avg)  # bias-corrected moving average
             rec = {"step": run.step, "loss": loss, "lr": opt.lr, "grad_norm": norm,
                    "time": round(run.elapsed, 4), "epoch": run.train_batches.epoch}
+            best = False
             if run.step % cfg.eval_every == 0:
                 val = _evaluate_and_show(run, bar, smooth)
                 rec.update(val_loss=val, val_bpc=val / LN2)
+                best = run.note_validation(val)
             log.write(json.dumps(rec) + "\n")
             bar.update(run.step, run.elapsed, smooth, val, chars_per_step)
             t_last = time.perf_counter()  # evaluation time is not training time
             if interrupt.hit:
                 status = "interrupted"
                 break
-            if run.step % cfg.checkpoint_every == 0 and not _done(run):
+            if (run.step % cfg.checkpoint_every == 0 or best) and not _done(run):
                 log.flush()
                 run.metrics_bytes = log.tell()
-                run.save()
+                run.keep_best(run.save())
         log.flush()
         run.metrics_bytes = log.tell()
         path = run.save()
+        run.keep_best(path)
     _write_loss_plot(cfg.out)
     if status == "finished" and (run.step % cfg.eval_every or val is None):  # (None: resumed at the end)
         # a last evaluation, shown but not logged: the log of a run stopped and resumed must
@@ -409,7 +433,25 @@ def fit(run, progress=True, echo=print):
         val = _evaluate_and_show(run, bar, smooth)
     bar.close()
     return {"status": status, "step": run.step, "val_loss": val, "checkpoint": path,
-            "train_loss": smooth, "elapsed": run.elapsed}
+            "train_loss": smooth, "elapsed": run.elapsed, "best": run.best}
+
+
+def _repair_best(run):
+    """A run resumed from the checkpoint that was its best, killed before the copy to
+    RUN_DIR/best was made, makes it now."""
+    if run.best is None or run.best["step"] != run.step:
+        return
+    have = ckpt_io.best_dir(run.cfg.out)
+    if have is not None:
+        try:
+            with open(os.path.join(have, "checkpoint.json"), encoding="utf-8") as f:
+                if json.load(f).get("step") == run.step:
+                    return
+        except (OSError, ValueError):
+            pass
+    ckpt = os.path.join(run.cfg.out, ckpt_io.checkpoint_name(run.step))
+    if os.path.isfile(os.path.join(ckpt, "checkpoint.json")):
+        run.keep_best(ckpt)
 
 
 def _evaluate_and_show(run, bar, smooth):
