@@ -9,8 +9,8 @@ checkpoint whole, and read back only after every part has been checked.
         checkpoint.json       format version, model arguments, vocabulary, training config,
                               optimizer hyperparameters and step, RNG state, step, data position,
                               SHA-256 of both tensor files
-      best/                   a copy of the checkpoint with the best validation result so far
-                              (``save_best``: replaced by two renames, never pruned)
+      best/                   the checkpoint of the best validation result so far (``save_best``,
+                              ``copy_to_best``: replaced by two renames, never pruned)
       metrics.jsonl           the training log (truncated to the checkpoint's length on resume)
 
 No pickle anywhere: tensors go to safetensors, everything else to JSON.
@@ -138,7 +138,7 @@ def _prune(run_dir, keep):
         if n not in keep:
             shutil.rmtree(os.path.join(run_dir, n), ignore_errors=True)
     for n in os.listdir(run_dir):
-        if n.startswith(".tmp-ckpt-") or ".old-" in n or n.startswith(f".{LATEST}.tmp-"):
+        if n.startswith((".tmp-ckpt-", f".{LATEST}.tmp-", ".best-")) or ".old-" in n:
             p = os.path.join(run_dir, n)
             if not n.endswith(f"-{os.getpid()}"):
                 shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else os.remove(p)
@@ -217,15 +217,35 @@ def _load(ckpt):
 
 
 # ----------------------------------------------------------------------------- the best one
-def save_best(ckpt_dir, run_dir):
-    """Copy the checkpoint directory ``ckpt_dir`` to RUN_DIR/best, replacing the old one with two
+def save_best(run_dir, step, weights, state_tensors, meta):
+    """Write checkpoint ``step`` as RUN_DIR/best (as ``save_checkpoint`` does, in a staging
+    directory of its own, then moved into place): the run's own checkpoints and ``latest`` are
+    not touched. Returns the path of RUN_DIR/best."""
+    staging = os.path.join(run_dir, f".best-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        return _install_best(save_checkpoint(staging, step, weights, state_tensors, meta), run_dir, copy=False)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def copy_to_best(ckpt_dir, run_dir):
+    """Copy the checkpoint directory ``ckpt_dir`` to RUN_DIR/best. Returns its path."""
+    return _install_best(ckpt_dir, run_dir, copy=True)
+
+
+def _install_best(src, run_dir, copy):
+    """src (a complete checkpoint directory) becomes RUN_DIR/best, the old one replaced by two
     renames: a kill at any moment leaves the old or the new one whole, or ``best.old``, which
-    ``resolve_best`` falls back to. Returns the path of the copy."""
+    ``best_dir`` falls back to."""
     dst = os.path.join(run_dir, BEST)
     tmp, old = dst + ".new", dst + ".old"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(ckpt_dir, tmp)
-    _fsync_dir(tmp)
+    if copy:
+        shutil.copytree(src, tmp)
+        _fsync_dir(tmp)
+    else:
+        os.replace(src, tmp)
     if os.path.exists(dst):
         shutil.rmtree(old, ignore_errors=True)
         os.replace(dst, old)

@@ -135,7 +135,7 @@ class ClassifyRun:
         path = ckpt_io.save_checkpoint(self.cfg.out, self.epoch, self.model.state_dict(), self.tensors(),
                                        self.meta())
         if best:
-            ckpt_io.save_best(path, self.cfg.out)
+            ckpt_io.copy_to_best(path, self.cfg.out)
         return path
 
     def restore(self, meta, weights, tensors, where):

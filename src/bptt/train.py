@@ -5,7 +5,7 @@ checkpoints, exact resume, Ctrl-C and NaN handling.
                     -> backward (no gradient into the previous chunk) -> clip -> lr schedule
                     -> optimizer step -> log; every eval_every: validate and sample;
                     every checkpoint_every and at the end: checkpoint; at a validation better
-                    than every one before: a checkpoint, copied to RUN_DIR/best.
+                    than every one before: the checkpoint RUN_DIR/best.
 
 Everything that decides the next step (weights, optimizer buffers, carried state, data
 position, dropout RNG, step) is in the checkpoint, so a resumed run continues bit for bit.
@@ -238,10 +238,10 @@ class Run:
         self.best = {"step": self.step, "val_loss": val_loss}
         return True
 
-    def keep_best(self, ckpt_dir):
-        """Copy checkpoint ``ckpt_dir`` (of this step) to RUN_DIR/best if this step is the best."""
-        if ckpt_dir and self.best is not None and self.best["step"] == self.step:
-            ckpt_io.save_best(ckpt_dir, self.cfg.out)
+    def save_best(self):
+        """RUN_DIR/best := a checkpoint of this step (the run's own checkpoints stay as they are)."""
+        return ckpt_io.save_best(self.cfg.out, self.step, self.model.state_dict(), self.state_tensors(),
+                                 self.meta())
 
     def restore(self, meta, weights, tensors):
         where = meta.get("_path", "checkpoint")
@@ -379,7 +379,6 @@ def fit(run, progress=True, echo=print):
     chars_per_step = cfg.seq_len * cfg.batch_size
     prepare_kernels(model, echo if progress else None)  # not on the clock
     bar = ProgressBar(cfg, run.step, run.elapsed, enabled=progress)
-    _repair_best(run)
     status, smooth, val, ema, n_avg = "finished", None, None, 0.0, 0
     with open(metrics_path, "a", encoding="utf-8") as log, _Interrupt() as interrupt, _closed_on_error(bar):
         t_last = time.perf_counter()
@@ -413,19 +412,22 @@ def fit(run, progress=True, echo=print):
                 rec.update(val_loss=val, val_bpc=val / LN2)
                 best = run.note_validation(val)
             log.write(json.dumps(rec) + "\n")
+            if best:
+                log.flush()
+                run.metrics_bytes = log.tell()
+                run.save_best()
             bar.update(run.step, run.elapsed, smooth, val, chars_per_step)
             t_last = time.perf_counter()  # evaluation time is not training time
             if interrupt.hit:
                 status = "interrupted"
                 break
-            if (run.step % cfg.checkpoint_every == 0 or best) and not _done(run):
+            if run.step % cfg.checkpoint_every == 0 and not _done(run):
                 log.flush()
                 run.metrics_bytes = log.tell()
-                run.keep_best(run.save())
+                run.save()
         log.flush()
         run.metrics_bytes = log.tell()
         path = run.save()
-        run.keep_best(path)
     _write_loss_plot(cfg.out)
     if status == "finished" and (run.step % cfg.eval_every or val is None):  # (None: resumed at the end)
         # a last evaluation, shown but not logged: the log of a run stopped and resumed must
@@ -434,24 +436,6 @@ def fit(run, progress=True, echo=print):
     bar.close()
     return {"status": status, "step": run.step, "val_loss": val, "checkpoint": path,
             "train_loss": smooth, "elapsed": run.elapsed, "best": run.best}
-
-
-def _repair_best(run):
-    """A run resumed from the checkpoint that was its best, killed before the copy to
-    RUN_DIR/best was made, makes it now."""
-    if run.best is None or run.best["step"] != run.step:
-        return
-    have = ckpt_io.best_dir(run.cfg.out)
-    if have is not None:
-        try:
-            with open(os.path.join(have, "checkpoint.json"), encoding="utf-8") as f:
-                if json.load(f).get("step") == run.step:
-                    return
-        except (OSError, ValueError):
-            pass
-    ckpt = os.path.join(run.cfg.out, ckpt_io.checkpoint_name(run.step))
-    if os.path.isfile(os.path.join(ckpt, "checkpoint.json")):
-        run.keep_best(ckpt)
 
 
 def _evaluate_and_show(run, bar, smooth):
