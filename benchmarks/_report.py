@@ -1,13 +1,43 @@
-"""The benchmark scripts' report helpers live in the library (``bptt.report``); BENCHMARKS.md is
-written at the repository root."""
+"""What the benchmark scripts share: the machine line of a report, and writing one benchmark's
+section into BENCHMARKS.md (at the repository root) between markers, leaving the others alone."""
 
 import os
-
-from bptt.report import machine_line  # noqa: F401
-from bptt.report import write_section as _write_section
+import platform
 
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "BENCHMARKS.md")
 
 
+def machine_line():
+    import numpy
+
+    try:
+        import torch
+
+        tv = torch.__version__
+    except ImportError:
+        tv = "not installed"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+            f"NumPy {numpy.__version__}, PyTorch {tv}")
+
+
 def write_section(name, body, path=DEFAULT_PATH):
-    return _write_section(name, body, path)
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body.rstrip()}\n{end}\n"
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n\n"
+    if start in text and end in text:
+        a, b = text.index(start), text.index(end) + len(end)
+        text = text[:a] + block.rstrip("\n") + text[b:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path

@@ -1,8 +1,747 @@
-"""bptt layers against torch.nn.RNN/LSTM/GRU on the CPU; see ``bptt.bench`` (``--help``)."""
+"""Speed of the bptt layers against PyTorch's on the CPU: ``python benchmarks/cells.py --help``
+(``main(argv)`` from Python).
 
+For each cell and size (T, B, D, H) one training step of one layer, float32: forward, then
+backward of sum(out * g) for a fixed random g, input gradient included, for ``bptt.RNN/LSTM/GRU``
+and ``torch.nn.RNN/LSTM/GRU`` in the same process, the two alternating, the median of the
+repeats after a warm-up. Both use the same number of threads. The limit is the machine's
+float32 matrix-multiply rate, measured in the same run: a step does 3 * 2*T*B*G*H*(D+H) flops
+of matrix products (forward; backward twice that), and the table says what fraction of that
+rate each reaches. Peak memory of one step: NumPy's allocations through ``tracemalloc`` for
+bptt, the allocation events of torch's CPU allocator through ``torch.profiler`` for torch.
+The first-call compile time of the numba kernels (and the load from numba's cache) is measured
+in child processes with an empty numba cache directory.
+
+Dimensions: T time, B batch, D input, H hidden, G gates (1 RNN, 4 LSTM, 3 GRU).
+"""
+
+import argparse
+import gc
+import json
+import os
+import platform
+import shlex
+import subprocess
 import sys
+import tempfile
+import time
+import tracemalloc
 
-from bptt.bench import main
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _report, next to this file
+
+GRID = [(25, 1, 65, 100), (100, 16, 32, 32), (100, 32, 64, 128), (100, 64, 256, 256), (50, 128, 512, 512)]
+QUICK_GRID = [(5, 1, 3, 4), (8, 4, 6, 16)]
+CELLS = ("rnn", "lstm", "gru")
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+# ----------------------------------------------------------------------------- machine
+def blas_threads():
+    """(threads NumPy's BLAS uses, how that was found)."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        n = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+        if n:
+            return max(n), "threadpoolctl"
+    except ImportError:
+        pass
+    return os.cpu_count() or 1, "os.cpu_count() (threadpoolctl not installed)"
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_name():
+    try:
+        cfg = np.show_config(mode="dicts")
+        b = cfg["Build Dependencies"]["blas"]
+        return f"{b.get('name', '?')} {b.get('version', '')}".strip()
+    except Exception:
+        return "unknown"
+
+
+_MATMUL_OPERANDS = {}
+
+
+def matmul_rate(n, repeats):
+    """Median GFLOP/s of an n x n float32 np.matmul (the machine's matrix-multiply rate)."""
+    if n not in _MATMUL_OPERANDS:
+        rng = np.random.default_rng(0)
+        _MATMUL_OPERANDS[n] = (rng.standard_normal((n, n), dtype=np.float32),
+                               rng.standard_normal((n, n), dtype=np.float32), np.empty((n, n), np.float32))
+    a, b, out = _MATMUL_OPERANDS[n]
+    np.matmul(a, b, out=out)  # wakes the BLAS threads
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.matmul(a, b, out=out)
+        ts.append(time.perf_counter() - t)
+    return 2.0 * n**3 / float(np.median(ts)) / 1e9
+
+
+def recurrent_rate(cell, T, B, H, repeats=3):
+    """GFLOP/s of the per-step recurrent product as the float32 fast path does it: each of the n
+    threads multiplies its block of ceil(B/n) rows, (B/n, H) @ (H, G*H), by the micro-kernel on
+    W_hh packed once, T times in a row. Measured on one thread (the others do the same at the
+    same time); the median of ``repeats`` sequences."""
+    import numba
+
+    from bptt.cells import _numba_loops
+
+    n = max(1, min(numba.get_num_threads(), B))
+    rows = -(-B // n)
+    GH = GATES[cell] * H
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((T, rows, H), dtype=np.float32)
+    Wp = _numba_loops._pack(rng.standard_normal((H, GH), dtype=np.float32))
+    out = np.empty((rows, GH), np.float32)
+    scratch = np.empty((6, 16), np.float32)
+    ts = []
+    for _ in range(repeats + 1):
+        t = time.perf_counter()
+        for i in range(T):
+            _numba_loops._uk_mm(h[i], Wp, out, 0, scratch)
+        ts.append(time.perf_counter() - t)
+    return 2.0 * T * rows * GH * H / float(np.median(ts[1:])) / 1e9
+
+
+def step_flops(cell, T, B, D, H):
+    """Matrix-product flops of forward + backward: 3 * 2*T*B*G*H*(D+H)."""
+    return 3 * 2 * T * B * GATES[cell] * H * (D + H)
+
+
+# ----------------------------------------------------------------------------- the two steps
+def make_pair(cell, T, B, D, H, seed=0):
+    """-> (bptt step, torch step, torch layer): closures doing one forward + backward each."""
+    import torch
+
+    import bptt
+
+    bl = {"rnn": bptt.RNN, "lstm": bptt.LSTM, "gru": bptt.GRU}[cell](D, H, dtype="float32", seed=seed)
+    tl = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](D, H)
+    with torch.no_grad():
+        for name, p in tl.named_parameters():
+            p.copy_(torch.from_numpy(bl.params[name]))
+    rng = np.random.default_rng(seed + 1)
+    x = rng.standard_normal((T, B, D), dtype=np.float32)
+    g = rng.standard_normal((T, B, H), dtype=np.float32)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    gt = torch.from_numpy(g.copy())
+
+    def bptt_step():
+        bl.forward(x)
+        bl.backward(g)
+
+    def torch_step():
+        out, _ = tl(xt)
+        (out * gt).sum().backward()
+
+    return bptt_step, torch_step, bl, tl
+
+
+CHAR = dict(T=64, B=64, E=64, H=256, V=65, layers=2)  # the char model's training step
+CHAR_QUICK = dict(T=5, B=4, E=3, H=8, V=7, layers=2)
+
+
+def charmodel_flops(T, B, E, H, V, layers):
+    """Matrix-product flops of one training step: the LSTM layers and the head, forward +
+    backward (3x the forward)."""
+    lstm = sum(3 * 2 * T * B * 4 * H * ((E if k == 0 else H) + H) for k in range(layers))
+    return lstm + 3 * 2 * T * B * H * V
+
+
+def make_charmodel_pair(T, B, E, H, V, layers, seed=0):
+    """-> (bptt step, torch step): one whole training step of the character model each -
+    embedding -> LSTM layers -> Linear head -> cross-entropy -> backward -> clip 5 -> Adam,
+    the state carried from step to step (truncated BPTT), the same weights and batch."""
+    import torch
+
+    import bptt
+    from bptt.loss import cross_entropy_backward, cross_entropy_forward
+    from bptt.optim import Adam, clip_grad_norm
+
+    cfg = bptt.ModelConfig(V, "lstm", H, layers, E)
+    ours = bptt.CharModel(cfg, dtype="float32", seed=seed)
+    theirs = _torch_charmodel(cfg)
+    theirs.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in ours.state_dict().items()})
+    rng = np.random.default_rng(seed + 1)
+    x = rng.integers(0, V, (T, B))
+    y = rng.integers(0, V, (T, B))
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y).reshape(-1)
+    opt_b = Adam(ours.params, ours.grads, lr=2e-3)
+    opt_t = torch.optim.Adam(theirs.parameters(), lr=2e-3)
+    carry = {"bptt": None, "torch": None}
+
+    def bptt_step():
+        logits, carry["bptt"] = ours.forward(x, carry["bptt"])
+        _, cache = cross_entropy_forward(logits, y)
+        ours.zero_grad()
+        ours.backward(cross_entropy_backward(cache))
+        clip_grad_norm(ours.grads, 5.0)
+        opt_b.step()
+
+    def torch_step():
+        logits, state = theirs(xt, carry["torch"])
+        carry["torch"] = tuple(s.detach() for s in state)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), yt)
+        opt_t.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(theirs.parameters(), 5.0)
+        opt_t.step()
+
+    return bptt_step, torch_step
+
+
+def _torch_charmodel(cfg):
+    import torch
+
+    class CharLM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(cfg.vocab_size, cfg.embedding_dim)
+            self.rnn = torch.nn.LSTM(cfg.embedding_dim, cfg.hidden_size, cfg.num_layers)
+            self.head = torch.nn.Linear(cfg.hidden_size, cfg.vocab_size)
+
+        def forward(self, x, state=None):
+            out, state = self.rnn(self.embedding(x), state)
+            return self.head(out), state
+
+    return CharLM()
+
+
+class OtherLoad:
+    """CPU time other processes take on this machine, from /proc/stat and /proc/self/stat
+    (Linux; elsewhere it reports nothing and never waits). On a shared machine a timing taken
+    while something else runs measures that something too."""
+
+    def __init__(self):
+        self.ok = os.path.exists("/proc/stat") and os.path.exists("/proc/self/stat")
+
+    def sample(self):
+        if not self.ok:
+            return None
+        with open("/proc/stat") as f:
+            v = [int(t) for t in f.readline().split()[1:]]
+        with open("/proc/self/stat") as f:
+            mine = f.read().rsplit(")", 1)[1].split()
+        return sum(v) - v[3] - v[4], sum(v), int(mine[11]) + int(mine[12])
+
+    @staticmethod
+    def share(a, b):
+        """Fraction of all the machine's CPU time others used between samples a and b."""
+        if a is None or b is None or b[1] <= a[1]:
+            return 0.0
+        return max(0.0, ((b[0] - a[0]) - (b[2] - a[2])) / (b[1] - a[1]))
+
+    def wait_quiet(self, threshold, timeout):
+        """Wait (at most timeout s) until others use less than threshold of the machine."""
+        end = time.monotonic() + timeout
+        while self.ok and time.monotonic() < end:
+            a = self.sample()
+            time.sleep(0.2)
+            if self.share(a, self.sample()) < threshold:
+                return
+
+
+def time_pair(f_bptt, f_torch, repeats, warmup, quiet=None, load=None, stats=None, settle=0.0, probe=None):
+    """Alternating timings -> (median bptt s, median torch s).
+
+    Each timed step is preceded by ``settle`` seconds of sleep and one untimed step of the same
+    library: after a BLAS call OpenBLAS's worker threads spin for about 0.1 s (torch's OpenMP
+    threads for about 0.01 s), and without the pause the library timed next would share the cores
+    with them; the untimed step then wakes the library's own threads and caches again, so that
+    what is timed is a step in a run of steps, as in training.
+
+    With ``quiet`` (a fraction of the machine, e.g. 0.05) each bptt/torch pair starts once
+    other processes use less than that, and a pair during which they used more is thrown away
+    and run again (at most 5 * repeats pairs, and at most 10 minutes of waiting, per row; then
+    the pairs are kept as they come); ``stats`` counts them. ``probe`` (e.g. a matrix-multiply
+    rate) is called before each kept pair's settle time; its results are in ``stats["probe"]``."""
+    load = load or OtherLoad()
+    for _ in range(warmup):
+        f_bptt()
+        f_torch()
+    tb, tt = [], []
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        give_up = time.monotonic() + 600
+        for _ in range(5 * repeats if quiet else repeats):
+            if len(tb) == repeats:
+                break
+            if quiet and time.monotonic() > give_up:
+                if stats is not None:
+                    stats["gave_up"] = stats.get("gave_up", 0) + 1
+                quiet = None
+            if quiet:
+                load.wait_quiet(quiet, timeout=min(120, max(0.0, give_up - time.monotonic())))
+            probed = probe() if probe else None
+            a = load.sample()
+            time.sleep(settle)
+            f_bptt()
+            t = time.perf_counter()
+            f_bptt()
+            t1 = time.perf_counter()
+            time.sleep(settle)
+            f_torch()
+            t1s = time.perf_counter()
+            f_torch()
+            t2 = time.perf_counter()
+            other = load.share(a, load.sample())
+            if stats is not None:
+                stats["pairs"] = stats.get("pairs", 0) + 1
+                stats["other_max"] = max(stats.get("other_max", 0.0), other)
+            if quiet and other > quiet:
+                if stats is not None:
+                    stats["discarded"] = stats.get("discarded", 0) + 1
+                continue
+            tb.append(t1 - t)
+            tt.append(t2 - t1s)
+            if probe and stats is not None:
+                stats.setdefault("probe", []).append(probed)
+        if not tb:  # never quiet: keep what there is rather than nothing
+            return time_pair(f_bptt, f_torch, repeats, 0, None, load, stats, settle)
+    finally:
+        if gc_was:
+            gc.enable()
+    return float(np.median(tb)), float(np.median(tt))
+
+
+def peak_bptt(f):
+    """Peak bytes NumPy allocates during f() above what was allocated before (tracemalloc)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        f()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak - base
+
+
+class _NoStderr:
+    """Silence file descriptor 2 (the profiler's C++ start/stop lines) for a moment."""
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+
+    def __exit__(self, *exc):
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+
+
+def _torch_profile(f, **kw):
+    from torch.profiler import ProfilerActivity, profile
+
+    with _NoStderr(), profile(activities=[ProfilerActivity.CPU], **kw) as prof:
+        f()
+    return prof
+
+
+def torch_ops(f):
+    """The names of the aten operators one call of f runs (e.g. whether LSTM goes to oneDNN)."""
+    try:
+        return sorted({e.key for e in _torch_profile(f).key_averages()})
+    except Exception:
+        return []
+
+
+def peak_torch(f):
+    """Peak bytes torch's CPU allocator holds during f() above what it held before, from the
+    allocation events torch.profiler records (None if they are not available)."""
+    try:
+        gc.collect()
+        prof = _torch_profile(f, profile_memory=True)
+        events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+        events.sort(key=lambda e: e.start_ns())
+        cur = peak = 0
+        for e in events:
+            cur += e.nbytes()
+            peak = max(peak, cur)
+        return peak
+    except Exception:
+        return None
+
+
+# ----------------------------------------------------------------------------- compile times
+_PROBE = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+import bptt
+res = {"import": time.perf_counter() - t0, "numba_imported_by_import": "numba" in sys.modules}
+from bptt.cells import get_backend
+res["backend"] = get_backend()
+per = {}
+t0 = time.perf_counter()
+for dtype in ("float32", "float64"):
+    for cell in sys.argv[1].split(","):
+        cls = {"rnn": bptt.RNN, "lstm": bptt.LSTM, "gru": bptt.GRU}[cell]
+        t1 = time.perf_counter()
+        # small: the fully compiled loops; large: BLAS per step + the step kernels
+        for (B, H) in ((2, 8), (64, 256)):
+            for kw in ([{"nonlinearity": "tanh"}, {"nonlinearity": "relu"}] if cell == "rnn" else [{}]):
+                layer = cls(4, H, dtype=dtype, seed=0, **kw)
+                x = np.ones((2, B, 4), dtype)
+                out, _ = layer.forward(x)
+                layer.backward(np.ones_like(out))
+        per[dtype + " " + cell] = time.perf_counter() - t1
+res["first_calls"] = time.perf_counter() - t0
+res["per"] = per
+print("PROBE" + json.dumps(res))
+"""
+
+
+def compile_times(cells):
+    """First-call times of all kernels with an empty numba cache, then again from the cache."""
+    with tempfile.TemporaryDirectory(prefix="bptt-numba-cache-") as d:
+        env = dict(os.environ, NUMBA_CACHE_DIR=d)
+        env.pop("BPTT_BACKEND", None)
+        out = []
+        for _ in range(2):
+            t = time.perf_counter()
+            p = subprocess.run([sys.executable, "-c", _PROBE, ",".join(cells)], env=env,
+                               capture_output=True, text=True)
+            wall = time.perf_counter() - t
+            line = [s for s in p.stdout.splitlines() if s.startswith("PROBE")]
+            if p.returncode != 0 or not line:
+                return {"error": (p.stderr or p.stdout)[-2000:]}
+            r = json.loads(line[0][5:])
+            r["wall"] = wall
+            out.append(r)
+    return {"cold": out[0], "cached": out[1]}
+
+
+# ----------------------------------------------------------------------------- report
+def _fmt_mb(b):
+    return "n/a" if b is None else f"{b / 2**20:.2f}"
+
+
+def _label(r):
+    if r["cell"] == "char model":
+        c = r["char"]
+        return f"char model: embedding {c['E']}, {c['layers']}-layer LSTM {c['H']}, head {c['V']}, CE, Adam"
+    return r["cell"]
+
+
+def table(rows):
+    head = ("| cell | T | B | D | H | bptt ms | torch ms | bptt/torch | matmul GFLOP/s | matmul floor ms "
+            "| bptt GFLOP/s | bptt % of matmul | torch % of matmul | bptt peak MB | torch peak MB |")
+    lines = [head, "|" + "---|" * 15]
+    for r in rows:
+        rate = r["rate"]
+        gb, gt = r["flops"] / r["bptt_s"] / 1e9, r["flops"] / r["torch_s"] / 1e9
+        lines.append(
+            f"| {_label(r)} | {r['T']} | {r['B']} | {r['D']} | {r['H']} "
+            f"| {r['bptt_s'] * 1e3:.2f} | {r['torch_s'] * 1e3:.2f} | {r['bptt_s'] / r['torch_s']:.2f} "
+            f"| {rate:.0f} | {r['flops'] / rate / 1e6:.2f} | {gb:.1f} | {100 * gb / rate:.0f}% | {100 * gt / rate:.0f}% "
+            f"| {_fmt_mb(r['bptt_peak'])} | {_fmt_mb(r['torch_peak'])} |"
+        )
+    return "\n".join(lines)
+
+
+def compile_text(ct):
+    if ct is None:
+        return "not measured (--quick or --no-compile-times)"
+    if "error" in ct:
+        return "the probe failed:\n\n```\n" + ct["error"] + "\n```"
+    c, k = ct["cold"], ct["cached"]
+    per = ", ".join(f"{name} {sec:.1f} s" for name, sec in c["per"].items())
+    per_k = ", ".join(f"{name} {sec * 1e3:.0f} ms" for name, sec in k["per"].items())
+    return (
+        f"Measured in two child processes sharing one empty numba cache directory (NUMBA_CACHE_DIR); "
+        f"each runs one forward + backward of every cell, float32 then float64, at a small size (the "
+        f"fully compiled loops) and a large one (BLAS per step + the step kernels).\n\n"
+        f"- backend: {c['backend']}; `import bptt` took {c['import'] * 1e3:.0f} ms and imported numba: "
+        f"{c['numba_imported_by_import']} (nothing is compiled at import)\n"
+        f"- first calls with an empty cache (compiling): {c['first_calls']:.1f} s in all ({per})\n"
+        f"- the same calls in a new process, kernels loaded from numba's on-disk cache: "
+        f"{k['first_calls']:.2f} s in all ({per_k}; the first includes importing numba)"
+    )
+
+
+# ----------------------------------------------------------------------------- main
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="benchmarks/cells.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--cells", default=",".join(CELLS), help="comma-separated: rnn,lstm,gru")
+    p.add_argument("--repeats", type=int, default=7, help="timed repeats per row (median)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs per row first")
+    p.add_argument("--quick", action="store_true", help="tiny grid, for a smoke test")
+    p.add_argument("--sizes", default=None, help="T,B,D,H;T,B,D,H;... instead of the grid")
+    p.add_argument("--out", default=None, help="write the report as markdown to this file")
+    p.add_argument("--no-compile-times", action="store_true", help="skip the compile-time probe")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    p.add_argument("--no-char-model", action="store_true",
+                   help="skip the whole char-model training step row")
+    p.add_argument("--settle", type=float, default=0.25, metavar="SECONDS",
+                   help="sleep before every timed step (and an untimed step), so that the other "
+                   "library's spinning BLAS/OpenMP threads are idle again (default 0.25)")
+    p.add_argument("--quiet", type=float, default=None, metavar="FRACTION",
+                   help="shared machine: start each timed pair once other processes use less than "
+                   "this fraction of the CPUs (e.g. 0.05), and redo pairs during which they used more")
+    args = p.parse_args(argv)
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    bad = [c for c in cells if c not in CELLS]
+    if bad or not cells:
+        p.error(f"--cells must be among {','.join(CELLS)}, got {args.cells!r}")
+    if args.repeats < 1 or args.warmup < 0:
+        p.error("--repeats must be >= 1 and --warmup >= 0")
+    args.cells = cells
+    if args.sizes:
+        try:
+            args.grid = [tuple(int(v) for v in s.split(",")) for s in args.sizes.split(";") if s]
+            assert all(len(s) == 4 and min(s) > 0 for s in args.grid)
+        except (ValueError, AssertionError):
+            p.error("--sizes must look like 25,1,65,100;100,16,32,32")
+    else:
+        args.grid = QUICK_GRID if args.quick else GRID
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        import torch
+    except ImportError:
+        print("benchmarks/cells.py needs torch (pip install torch) to compare against", file=sys.stderr)
+        return 2
+    import numba
+
+    import bptt
+    from bptt.cells import _kernels
+
+    threads, threads_how = blas_threads()
+    torch.set_num_threads(threads)
+    backend = _kernels.get_backend()
+    rate = matmul_rate(512 if args.quick else 2048, 3 if args.quick else 7)
+    info = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": blas_name(),
+        "torch": torch.__version__,
+        "numba": numba.__version__,
+        "bptt": bptt.__version__,
+        "backend": backend,
+        "threads": f"{threads} ({threads_how}); torch.set_num_threads({threads}); "
+        f"numba {numba.config.NUMBA_NUM_THREADS}",
+        "env": " ".join(f"{k}={os.environ[k]}" for k in
+                        ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+                         "OMP_NUM_THREADS", "BPTT_BACKEND", "NUMBA_NUM_THREADS") if k in os.environ) or "(none set)",
+    }
+    print(f"bptt {info['bptt']} backend={backend}  numpy {info['numpy']} ({info['blas']})  "
+          f"torch {info['torch']}  numba {info['numba']}")
+    print(f"{info['cpu']}, {info['cores']} cores; threads: {info['threads']}")
+    print(f"float32 matmul rate ({'512' if args.quick else '2048'}^2 np.matmul, median): {rate:.1f} GFLOP/s")
+
+    rows = []
+    load, stats = OtherLoad(), {}
+    mm_n = 512 if args.quick else 2048
+    jobs = [(cell, size) for cell in args.cells for size in args.grid]
+    if not args.no_char_model:
+        jobs.append(("char model", CHAR_QUICK if args.quick else CHAR))
+    onednn = {}
+    for cell, size in jobs:
+        if cell == "char model":
+            T, B, D, H = size["T"], size["B"], size["E"], size["H"]
+            f_b, f_t = make_charmodel_pair(**size)
+            flops, step_rate = charmodel_flops(**size), recurrent_rate("lstm", T, B, H)
+        else:
+            T, B, D, H = size
+            f_b, f_t, _, _ = make_pair(cell, T, B, D, H)
+            flops, step_rate = step_flops(cell, T, B, D, H), recurrent_rate(cell, T, B, H)
+            if cell not in onednn:
+                onednn[cell] = any("mkldnn_rnn" in op for op in torch_ops(f_t))
+        # the machine's matmul rate, measured before every timed pair of the row (it drifts)
+        stats.pop("probe", None)
+        tb, tt = time_pair(f_b, f_t, args.repeats, args.warmup, args.quiet, load, stats, args.settle,
+                           probe=lambda: matmul_rate(mm_n, 1))
+        row_rate = float(np.median(stats.pop("probe")))
+        mb = None if args.no_memory else peak_bptt(f_b)
+        mt = None if args.no_memory else peak_torch(f_t)
+        r = dict(cell=cell, T=T, B=B, D=D, H=H, bptt_s=tb, torch_s=tt, bptt_peak=mb, torch_peak=mt,
+                 flops=flops, step_rate=step_rate, rate=row_rate, torch_onednn=onednn.get(cell, True),
+                 char=size if cell == "char model" else None)
+        rows.append(r)
+        gb = r["flops"] / tb / 1e9
+        print(f"{cell:10s} T={T:<4d} B={B:<4d} D={D:<4d} H={H:<4d} bptt {tb * 1e3:9.2f} ms  "
+              f"torch {tt * 1e3:9.2f} ms  ratio {tb / tt:5.2f}  {gb:6.1f} GFLOP/s "
+              f"({100 * gb / row_rate:3.0f}% of matmul {row_rate:.0f})  peak MB bptt {_fmt_mb(mb)} "
+              f"torch {_fmt_mb(mt)}", flush=True)
+    rate = float(np.median([r["rate"] for r in rows] + [rate]))
+    ct = None
+    if not (args.quick or args.no_compile_times):
+        ct = compile_times(args.cells)
+        print("compile times:\n" + compile_text(ct))
+    info["load"] = (
+        f"{stats.get('pairs', 0)} timed pairs, the most other processes used during one: "
+        f"{100 * stats.get('other_max', 0.0):.0f}% of the CPUs"
+        + (f"; with --quiet {args.quiet}: {stats.get('discarded', 0)} pairs thrown away and redone"
+           + (f", and on {stats['gave_up']} rows the machine stayed busy, so their last pairs were "
+              f"kept as they came" if stats.get("gave_up") else "")
+           if args.quiet else "")
+    ) if load.ok else "not measured (no /proc)"
+    print("other load:", info["load"])
+    if args.out:
+        write_markdown(args.out, argv, info, rate, rows, ct, args)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _command(argv):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ)
+    return " ".join(([env] if env else []) + ["python benchmarks/cells.py"] + [shlex.quote(a) for a in argv])
+
+
+def goals(r, largest):
+    """(ratio goal, matmul-fraction goal or None) of a row: bptt/torch < 1, <= 0.8 where torch
+    reaches under 70% of the matmul rate; 85% of the rate on the largest row."""
+    tpct = 100 * r["flops"] / r["torch_s"] / 1e9 / r["rate"]
+    return (0.8 if tpct < 70 else 1.0), (85 if largest else None)
+
+
+def notes_text(rows):
+    """Rows short of the goal, each with what bounds it, as measured in this run."""
+    out = []
+    cell_rows = [r for r in rows if r["cell"] != "char model"]
+    largest = {r["cell"]: max((q for q in cell_rows if q["cell"] == r["cell"]), key=lambda q: q["flops"])
+               for r in cell_rows}
+    for r in rows:
+        ratio = r["bptt_s"] / r["torch_s"]
+        rate = r["rate"]
+        tpct = 100 * r["flops"] / r["torch_s"] / 1e9 / rate
+        bpct = 100 * r["flops"] / r["bptt_s"] / 1e9 / rate
+        goal, need = goals(r, largest.get(r["cell"]) is r)
+        short = []
+        if not (ratio <= goal and ratio < 1.0):
+            short.append(f"bptt/torch {ratio:.2f} (goal {'<= 0.8' if goal < 1 else '< 1'})")
+        if need is not None and bpct < need:
+            short.append(f"{bpct:.0f}% of the matmul rate (goal {need}%)")
+        if r["bptt_peak"] is not None and r["torch_peak"] is not None and r["bptt_peak"] > r["torch_peak"]:
+            short.append(f"peak memory {_fmt_mb(r['bptt_peak'])} MB against torch's {_fmt_mb(r['torch_peak'])} MB")
+        if not short:
+            continue
+        H = r["H"]
+        G = 4 if r["cell"] == "char model" else GATES[r["cell"]]
+        line = (
+            f"- **{_label(r)} T={r['T']} B={r['B']} D={r['D']} H={H}**: {'; '.join(short)}. bptt reaches "
+            f"{bpct:.0f}% of the matmul rate, torch {tpct:.0f}%; the matrix products alone would take "
+            f"{r['flops'] / rate / 1e6:.2f} ms at that rate."
+        )
+        best = tpct / (need or 100)  # bptt/torch if bptt ran at the goal's share of the rate
+        if bpct >= 85:
+            line += (
+                f" Bound by the matrix multiply: even at {need or 100}% of the rate bptt/torch would be "
+                f"{best:.2f}; the rest is the element-wise gate math and the passes over the "
+                "(T, B, G*H) arrays, bound by memory bandwidth."
+            )
+        elif r["step_rate"] is not None:
+            import numba
+
+            n = max(1, min(numba.get_num_threads(), r["B"]))
+            rows_ = -(-r["B"] // n)
+            spct = 100 * n * r["step_rate"] / rate
+            line += (
+                f" One step's recurrent product for one thread's {rows_} rows, ({rows_}, {H}) @ ({H}, {G * H}), "
+                f"runs at {r['step_rate']:.0f} GFLOP/s by the micro-kernel, {spct:.0f}% of the rate with "
+                f"{n} threads doing the same; the {2 * r['T']} such products of a step (forward and "
+                "backward) and the gate math between them set the pace."
+            )
+        if r.get("torch_onednn") and r["cell"] in ("lstm", "char model"):
+            line += (
+                " torch's LSTM runs oneDNN's fused RNN primitive (aten::mkldnn_rnn_layer, forward "
+                "and backward): one call per sequence, which keeps its weights packed for all the steps."
+            )
+        out.append(line)
+    if not out:
+        return "Every row meets the goal."
+    return "\n".join(out) + (
+        "\n\nWhat would close the rest: on rows bound by the matrix multiply, only a faster "
+        "product (this machine's BLAS reaches the rate above; the micro-kernel about the same per "
+        "thread); elsewhere, fewer passes over the (T, B, G*H) arrays, e.g. recomputing tanh(c) in "
+        "the backward instead of storing it."
+    )
+
+
+def write_markdown(path, argv, info, rate, rows, ct, args):
+    text = f"""## Cells: one training step against PyTorch on the CPU (`benchmarks/cells.py`)
+
+Made by `{_command(argv)}` (this section is written by that command).
+
+### Machine
+
+- CPU: {info['cpu']}, {info['cores']} cores
+- Python {info['python']}, NumPy {info['numpy']} (BLAS: {info['blas']}), PyTorch {info['torch']}, numba {info['numba']}, bptt {info['bptt']}
+- bptt time-loop backend: {info['backend']}
+- threads: {info['threads']}
+- environment: {info['env']}
+- other processes on this machine during the timings: {info['load']}
+- float32 matrix-multiply rate of this machine, measured in the same run before every row ({'512' if args.quick else '2048'} x {'512' if args.quick else '2048'} `np.matmul` on NumPy's BLAS threads, once before every timed pair; each row's percentages use the median of its own measurements, as the rate of this shared machine drifts by 10-20% within a run): median **{rate:.1f} GFLOP/s**, from {min(r['rate'] for r in rows):.0f} to {max(r['rate'] for r in rows):.0f}
+
+### Method
+
+One training step of one layer, float32: forward, then backward of `sum(out * g)` for a fixed
+random `g` (input gradient included) - `bptt.RNN/LSTM/GRU(D, H)` against
+`torch.nn.RNN/LSTM/GRU(D, H)` with the same weights, in the same process, alternating one bptt
+step and one torch step, {args.warmup} untimed warm-up steps each, then the median of {args.repeats},
+each timed step preceded by {args.settle} s of sleep and one untimed step of the same library (after
+a BLAS call OpenBLAS's worker threads spin for about 0.1 s, torch's OpenMP threads for about
+0.01 s: without the pause the library timed next would share the two cores with the other's
+spinning threads; the untimed step makes the timed one a step in a run of steps, as in training).
+The last row is a whole training step of the character model (`bptt.CharModel` against the same
+model in torch, the same weights and batch of random characters, the state carried between
+steps): embedding, LSTM layers, Linear head, cross-entropy, backward, gradient-norm clipping at
+5, Adam; D is the embedding size there.
+GFLOP/s counts the matrix products only, 3 x 2*T*B*G*H*(D+H) per layer and step (forward; the
+backward does twice that; the char model adds its head's 3 x 2*T*B*H*V), G = 1, 4, 3 for RNN,
+LSTM, GRU; "% of matmul" is that rate over the machine's matmul rate measured before the row.
+Peak memory is the most extra memory one step holds: for bptt, NumPy's allocations as
+`tracemalloc` sees them (numba's few scratch rows are not counted); for torch, the running sum
+of the allocation and free events of its CPU allocator recorded by `torch.profiler`
+(`profile_memory=True`; memory oneDNN manages itself is not counted).
+
+How bptt runs a step (`bptt/cells/_numba_loops.py`): the batch is split into one block of rows
+per thread, and each thread runs the whole time loop for its rows (the rows of a batch never
+meet in the recurrence, so the threads need no synchronisation per step), calling NumPy's own
+BLAS on one thread for each step's product and compiled, fused gate math; the input projection
+and the weight gradients are single products split into row blocks over the same threads.
+
+### Results
+
+{table(rows)}
+
+"matmul floor" is the time the step's matrix products would take at the machine's matmul rate.
+
+### Rows short of the goal
+
+{notes_text(rows)}
+
+### First-call compile time
+
+{compile_text(ct)}
+"""
+    from _report import write_section
+
+    write_section("cells", text, path)
+
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

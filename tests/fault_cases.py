@@ -288,6 +288,7 @@ ANY_RUN_CMDS = {  # command -> argv given the run-or-checkpoint path to use
     "train --resume": lambda e, r: ["train", "--resume", r, "--steps", 9, "--quiet"],
     "forecast": lambda e, r: ["forecast", r],
     "plot": lambda e, r: ["plot", r, "--out", os.path.join(e.tmp, "p.png")],
+    "export": lambda e, r: ["export", r, "--onnx", os.path.join(e.tmp, "m.onnx")],
 }
 
 CASES = []
@@ -359,6 +360,8 @@ _add("forecast --data", "two values, fewer than the model's window", lambda e: [
      r"short\.csv has 2 values; the model reads a window of 3$")
 _add("sample", "a series-task run", lambda e: ["sample", e.series],
      r"holds a 'series' task run, not a character model; forecast with: bptt forecast RUN --steps K$")
+_add("train --resume", "a series-task run", lambda e: ["train", "--resume", e.series, "--quiet"],
+     r"holds a 'series' task run; task runs cannot be resumed \(train a new one with bptt train --task series\)$")
 
 # --- numbers out of range
 _add("train", "--seq-len 0", lambda e: _train(e, e.text, "--seq-len", 0),
@@ -444,6 +447,13 @@ _add("gradflow --out", "a path under a file",
      r"text\.txt is a file, not a directory$", group="fault")
 _add("plot --out", "a path under a file", lambda e: ["plot", e.run, "--out", os.path.join(e.text, "p.png")],
      r"text\.txt is a file, not a directory$", group="fault")
+
+_add("export --onnx", "a path under a file", lambda e: ["export", e.run, "--onnx", os.path.join(e.text, "m.onnx")],
+     r"Not a directory: \S*text\.txt/m\.onnx$", group="fault", resumes=False)
+_add("export --onnx", "a directory that does not exist", lambda e: ["export", e.run, "--onnx", os.path.join(e.tmp, "nowhere", "m.onnx")],
+     r"No such file or directory: \S*nowhere/m\.onnx$", group="fault", resumes=False)
+_add("export --onnx", "an existing directory", lambda e: ["export", e.run, "--onnx", e.emptydir],
+     r"Is a directory: \S*emptydir$", group="fault", resumes=False)
 
 # --- write errors while checkpointing
 _add("train --resume", "disk full at the first tensor file of the next checkpoint (simulated ENOSPC)",
@@ -568,6 +578,16 @@ for what, damage, expect, covered in DAMAGE:
         ok = pattern == "ok" or pattern.startswith("resuming ")
         _add(cmd, what, argv_of, pattern, rc=0 if ok else 1, damage=damage, covered=covered,
              run_unchanged=not ok, group="checkpoint", leftovers_ok=what.startswith("leftovers") and cmd == "sample")
+
+# --- export
+_add("export", "a series-task run", lambda e: ["export", e.series, "--onnx", os.path.join(e.tmp, "m.onnx")],
+     r"holds a 'series' task run, not a character model")
+_add("export", "a flipped byte in model.safetensors", lambda e: ["export", e.run, "--onnx", os.path.join(e.tmp, "m.onnx")],
+     r"ckpt-00000006/model\.safetensors is damaged: its checksum does not match checkpoint\.json" + OLDER,
+     damage=lambda c: flip_byte(os.path.join(c, "model.safetensors")))
+_add("export", "the onnx package not installed (simulated)", lambda e: ["export", e.run, "--onnx", os.path.join(e.tmp, "m.onnx")],
+     r"ONNX export needs the onnx package, which is not installed: pip install 'bptt\[onnx\]'$",
+     fault=lambda e: mock.patch.dict(sys.modules, {"onnx": None}))
 
 
 def available_commands():

@@ -13,6 +13,7 @@ from bptt.cells import _kernels, _numpy_loops as ref
 
 import numba  # noqa: E402,F401 - a dependency: the fast path is always tested, never skipped
 from bptt.cells import _numba_loops as fast  # noqa: E402
+from training_helpers import REPO  # noqa: E402
 
 SHAPES = [(1, 1, 3, 4), (7, 3, 5, 6), (20, 4, 8, 16)]  # (T, B, D, H)
 CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
@@ -325,12 +326,18 @@ def test_missing_numba_falls_back_silently():
 
 # ----------------------------------------------------------------------------- benchmark smoke
 def test_benchmark_quick(tmp_path, capsys):
-    import torch  # noqa: F401 - a test dependency
-    from bptt import bench
+    """The harness in benchmarks/cells.py (not part of the library) runs and writes its table."""
+    import importlib.util
 
+    import torch  # noqa: F401 - a test dependency
+
+    spec = importlib.util.spec_from_file_location("bench_cells", os.path.join(REPO, "benchmarks", "cells.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
     out = tmp_path / "B.md"
     argv = ["--quick", "--repeats", "1", "--warmup", "0", "--settle", "0", "--cells", "lstm", "--out", str(out)]
     assert bench.main(argv) == 0
     text = out.read_text()
     assert "| lstm | 5 | 1 | 3 | 4 |" in text and "GFLOP/s" in text
+    assert "Made by `python benchmarks/cells.py --quick" in text
     assert "ratio" in capsys.readouterr().out

@@ -189,7 +189,16 @@ def resume_run(path, epochs=None):
         cfg.epochs = epochs
     run = ClassifyRun(cfg, meta)
     run.restore(meta, weights, tensors, ckpt)
+    _rewrite_metrics(run)  # the log as of the checkpoint: no line of an epoch that will be redone
     return run
+
+
+def _rewrite_metrics(run):
+    path = os.path.join(run.cfg.out, "metrics.jsonl")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in run.history)
+    os.replace(tmp, path)
 
 
 def test_data(run, path):

@@ -3,7 +3,7 @@
     bptt train   [options]            train a character language model (default: on Python's own source)
     bptt sample  RUN [options]        sample text from a trained run
     bptt eval    RUN --data FILE      loss, bits per character and perplexity on a text
-    bptt bench   [options]            speed against PyTorch on the CPU
+    bptt export  RUN --onnx FILE      the trained model as ONNX, for runtimes without bptt or PyTorch
     bptt train --task NAME [options]  a classic BPTT task (binary-add, echo, next-prime, copy, adding, series)
     bptt forecast RUN --steps K       the next K values from a trained series run
     bptt train --task classify --data TRAIN --test TEST   a label per series (.ts / .csv files)
@@ -206,15 +206,32 @@ def cmd_eval(args):
     return 0
 
 
-def _add_bench(sub):
-    p = sub.add_parser("bench", help="speed of the cells against PyTorch on the CPU", add_help=False)
-    p.set_defaults(func=cmd_bench)
+def _add_export(sub):
+    p = sub.add_parser("export", help="write a trained character model as an ONNX file",
+                       description="Write the model of a run (or checkpoint) as ONNX (opset 17, float32) "
+                       "for ONNX Runtime and other runtimes: input ids (T, B) int64 and optional h0/c0, "
+                       "outputs logits (T, B, V) and h_n/c_n; the vocabulary is in the metadata. "
+                       "Needs: pip install 'bptt[onnx]'.")
+    p.add_argument("run", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("--onnx", metavar="FILE", required=True, help="the .onnx file to write")
+    p.set_defaults(func=cmd_export)
 
 
-def cmd_bench(args):
-    from . import bench
+def cmd_export(args):
+    from . import export
+    from .sample import load_model
 
-    return bench.main(args.rest)
+    try:
+        export.require_onnx()
+    except ModuleNotFoundError as e:
+        print(f"bptt: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    model, vocab, _ = load_model(args.run)
+    path = export.to_onnx(model, args.onnx, vocab=vocab)
+    states = "h0, c0" if model.is_lstm else "h0"
+    print(f"wrote {path}: ids (T, B) int64 [+ {states}] -> logits (T, B, {model.config.vocab_size}), "
+          f"{states.replace('0', '_n')}")
+    return 0
 
 
 def build_parser():
@@ -223,7 +240,7 @@ def build_parser():
     _add_train(sub)
     _add_sample(sub)
     _add_eval(sub)
-    _add_bench(sub)
+    _add_export(sub)
     from .tasks_cli import add_forecast
 
     add_forecast(sub)
@@ -239,10 +256,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     try:
-        if argv[:1] == ["bench"]:
-            args = argparse.Namespace(func=cmd_bench, rest=argv[1:])
-        else:
-            args = parser.parse_args(argv)
+        args = parser.parse_args(argv)
         if getattr(args, "func", None) is None:
             parser.print_help()
             return EXIT_USAGE

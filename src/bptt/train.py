@@ -297,6 +297,9 @@ def build_run(cfg, resume=None, overrides=None):
         os.makedirs(cfg.out, exist_ok=True)  # a directory that cannot be made fails here, before training
         return run
     ckpt_dir, meta, weights, tensors = ckpt_io.load_checkpoint(resume)
+    if "task" in meta:  # `bptt train --task NAME` saves the trained model, not a training state
+        raise ckpt_io.CheckpointError(f"{ckpt_dir} holds a {meta['task']!r} task run; task runs cannot be "
+                                      f"resumed (train a new one with bptt train --task {meta['task']})")
     meta["_path"] = ckpt_dir
     try:
         saved = TrainConfig(**{f.name: meta["train"][f.name] for f in fields(TrainConfig) if f.name in meta["train"]})

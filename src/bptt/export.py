@@ -1,0 +1,278 @@
+"""ONNX export: a trained model as a graph of standard ONNX operators, for runtimes where neither
+bptt nor PyTorch is installed (ONNX Runtime in a C++ service, on a phone, in a browser).
+
+    to_onnx(model, path, vocab=None)    a CharModel or an RNN / LSTM / GRU layer -> path
+    build_onnx(model, vocab=None)       the same as an in-memory onnx.ModelProto
+
+The graphs (opset 17, float32, T and B dynamic):
+
+    CharModel   ids (T, B) int64 [, h0 (L*K, B, H) [, c0]]  ->  logits (T, B, V), h_n [, c_n]
+                Gather (embedding) -> one ONNX RNN/LSTM/GRU node per layer -> MatMul + Add (head)
+    RNN/LSTM/GRU  x (T, B, D) [(B, T, D) if batch_first] [, h0 [, c0]]
+                ->  out (T, B, K*H) [(B, T, K*H)], h_n [, c_n]
+
+``h0``/``c0`` are optional in the ONNX sense: each graph input has an initializer of the same name
+(zeros of shape (L*K, 1, H)), which the ONNX IR defines as the input's default value, and the
+graph expands it to the batch. Leave them out of the feed for a zero initial state; feed the
+previous call's ``h_n``/``c_n`` to carry the state on.
+
+Orders differ from PyTorch's and are converted here: ONNX's LSTM gates are i, o, f, c (torch
+i, f, g, o); its GRU gates are z, r, h (torch r, z, n), and PyTorch's GRU, which applies r after
+the recurrent product and its bias, is ONNX's ``linear_before_reset=1``. ONNX's bias ``B`` is
+[input bias, recurrent bias] per direction; its output ``Y`` is (T, K, B, H), transposed and
+reshaped to (T, B, K*H) for the next layer and the head (forward half first, as in PyTorch).
+
+The model's arguments (and a character model's vocabulary) go into ``metadata_props`` as JSON
+under the keys ``model`` and ``vocab``. ``onnx`` is imported only here (``pip install 'bptt[onnx]'``).
+
+Dimensions: T time, B batch, D input, E embedding, H hidden, V vocabulary, L layers,
+K directions, G gates.
+"""
+
+import json
+import os
+
+import numpy as np
+
+OPSET = 17
+IR_VERSION = 8  # the IR that opset 17 came with: runtimes from 2022 on read it
+
+# ONNX's gate blocks as indices into torch's: LSTM torch (i, f, g, o) -> ONNX (i, o, f, c);
+# GRU torch (r, z, n) -> ONNX (z, r, h); RNN has one block
+GATE_ORDER = {"RNN": (0,), "LSTM": (0, 3, 1, 2), "GRU": (1, 0, 2)}
+
+
+class ExportError(ValueError):
+    """A model that cannot be exported; the message is one line."""
+
+
+def require_onnx():
+    """-> the onnx module, or ModuleNotFoundError with the command that installs it."""
+    try:
+        import onnx
+    except ImportError:
+        raise ModuleNotFoundError(
+            "ONNX export needs the onnx package, which is not installed: pip install 'bptt[onnx]'"
+        ) from None
+    return onnx
+
+
+# ----------------------------------------------------------------------------- weights (pure)
+def reorder_gates(w, order):
+    """w (G*H, ...) with gate blocks in torch's order -> the blocks in ``order`` (ONNX's)."""
+    blocks = np.split(np.asarray(w), len(order), axis=0)
+    return np.concatenate([blocks[i] for i in order], axis=0)
+
+
+def onnx_layer_weights(params, kind, k, num_directions, bias=True):
+    """Layer k of a torch-named parameter dict -> ONNX's W (K, G*H, D), R (K, G*H, H) and
+    B (K, 2*G*H) = [bias_ih, bias_hh] per direction (None without bias), float32."""
+    order = GATE_ORDER[kind]
+    Ws, Rs, Bs = [], [], []
+    for d in range(num_directions):
+        s = f"_l{k}" + ("_reverse" if d == 1 else "")
+        Ws.append(reorder_gates(params[f"weight_ih{s}"], order))
+        Rs.append(reorder_gates(params[f"weight_hh{s}"], order))
+        if bias:
+            Bs.append(np.concatenate([reorder_gates(params[f"bias_ih{s}"], order),
+                                      reorder_gates(params[f"bias_hh{s}"], order)]))
+    f32 = lambda arrays: np.stack(arrays).astype(np.float32)  # noqa: E731
+    return f32(Ws), f32(Rs), (f32(Bs) if bias else None)
+
+
+# ----------------------------------------------------------------------------- graph builder
+class _Graph:
+    """Nodes, initializers, inputs and outputs of one ONNX graph, with generated names."""
+
+    def __init__(self, onnx):
+        self.onnx, self.h = onnx, onnx.helper
+        self.nodes, self.inits, self.inputs, self.outputs = [], [], [], []
+        self._n = 0
+
+    def name(self, base):
+        self._n += 1
+        return f"{base}_{self._n}"
+
+    def const(self, base, array):
+        name = self.name(base)
+        self.inits.append(self.onnx.numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def node(self, op, inputs, n_out=1, name=None, outputs=None, **attrs):
+        outputs = outputs or [self.name(f"{name or op.lower()}_out{i}") for i in range(n_out)]
+        self.nodes.append(self.h.make_node(op, inputs, outputs, name=self.name(name or op), **attrs))
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def input(self, name, elem_type, shape):
+        self.inputs.append(self.h.make_tensor_value_info(name, elem_type, shape))
+        return name
+
+    def output(self, name, elem_type, shape):
+        self.outputs.append(self.h.make_tensor_value_info(name, elem_type, shape))
+
+    def optional_state(self, name, n, H, batch):
+        """Graph input ``name`` (n, B, H) whose default (an initializer of the same name) is
+        zeros (n, 1, H); -> the name of it expanded to (n, B, H). ``batch``: a (1,) int64 tensor."""
+        self.input(name, self.onnx.TensorProto.FLOAT, [n, "batch", H])
+        self.inits.append(self.onnx.numpy_helper.from_array(np.zeros((n, 1, H), np.float32), name))
+        shape = self.node("Concat", [self.const("n", np.array([n], np.int64)), batch,
+                                     self.const("H", np.array([H], np.int64))], axis=0)
+        return self.node("Expand", [name, shape], name=f"{name}_to_batch")
+
+    def model(self, graph_name, metadata):
+        h = self.h
+        graph = h.make_graph(self.nodes, graph_name, self.inputs, self.outputs, self.inits)
+        m = h.make_model(graph, producer_name="bptt", opset_imports=[h.make_opsetid("", OPSET)])
+        m.ir_version = IR_VERSION
+        h.set_model_props(m, {k: json.dumps(v, ensure_ascii=False) for k, v in metadata.items()})
+        return m
+
+
+def layer_kind(layer):
+    """'RNN' | 'LSTM' | 'GRU': the ONNX operator of a bptt recurrent layer (subclasses included)."""
+    from .recurrent import GRU, LSTM, RNN
+
+    for cls in (RNN, LSTM, GRU):
+        if isinstance(layer, cls):
+            return cls.__name__
+    raise ExportError(f"{type(layer).__name__} is not an RNN, LSTM or GRU layer")
+
+
+def recurrent_nodes(g, layer, x, batch, prefix="rnn"):
+    """Add ``layer``'s stack to graph g: x (T, B, D) -> (out (T, B, K*H), final-state names).
+
+    The graph inputs ``h0`` (and ``c0``) (L*K, B, H) are added as optional inputs; the final
+    states are (L*K, B, H) under the names ``h_n`` (and ``c_n``), index k*K + direction."""
+    kind, L, K, H = layer_kind(layer), layer.num_layers, layer.num_directions, layer.hidden_size
+    n_states = 2 if kind == "LSTM" else 1
+    states0 = [g.optional_state(s, L * K, H, batch) for s in ("h0", "c0")[:n_states]]
+    attrs = {"hidden_size": H, "direction": "bidirectional" if K == 2 else "forward"}
+    if kind == "GRU":
+        attrs["linear_before_reset"] = 1
+    if kind == "RNN":
+        attrs["activations"] = [layer.cell_kwargs.get("nonlinearity", "tanh").capitalize()] * K
+    finals = [[] for _ in range(n_states)]
+    for k in range(L):
+        W, R, B = onnx_layer_weights(layer.params, kind, k, K, layer.bias)
+        lk = f"{prefix}_l{k}"
+        inits = [s if L == 1 else g.node(  # this layer's (K, B, H) slice of the stacked states
+            "Slice", [s, g.const("start", np.array([k * K], np.int64)),
+                      g.const("end", np.array([(k + 1) * K], np.int64)),
+                      g.const("axis", np.array([0], np.int64))]) for s in states0]
+        ins = [x, g.const(f"{lk}_W", W), g.const(f"{lk}_R", R),
+               g.const(f"{lk}_B", B) if B is not None else "", ""] + inits
+        Y, *states = g.node(kind, ins, n_out=1 + n_states, name=lk, **attrs)
+        # Y (T, K, B, H) -> (T, B, K, H) -> (T, B, K*H): the forward half first, as in torch
+        Yt = g.node("Transpose", [Y], perm=[0, 2, 1, 3])
+        x = g.node("Reshape", [Yt, g.const("shape", np.array([0, 0, K * H], np.int64))])
+        for f, s in zip(finals, states):
+            f.append(s)
+    names = ("h_n", "c_n")[:n_states]
+    for f, name in zip(finals, names):
+        g.node("Concat", f, outputs=[name], axis=0) if L > 1 else g.node("Identity", f, outputs=[name])
+    return x, list(names)
+
+
+def _batch_of(g, x, axis):
+    """The size of axis ``axis`` of tensor x, as a (1,) int64 tensor."""
+    return g.node("Shape", [x], start=axis, end=axis + 1)
+
+
+# ----------------------------------------------------------------------------- per model kind
+def _layer_args(layer):
+    args = {"class": layer_kind(layer), "input_size": layer.input_size,
+            "hidden_size": layer.hidden_size, "num_layers": layer.num_layers, "bias": layer.bias,
+            "batch_first": layer.batch_first, "bidirectional": layer.bidirectional}
+    return {**args, **layer.cell_kwargs}
+
+
+def _layer_graph(g, layer, vocab):
+    """An RNN / LSTM / GRU layer: x [, h0 [, c0]] -> out, h_n [, c_n]."""
+    if vocab is not None:
+        raise ExportError("a vocabulary belongs to a character model, not to a recurrent layer")
+    F = g.onnx.TensorProto.FLOAT
+    KH, LK, H = layer.num_directions * layer.hidden_size, layer.num_layers * layer.num_directions, layer.hidden_size
+    if layer.batch_first:
+        g.input("x", F, ["batch", "time", layer.input_size])
+        x = g.node("Transpose", ["x"], perm=[1, 0, 2])  # (T, B, D)
+    else:
+        x = g.input("x", F, ["time", "batch", layer.input_size])
+    out, states = recurrent_nodes(g, layer, x, _batch_of(g, x, 1))
+    if layer.batch_first:
+        g.node("Transpose", [out], outputs=["out"], perm=[1, 0, 2])
+        g.output("out", F, ["batch", "time", KH])
+    else:
+        g.node("Identity", [out], outputs=["out"])
+        g.output("out", F, ["time", "batch", KH])
+    for s in states:
+        g.output(s, F, [LK, "batch", H])
+    return {"model": _layer_args(layer)}
+
+
+def _char_model_graph(g, model, vocab):
+    """A CharModel: ids [, h0 [, c0]] -> logits, h_n [, c_n]."""
+    c, P = model.config, model.params
+    chars = None if vocab is None else list(getattr(vocab, "chars", vocab))
+    if chars is not None and len(chars) != c.vocab_size:
+        raise ExportError(f"the vocabulary has {len(chars)} characters but the model was built for {c.vocab_size}")
+    F = g.onnx.TensorProto.FLOAT
+    ids = g.input("ids", g.onnx.TensorProto.INT64, ["time", "batch"])
+    x = g.node("Gather", [g.const("embedding", P["embedding.weight"].astype(np.float32)), ids],
+               name="embedding", axis=0)  # (T, B, E)
+    out, states = recurrent_nodes(g, model.rnn, x, _batch_of(g, ids, 1))  # (T, B, H)
+    W = g.const("head_weight_T", np.ascontiguousarray(P["head.weight"].T, np.float32))  # (H, V)
+    y = g.node("MatMul", [out, W], name="head_matmul")
+    g.node("Add", [y, g.const("head_bias", P["head.bias"].astype(np.float32))], outputs=["logits"], name="head_bias")
+    g.output("logits", F, ["time", "batch", c.vocab_size])
+    for s in states:
+        g.output(s, F, [c.num_layers, "batch", c.hidden_size])
+    meta = {"model": {"class": "CharModel", **c.to_dict()}}
+    if chars is not None:
+        meta["vocab"] = chars
+    return meta
+
+
+def _exporter(model):
+    """The graph builder for this kind of model. A new kind is one function
+    ``(graph, model, vocab) -> metadata`` and one line here."""
+    from .model import CharModel
+    from .recurrent import GRU, LSTM, RNN
+
+    if isinstance(model, CharModel):
+        return _char_model_graph
+    if isinstance(model, (RNN, LSTM, GRU)):
+        return _layer_graph
+    raise ExportError(f"cannot export a {type(model).__name__} to ONNX: "
+                      "supported are CharModel and RNN, LSTM, GRU layers")
+
+
+# ----------------------------------------------------------------------------- entry points
+def build_onnx(model, vocab=None):
+    """-> an ``onnx.ModelProto`` (checked with ``onnx.checker``) computing ``model``'s forward
+    in float32. vocab: a ``bptt.data.Vocab`` or list of characters, stored in the metadata."""
+    build = _exporter(model)
+    onnx = require_onnx()
+    g = _Graph(onnx)
+    meta = build(g, model, vocab)
+    m = g.model(f"bptt_{type(model).__name__}", meta)
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def to_onnx(model, path, vocab=None):
+    """Write ``model`` (a CharModel or an RNN / LSTM / GRU layer) to ``path`` as ONNX; the file
+    is written under a temporary name and renamed, so a failure leaves no half file. -> path."""
+    data = build_onnx(model, vocab).SerializeToString()
+    path = os.fspath(path)
+    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise OSError(e.errno, e.strerror or str(e), path) from None
+    return path

@@ -1,0 +1,187 @@
+"""Sequence classification: the classifier's gradients, the data pieces, and bptt train --task
+classify / eval / predict / resume end to end, with bad inputs, on files the tests write and on
+one real archive dataset shipped by sktime."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import bptt
+from bptt.classify import SequenceClassifier, Standardizer, bucket_batches, pad_batch, stratified_split
+from bptt.cli import main
+from test_fast_path import restore_backend  # noqa: F401 - a fixture
+from test_series_files import sktime_data_dir
+
+
+@pytest.mark.parametrize("cell,pool,bidirectional,layers", [("lstm", "last", True, 1), ("gru", "mean", False, 2),
+                                                            ("rnn", "mean", True, 1)])
+def test_classifier_gradcheck(cell, pool, bidirectional, layers, restore_backend):  # noqa: F811
+    """(The NumPy loops: the classifier's own math is checked here, the loops elsewhere.)"""
+    bptt.cells.set_backend("numpy")
+    rng = np.random.default_rng(0)
+    model = SequenceClassifier(2, 3, cell, hidden_size=3, num_layers=layers, bidirectional=bidirectional,
+                               pool=pool, dtype="float64", seed=1)
+    x = rng.standard_normal((5, 4, 2))
+    lengths = np.array([3, 5, 1, 4])
+    y = np.array([0, 2, 1, 2])
+    loss_fn = bptt.CrossEntropyLoss()
+
+    def fn():
+        model.zero_grad()
+        loss = loss_fn(model(x, lengths), y)
+        dx = model.backward(loss_fn.backward())
+        return float(loss), {"x": dx, **{k: v.copy() for k, v in model.grads.items()}}
+
+    result = bptt.gradcheck(fn, {"x": x, **model.params})
+    assert result.passed(1e-6), "\n" + str(result)
+    # padding never matters: the gradient on it is zero and changing it changes nothing
+    _, grads = fn()
+    assert np.all(grads["x"][3:, 0] == 0) and np.all(grads["x"][1:, 2] == 0)
+    x2 = x.copy()
+    x2[3:, 0] = 100.0
+    model.eval()
+    np.testing.assert_array_equal(model(x, lengths), model(x2, lengths))
+
+
+def test_data_pieces():
+    series = [np.array([[1.0, np.nan], [3.0, 2.0]]), np.array([[5.0, 4.0]])]
+    norm = Standardizer.fit(series)
+    np.testing.assert_allclose(norm.mean, [3.0, 3.0])
+    z = norm.transform(series, np.float32)
+    assert z[0].dtype == np.float32 and z[0][0, 1] == 0.0  # a missing value -> the mean
+    x, lengths = pad_batch(z, [1, 0], np.float32)
+    assert x.shape == (2, 2, 2) and list(lengths) == [1, 2] and np.all(x[1, 0] == 0)
+    lens = np.random.default_rng(1).integers(1, 100, 40)
+    batches = bucket_batches(lens, 8, np.random.default_rng(2))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(40))
+    spread = [np.ptp(lens[b]) for b in batches]
+    assert max(spread) < 40  # similar lengths in each batch
+    labels = np.array([0] * 10 + [1] * 5 + [2] * 2)
+    tr, va = stratified_split(labels, 0.2, np.random.default_rng(3))
+    assert sorted(labels[va].tolist()) == [0, 0, 1, 2] and len(tr) + len(va) == 17
+
+
+# ----------------------------------------------------------------------------- end to end
+def _write_ts(path, n, rng, dims=2, labels=("up", "down"), declared=("up", "down")):
+    """Easy classes: 'up' rises, 'down' falls; unequal lengths 4..12."""
+    lines = ["@problemName Toy", "@univariate false", f"@dimensions {dims}", "@equalLength false",
+             "@classLabel true " + " ".join(declared), "@data"]
+    for i in range(n):
+        lab = labels[i % len(labels)]
+        T = int(rng.integers(4, 13))
+        sign = 1.0 if lab == "up" else -1.0
+        dims_txt = []
+        for d in range(dims):
+            v = sign * np.linspace(0, 1, T) * (d + 1) + 0.1 * rng.standard_normal(T)
+            dims_txt.append(",".join(f"{a:.4f}" for a in v))
+        lines.append(":".join(dims_txt) + f":{lab}")
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    d = tmp_path_factory.mktemp("toy")
+    rng = np.random.default_rng(0)
+    return {"train": _write_ts(d / "TRAIN.ts", 40, rng), "test": _write_ts(d / "TEST.ts", 20, rng), "dir": d}
+
+
+TRAIN_ARGS = ["--cell", "gru", "--hidden", "8", "--batch", "8", "--lr", "0.02", "--quiet", "--seed", "3"]
+
+
+def test_train_eval_predict_resume(toy, capsys):
+    out = str(toy["dir"] / "run")
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--test", toy["test"], "--epochs", "6",
+                 "--out", out] + TRAIN_ARGS) == 0
+    text = capsys.readouterr().out
+    assert "best epoch" in text and "test " in text
+    assert os.path.isfile(os.path.join(out, "best", "checkpoint.json"))
+    history = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    assert [h["epoch"] for h in history] == list(range(1, 7))
+    best = max(history, key=lambda h: (h["val_accuracy"], -h["val_loss"]))
+    meta = json.load(open(os.path.join(out, "best", "checkpoint.json")))
+    assert meta["step"] == best["epoch"]
+
+    assert main(["eval", out, "--data", toy["test"], "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["n"] == 20 and 0.0 <= r["accuracy"] <= 1.0 and r["loss"] > 0
+    assert r["accuracy"] >= 0.9  # the classes are easy
+    assert os.path.isfile(r["confusion_png"]) and open(r["confusion_png"], "rb").read(4) == b"\x89PNG"
+    assert sum(map(sum, r["confusion"])) == 20
+    assert main(["eval", out, "--data", toy["test"]]) == 0
+    text = capsys.readouterr().out
+    assert "accuracy" in text and "recall per class" in text and "confusion matrix" in text
+
+    assert main(["predict", out, "--data", toy["test"]]) == 0
+    pred = capsys.readouterr().out.split()
+    assert len(pred) == 20 and set(pred) <= {"up", "down"}
+    truth = [line.rsplit(":", 1)[1] for line in open(toy["test"]).read().split("@data\n")[1].split()]
+    assert np.mean([p == t for p, t in zip(pred, truth)]) == r["accuracy"]
+
+
+def test_resume_continues_exactly(toy, capsys):
+    a, b = str(toy["dir"] / "a"), str(toy["dir"] / "b")
+    args = ["train", "--task", "classify", "--data", toy["train"], "--dropout", "0.3", "--layers", "2"] + TRAIN_ARGS
+    assert main(args + ["--epochs", "4", "--out", a]) == 0
+    assert main(args + ["--epochs", "2", "--out", b]) == 0
+    assert main(["train", "--resume", b, "--epochs", "4", "--quiet"]) == 0
+    capsys.readouterr()
+    for name in ("model.safetensors", "state.safetensors"):
+        wa = open(os.path.join(a, "ckpt-00000004", name), "rb").read()
+        wb = open(os.path.join(b, "ckpt-00000004", name), "rb").read()
+        assert wa == wb, name
+    def log(run):  # the training log without its timings
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in open(os.path.join(run, "metrics.jsonl"))]
+
+    assert log(a) == log(b) and len(log(b)) == 4
+    assert main(["train", "--resume", b, "--lr", "0.1"]) == 1
+    assert "cannot change when resuming" in capsys.readouterr().err
+
+
+def _one_line_error(capsys, argv, expected):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bptt: error: ") and expected in err, err
+
+
+def test_bad_inputs(toy, capsys, tmp_path):
+    rng = np.random.default_rng(5)
+    unseen = _write_ts(tmp_path / "unseen.ts", 4, rng, labels=("up", "sideways"), declared=("up", "sideways"))
+    _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--test", unseen,
+                             "--out", str(tmp_path / "r1")] + TRAIN_ARGS,
+                    "label 'sideways' (series 2) is not one of the training classes (down, up)")
+    assert not os.path.exists(tmp_path / "r1" / "latest")  # refused before training
+    three = _write_ts(tmp_path / "three.ts", 4, rng, dims=3)
+    out = str(tmp_path / "r2")
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--epochs", "1", "--out", out] + TRAIN_ARGS) == 0
+    capsys.readouterr()
+    _one_line_error(capsys, ["eval", out, "--data", three], "series 1 has 3 dimensions; the model reads 2")
+    _one_line_error(capsys, ["predict", out, "--data", three], "series 1 has 3 dimensions; the model reads 2")
+    _one_line_error(capsys, ["eval", out, "--data", unseen], "label 'sideways'")
+    empty = tmp_path / "empty.ts"
+    empty.write_text("@classLabel true up down\n@data\n1,2:3,4:up\n::up\n")
+    _one_line_error(capsys, ["eval", out, "--data", str(empty)], "line 4: dimension 1 is empty")
+    _one_line_error(capsys, ["train", "--task", "classify", "--data", str(empty), "--out", str(tmp_path / "r3")],
+                    "line 4: dimension 1 is empty")
+    _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--steps", "3"],
+                    "--steps does not apply to --task classify")
+    _one_line_error(capsys, ["train", "--pool", "mean"], "--pool needs --task classify")
+    _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--out", out],
+                    "already holds a run")
+
+
+def test_real_dataset_end_to_end(tmp_path, capsys):
+    """BasicMotions (UEA, 6 dimensions, 4 classes) from sktime's shipped files: train briefly,
+    evaluate on its TEST split well above chance (0.25)."""
+    d = sktime_data_dir() / "BasicMotions"
+    out = str(tmp_path / "bm")
+    assert main(["train", "--task", "classify", "--data", str(d / "BasicMotions_TRAIN.ts"), "--cell", "gru",
+                 "--hidden", "16", "--epochs", "12", "--lr", "0.01", "--batch", "8", "--val-fraction", "0.2",
+                 "--quiet", "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["eval", out, "--data", str(d / "BasicMotions_TEST.ts"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["n"] == 40 and r["accuracy"] >= 0.6, r
