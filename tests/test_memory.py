@@ -57,6 +57,25 @@ def test_sqrt_equals_full(cls, backend):
             assert np.abs(a - b).max() <= 1e-12 * max(np.abs(a).max(), 1e-30), (L, bidir, lengths, batch_first)
 
 
+@pytest.mark.parametrize("cls", [LSTM, GRU], ids=["lstm", "gru"])
+def test_sqrt_float32_runs_the_same_kernels(cls, backend):
+    """float32: the recomputed segments are the same kernels on the same numbers, so the outputs,
+    final states and dx are bit for bit those of full; the weight gradients are sums over the
+    segments instead of one product over T, equal to rounding."""
+    rng = np.random.default_rng(0)
+    x, dout = rng.standard_normal((50, 4, 6), np.float32), rng.standard_normal((50, 4, 8), np.float32)
+    res = []
+    for mode in memory.MODES:
+        layer = cls(6, 8, num_layers=2, memory=mode, seed=0)
+        out, s_T = layer(x)
+        dx, _ = layer.backward(dout)
+        res.append((out, s_T[0] if isinstance(s_T, tuple) else s_T, dx, layer.grads))
+    (o1, s1, d1, g1), (o2, s2, d2, g2) = res
+    assert np.array_equal(o1, o2) and np.array_equal(s1, s2) and np.array_equal(d1, d2)
+    for k in g1:
+        assert np.abs(g1[k] - g2[k]).max() <= 1e-5 * np.abs(g1[k]).max(), k
+
+
 def test_segments():
     assert [memory.segment_length(t) for t in (1, 2, 4, 5, 100, 101, 10_000)] == [1, 2, 2, 3, 10, 11, 100]
     assert memory.segment_bounds(11) == [(0, 4), (4, 8), (8, 11)]
