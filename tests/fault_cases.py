@@ -5,7 +5,7 @@ the same rows and writes ``docs/faults.md`` from the real messages).
 Each row runs ``bptt.cli.main`` in this process on a fresh copy of a small trained run, with
 stdout and stderr captured, optionally under a simulated fault (a full disk, a read-only
 directory) or after damaging the copy's newest checkpoint. Rows already asserted in
-``tests/test_cli.py`` or ``tests/test_viz.py`` are marked ``covered`` there: the table shows them,
+``tests/test_cli.py`` with the same checks are marked ``covered`` there: the table shows them,
 the tests here skip them.
 """
 
@@ -85,6 +85,11 @@ def leftovers(run_dir):
 
 
 # ----------------------------------------------------------------------------- the test bed
+def bed_train_argv(text, steps, out):
+    """The command that trains the bed's run (6 steps); with other steps, the same run longer."""
+    return ["train", "--data", text, *SMALL, "--steps", steps, "--checkpoint-every", 3, "--out", out]
+
+
 def make_bed(base):
     """Files and a trained run under ``base`` (a directory), built once per session/script:
     a 6-step run with checkpoints at 3 and 6, and bad files of every kind."""
@@ -112,8 +117,7 @@ def make_bed(base):
         assert rc == 0, err
     run = os.path.join(base, "run")
     if not os.path.isdir(run):
-        rc, _, err = run_cli(["train", "--data", files["text"], *SMALL, "--steps", 6,
-                              "--checkpoint-every", 3, "--out", run])
+        rc, _, err = run_cli(bed_train_argv(files["text"], 6, run))
         assert rc == 0, err
     return SimpleNamespace(base=base, run=run, **files)
 
@@ -390,7 +394,7 @@ _add("gates", "--text ''", lambda e: ["gates", e.run, "--text", "", "--out-dir",
 _add("gates", "--layer 5 (the model has 1)", lambda e: ["gates", e.run, "--text", "the", "--layer", 5, "--out-dir", e.tmp],
      r"layer must be in \[0, 1\) for this model \(1 layers?\), got 5$")
 _add("gates", "--units 99", lambda e: ["gates", e.run, "--text", "the", "--units", 99, "--out-dir", e.tmp],
-     r"unit 99 is out of range", covered="test_viz.py")
+     r"unit 99 is out of range")
 _add("gradflow", "--seq-len 0", lambda e: ["gradflow", "--seq-len", 0],
      r"argument --seq-len: expected a positive integer, got 0", rc=2)
 _add("gradflow", "--cells transformer", lambda e: ["gradflow", "--cells", "transformer"],
@@ -426,7 +430,7 @@ for cmd, argv_of in ANY_RUN_CMDS.items():
     _add(cmd, "a directory that is not a run", lambda e, f=argv_of: f(e, e.emptydir),
          r"emptydir has no metrics\.jsonl; is it a run directory\?$" if cmd == "plot"
          else r"emptydir holds no checkpoint \(not a bptt run directory\)$",
-         covered={"sample": "test_cli.py", "plot": "test_viz.py"}.get(cmd))
+         covered="test_cli.py" if cmd == "sample" else None)
 
 # --- where the output goes
 _add("train --out", "an existing file", lambda e: ["train", "--data", e.text, *SMALL, "--steps", 3, "--out", e.text],
@@ -684,14 +688,15 @@ def sigkill_run(workdir, kills=22, seed=1234, time_limit=150):
     then at random (fixed seed) one of: inside its n-th checkpoint write (n = 1..3), after it logs
     a random number of further steps (1..6), or after a random delay (0.05..0.6 s, often still
     starting up). Each launch resumes the run (``--resume``), or starts it again (``--out``) when
-    no checkpoint exists yet. After every kill the checkpoint the run names must load. Near the
+    no checkpoint exists yet (``fresh_over_leftovers`` counts those over a directory the killed
+    launch left non-empty). After every kill the checkpoint the run names must load. Near the
     end only kills inside a checkpoint write (of the last step too, written again on resume). A
     last launch runs to the end. Returns counts and paths."""
     rng = random.Random(seed)
     data = write_text(os.path.join(workdir, "kill-text.txt"), make_text(100))  # about 400 characters
     run = os.path.join(workdir, "killed-run")
     env = dict(os.environ, BPTT_BACKEND="numpy")  # no numba start-up: a launch takes ~0.5 s
-    n_kills = mid_write = fresh_starts = last_step = launch = 0
+    n_kills = mid_write = fresh_starts = fresh_over_leftovers = last_step = launch = 0
     how_killed = []
     deadline = time.monotonic() + time_limit
     while True:
@@ -701,6 +706,8 @@ def sigkill_run(workdir, kills=22, seed=1234, time_limit=150):
         else:  # killed before its first checkpoint: start again (the directory may hold a log, a tmp dir)
             argv = ["train", "--data", data, *KILL_TRAIN, "--out", run]
             fresh_starts += 1
+            if os.path.isdir(run) and os.listdir(run):  # what the killed launch left: a log, a tmp dir
+                fresh_over_leftovers += 1
         launch += 1
         near_end = last_step >= KILL_STEPS - 2 * KILL_EVERY
         mode = ("end" if n_kills >= kills else "delay" if launch == 1 else "write" if launch == 2 or near_end
@@ -744,4 +751,5 @@ def sigkill_run(workdir, kills=22, seed=1234, time_limit=150):
             assert all(np.isfinite(w).all() for w in weights.values())
         how_killed.append((what, "killed" if killed else "finished", last_step))
     return {"run": run, "data": data, "kills": n_kills, "mid_write": mid_write,
-            "fresh_starts": fresh_starts, "launches": launch, "log": how_killed}
+            "fresh_starts": fresh_starts, "fresh_over_leftovers": fresh_over_leftovers,
+            "launches": launch, "log": how_killed}

@@ -152,3 +152,36 @@ def test_gradcheck_catches_a_wrong_gradient():
 def test_gradcheck_refuses_float32():
     with pytest.raises(TypeError, match="float64"):
         bptt.gradcheck(lambda: (0.0, {"w": 0}), {"w": np.zeros(3, np.float32)})
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", list(CELLS))
+def test_sequence_backward_takes_none_for_the_final_state_gradient(name, dtype, backend):
+    """``backward(dout, None, cache)`` means a zero final-state gradient, as for the layers
+    (for LSTM also ``(None, None)`` and one part None), under both backends."""
+    from bptt.cells import _kernels
+
+    cell, kw = CELLS[name]
+    rng = np.random.default_rng(31)
+    T, B, D, H = 3, 2, 3, 4
+    params = {k: v.astype(dtype) for k, v in make_params(cell, D, H, rng).items()}
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    s0 = make_state(cell, B, H, rng)
+    s0 = tuple(s.astype(dtype) for s in s0) if cell is lstm else s0.astype(dtype)
+    before = _kernels._requested
+    _kernels.set_backend(backend)
+    try:
+        out, _, cache = cell.forward(x, s0, params, **kw)
+        dout = rng.standard_normal(out.shape).astype(dtype)
+        zeros = np.zeros((B, H), dtype)
+        want = cell.backward(dout, (zeros, zeros) if cell is lstm else zeros, cache)
+        nones = [None, (None, None), (None, zeros), (zeros, None)] if cell is lstm else [None]
+        for none in nones:
+            got = cell.backward(dout, none, cache)
+            for a, b in zip([got[0], *as_list(got[1]), *got[2].values()],
+                            [want[0], *as_list(want[1]), *want[2].values()]):
+                assert a.dtype == dtype
+                np.testing.assert_array_equal(a, b)
+    finally:
+        _kernels.set_backend(before if before in _kernels.BACKENDS else "numba")

@@ -178,23 +178,80 @@ def test_colsum_matches_sum():
         np.testing.assert_allclose(fast._colsum_par(a, n), a.sum(axis=0), rtol=0, atol=1e-12)
 
 
-def test_numpy_blas_is_reached_and_threads_restored():
-    """The fast path calls NumPy's own BLAS (found on this platform) on one thread while our
-    threads run, and gives OpenBLAS its thread count back afterwards, also after an error."""
+class _CountingBlas:
+    """NumPy's BLAS with its dgemm behind a ctypes callback that records each call's (m, n, k)
+    and the number of OpenBLAS threads at that moment, then runs the real dgemm."""
+
+    def __init__(self, real):
+        import ctypes
+
+        self.real, self.calls = real, []
+        sig = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
+                               ctypes.c_int64, ctypes.c_double, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                               ctypes.c_int64, ctypes.c_double, ctypes.c_void_p, ctypes.c_int64)
+        dgemm = sig(real.dgemm)
+
+        def counted(order, ta, tb, m, n, k, *rest):
+            self.calls.append((m, n, k, real.get_num_threads()))
+            dgemm(order, ta, tb, m, n, k, *rest)
+
+        self._callback = sig(counted)  # kept alive as long as this object
+        self.dgemm = ctypes.cast(self._callback, ctypes.c_void_p).value
+        self.sgemm = real.sgemm
+
+    def gemm(self, dtype):
+        return self.sgemm if np.dtype(dtype) == np.float32 else self.dgemm
+
+    def get_num_threads(self):
+        return self.real.get_num_threads()
+
+    def set_num_threads(self, n):
+        self.real.set_num_threads(n)
+
+
+def test_numpy_blas_is_reached_and_threads_restored(monkeypatch):
+    """In float64 with the BLAS path forced, every step's recurrent product of the LSTM loops is
+    one call of NumPy's own dgemm per block of rows (counted through a wrapper), made while
+    OpenBLAS runs on one thread; OpenBLAS gets its thread count back afterwards, also after an
+    error; and the results are the reference loops'."""
     from bptt.cells import _blas
 
-    blas = _blas.find()
-    assert blas is not None, "NumPy's OpenBLAS was not found: the fast path would use np.matmul per step"
-    before = blas.get_num_threads()
-    with _blas.single_threaded(blas):
-        assert blas.get_num_threads() == 1
-    assert blas.get_num_threads() == before
-    with pytest.raises(RuntimeError), _blas.single_threaded(blas):
-        raise RuntimeError("boom")
-    assert blas.get_num_threads() == before
-    layer = bptt.LSTM(3, 64, seed=0)
-    layer.forward(np.ones((4, 8, 3), np.float32))
-    assert blas.get_num_threads() == before
+    real = _blas.find()
+    assert real is not None, "NumPy's OpenBLAS was not found: the fast path would use np.matmul per step"
+    before = real.get_num_threads()
+    real.set_num_threads(2)  # so that "one thread while ours run" is visible
+    try:
+        with pytest.raises(RuntimeError), _blas.single_threaded(real):
+            assert real.get_num_threads() == 1
+            raise RuntimeError("boom")
+        assert real.get_num_threads() == 2
+        counting = _CountingBlas(real)
+        monkeypatch.setattr(_blas, "find", lambda: counting)
+        monkeypatch.setattr(fast, "FUSED_MAX_WORK", -1)
+        monkeypatch.setattr(fast, "FUSED_MAX_WORK_BACKWARD", -1)
+        monkeypatch.setattr(fast, "SHARDS", 2)
+        T, B, D, H = 4, 8, 3, 16
+        a = _loop_inputs("lstm", (T, B, D, H), np.float64, bias=True)
+        got = fast.lstm_forward_loop(a["xw"], a["h0"], a["c0"], a["W"])
+        assert real.get_num_threads() == 2
+        fwd = [c for c in counting.calls if c[:3] == (B // 2, 4 * H, H)]
+        assert len(fwd) == 2 * T, counting.calls  # T steps x 2 blocks
+        _assert_same(got, ref.lstm_forward_loop(a["xw"], a["h0"], a["c0"], a["W"]), 1e-12)
+        hs, cs, gates, tcs = got
+        dout = np.random.default_rng(3).standard_normal((T, B, H))
+        counting.calls.clear()
+        got = fast.lstm_backward_loop(dout, a["h0"], a["c0"], cs, gates, tcs, a["W"])
+        bwd = [c for c in counting.calls if c[:3] == (B // 2, H, 4 * H)]
+        assert len(bwd) == 2 * T, counting.calls
+        _assert_same(got, ref.lstm_backward_loop(dout, a["h0"], a["c0"], cs, gates, tcs, a["W"]), 1e-12)
+        layer = bptt.LSTM(D, H, dtype="float64", seed=0)
+        counting.calls.clear()
+        layer.forward(np.ones((T, B, D)))
+        assert len(counting.calls) > 2 * T  # the input projection and the steps
+        assert {c[3] for c in counting.calls} == {1}  # OpenBLAS on one thread during every call
+        assert real.get_num_threads() == 2
+    finally:
+        real.set_num_threads(before)
 
 
 def test_mixed_dtypes_fall_back_to_reference():

@@ -41,7 +41,9 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
     run, data = res["run"], res["data"]
     assert res["kills"] >= 20
     assert res["mid_write"] >= 3, f"only {res['mid_write']} kills landed inside a checkpoint write"
-    assert res["fresh_starts"] >= 2  # `--out` again over a directory a killed run left without a checkpoint
+    # `--out` again over a directory a killed run left non-empty but without a checkpoint (the
+    # second launch is killed inside its first checkpoint write, so the third starts over its rest)
+    assert res["fresh_over_leftovers"] >= 1, res["log"]
     assert not fc.leftovers(run)
     ckpt_dir, meta, _, _ = ckpt_io.load_checkpoint(run)
     assert meta["step"] == fc.KILL_STEPS
@@ -99,6 +101,25 @@ def test_bad_input_and_faults_one_line_nothing_lost(case, bed, tmp_path):
                 assert ckpt_io.load_checkpoint(run)[1]["step"] == steps
                 assert [r["step"] for r in metrics(run)] == list(range(1, steps + 1))
                 assert fc.leftovers(run) == []
+                # ... to the same weights and optimizer state as a run the fault never hit
+                ref = _straight_run(case, env, bed, run, steps, tmp_path)
+                for f in ("model.safetensors", "state.safetensors"):
+                    assert read_bytes(os.path.join(ckpt_io.resolve(run), f)) == read_bytes(os.path.join(ref, f)), f
+                assert [r["loss"] for r in metrics(run)] == [r["loss"] for r in metrics(os.path.dirname(ref))]
+
+
+def _straight_run(case, env, bed, run, steps, tmp_path):
+    """The newest checkpoint of the same run trained straight to ``steps``, never stopped: its
+    own command with ``--steps`` and ``--out`` changed (the bed's command for the bed's run)."""
+    out = str(tmp_path / "straight")
+    if run == env.new:
+        argv = [str(a) for a in case.argv(env)]
+        argv[argv.index("--steps") + 1], argv[argv.index("--out") + 1] = str(steps), out
+    else:
+        argv = fc.bed_train_argv(bed.text, steps, out)
+    rc, _, err = fc.run_cli(argv)
+    assert rc == 0, err
+    return ckpt_io.resolve(out)
 
 
 def test_fresh_run_disk_full_keeps_the_first_checkpoint(bed, tmp_path):

@@ -72,12 +72,19 @@ def test_dropout_is_applied_between_layers_only_and_reproducible():
     np.testing.assert_array_equal(out_a, out_b)  # same seed, same masks
     out_a2, _ = a.forward(x)
     assert not np.allclose(out_a, out_a2)  # a fresh mask on the next call
+    no_dropout = bptt.LSTM(3, 5, num_layers=2, dropout=0.0, dtype="float64", seed=9)  # same weights
+    want, _ = no_dropout.forward(x)
+    assert not np.allclose(out_a, want)  # training mode drops
     # one layer: no dropout at all (not after the last layer)
     c = bptt.LSTM(3, 5, num_layers=1, dropout=0.5, dtype="float64", seed=9)
-    np.testing.assert_array_equal(c.forward(x)[0], c.forward(x)[0])
-    # eval mode switches it off
+    c1 = bptt.LSTM(3, 5, num_layers=1, dropout=0.0, dtype="float64", seed=9)
+    np.testing.assert_array_equal(c.forward(x)[0], c1.forward(x)[0])
+    # eval mode switches it off: the output of the same layer without dropout, every time
     a.eval()
-    np.testing.assert_array_equal(a.forward(x)[0], a.forward(x)[0])
+    np.testing.assert_array_equal(a.forward(x)[0], want)
+    np.testing.assert_array_equal(a.forward(x)[0], want)
+    a.train()
+    assert not np.allclose(a.forward(x)[0], want)
 
 
 def test_backward_adds_into_grads_and_zero_grad_clears():

@@ -136,8 +136,12 @@ def test_state_dict_resumes_exactly(case):
     opt2 = cls(params2, grads2, lr=123.0)  # other hyperparameters: the state dict restores them
     opt2.load_state_dict(sd)
     assert opt2.hyper() == opt.hyper() and opt2.t == opt.t
+    # the saved state is a copy both ways: writing into its arrays (in place) changes neither the
+    # optimizer that saved it nor the one that loaded it
+    for b in sd["buffers"]:
+        for v in sd["buffers"][b].values():
+            v[...] = np.nan
     for step in range(10, 20):
-        sd["buffers"] = None  # the saved state is a copy: later steps cannot depend on it
         for k in grads:
             grads[k][...] = grads2[k][...] = seq[step][k]
         opt.lr = opt2.lr = lr_at(kw["lr"], step)
@@ -283,33 +287,36 @@ def test_schedule_sets_optimizer_lr():
     assert opt.lr == 0.5
 
 
-@pytest.mark.parametrize("cls, kw", [
-    (optim.SGD, {"lr": -0.1}),
-    (optim.SGD, {"lr": float("nan")}),
-    (optim.SGD, {"lr": float("inf")}),
-    (optim.SGD, {"lr": 0.1, "momentum": -0.5}),
-    (optim.SGD, {"lr": 0.1, "weight_decay": -1e-4}),
-    (optim.SGD, {"lr": 0.1, "nesterov": True}),
-    (optim.SGD, {"lr": 0.1, "momentum": 0.9, "dampening": 0.1, "nesterov": True}),
-    (optim.Adagrad, {"lr": -1.0}),
-    (optim.Adagrad, {"lr_decay": -0.1}),
-    (optim.Adagrad, {"initial_accumulator_value": -1.0}),
-    (optim.Adagrad, {"eps": -1e-10}),
-    (optim.RMSprop, {"alpha": 1.5}),
-    (optim.RMSprop, {"alpha": -0.1}),
-    (optim.RMSprop, {"momentum": -0.9}),
-    (optim.RMSprop, {"eps": -1.0}),
-    (optim.Adam, {"betas": (1.0, 0.999)}),
-    (optim.Adam, {"betas": (0.9, -0.1)}),
-    (optim.Adam, {"betas": (0.9,)}),
-    (optim.Adam, {"eps": -1e-8}),
-    (optim.Adam, {"weight_decay": -0.1}),
-    (optim.AdamW, {"weight_decay": -0.1}),
-    (optim.AdamW, {"lr": "0.1"}),
+@pytest.mark.parametrize("cls, kw, message", [
+    (optim.SGD, {"lr": -0.1}, r"^lr must be a finite number >= 0, got -0\.1$"),
+    (optim.SGD, {"lr": float("nan")}, r"^lr must be a finite number >= 0, got nan$"),
+    (optim.SGD, {"lr": float("inf")}, r"^lr must be a finite number >= 0, got inf$"),
+    (optim.SGD, {"lr": 0.1, "momentum": -0.5}, r"^momentum must be a finite number >= 0, got -0\.5$"),
+    (optim.SGD, {"lr": 0.1, "weight_decay": -1e-4}, r"^weight_decay must be a finite number >= 0, got -0\.0001$"),
+    (optim.SGD, {"lr": 0.1, "nesterov": True}, r"^nesterov momentum requires momentum > 0 and dampening = 0$"),
+    (optim.SGD, {"lr": 0.1, "momentum": 0.9, "dampening": 0.1, "nesterov": True},
+     r"^nesterov momentum requires momentum > 0 and dampening = 0$"),
+    (optim.Adagrad, {"lr": -1.0}, r"^lr must be a finite number >= 0, got -1\.0$"),
+    (optim.Adagrad, {"lr_decay": -0.1}, r"^lr_decay must be a finite number >= 0, got -0\.1$"),
+    (optim.Adagrad, {"initial_accumulator_value": -1.0},
+     r"^initial_accumulator_value must be a finite number >= 0, got -1\.0$"),
+    (optim.Adagrad, {"eps": -1e-10}, r"^eps must be a finite number >= 0, got -1e-10$"),
+    (optim.RMSprop, {"alpha": 1.5}, r"^alpha must be in \[0, 1\], got 1\.5$"),
+    (optim.RMSprop, {"alpha": -0.1}, r"^alpha must be a finite number >= 0, got -0\.1$"),
+    (optim.RMSprop, {"momentum": -0.9}, r"^momentum must be a finite number >= 0, got -0\.9$"),
+    (optim.RMSprop, {"eps": -1.0}, r"^eps must be a finite number >= 0, got -1\.0$"),
+    (optim.Adam, {"betas": (1.0, 0.999)}, r"^beta1 must be in \[0, 1\), got 1\.0$"),
+    (optim.Adam, {"betas": (0.9, -0.1)}, r"^beta2 must be a finite number >= 0, got -0\.1$"),
+    (optim.Adam, {"betas": (0.9,)}, r"^betas must be a pair \(beta1, beta2\), got \(0\.9,\)$"),
+    (optim.Adam, {"eps": -1e-8}, r"^eps must be a finite number >= 0, got -1e-08$"),
+    (optim.Adam, {"weight_decay": -0.1}, r"^weight_decay must be a finite number >= 0, got -0\.1$"),
+    (optim.AdamW, {"weight_decay": -0.1}, r"^weight_decay must be a finite number >= 0, got -0\.1$"),
+    (optim.AdamW, {"lr": "0.1"}, r"^lr must be a finite number >= 0, got '0\.1'$"),
 ])
-def test_bad_hyperparameters_raise(cls, kw):
+def test_bad_hyperparameters_raise(cls, kw, message):
+    """Each bad value is refused by its own check, whose message names it and the value."""
     params, grads = make_params()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         cls(params, grads, **kw)
 
 

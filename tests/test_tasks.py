@@ -11,6 +11,7 @@ from bptt import cli
 from bptt.tasks import (forecast, load_series, run_adding, run_binary_add, run_copy, run_echo,
                         run_next_prime, run_series)
 from bptt.tasks.binary_add import add, split_pairs
+from bptt.tasks.echo import REFERENCE_LOSS
 from bptt.tasks.long_lag import adding_batch, copy_batch
 
 
@@ -31,11 +32,19 @@ def test_binary_add_exact_on_held_out_pairs_and_on_16_and_32_bits():
 
 
 # ----------------------------------------------------------------------------- echo, next prime
-def test_echo_reaches_a_small_loss_in_100_steps():
-    r = run_echo(seed=0, progress=False)  # the reference setup: SGD 0.1, readout h[0]
+def test_echo_reaches_the_reference_loss_in_100_steps():
+    """Within 1.2x of the reference's loss at step 100 (2.6e-6), on every seed tried, with the
+    improved setup (a Linear head, SGD lr 0.1 with momentum 0.5). The reference setup itself
+    (readout h[0], plain SGD) does not get there reliably with PyTorch's LSTM (tanh on the cell
+    output, which the reference lacks): 3.4e-6 at seed 0, a median of 5.5e-5 over 8 seeds
+    (BENCHMARKS.md); it is checked here only to learn the targets."""
+    for seed in (0, 1, 2):
+        r = run_echo(readout="linear", momentum=0.5, seed=seed, progress=False)
+        assert r["steps"] == 100
+        assert r["loss_at_last_step"] <= 1.2 * REFERENCE_LOSS, (seed, r["loss_at_last_step"])
+        assert np.allclose(r["predictions"], [-0.5, 0.2, 0.1, -0.5], atol=2e-3)
+    r = run_echo(seed=0, progress=False)  # the reference setup
     assert r["steps"] == 100 and r["loss_at_last_step"] < 1e-5
-    r = run_echo(readout="linear", momentum=0.5, seed=0, progress=False)
-    assert r["loss_at_last_step"] < 2.6e-6  # below the reference
     assert np.allclose(r["predictions"], [-0.5, 0.2, 0.1, -0.5], atol=2e-3)
 
 
@@ -121,12 +130,28 @@ def _main(argv, capsys):
     ["--task", "copy", "--lag", "3", "--steps", "4", "--hidden", "4", "--symbols", "2", "--alphabet", "3"],
 ])
 def test_cli_train_task_runs_and_saves(argv, tmp_path, capsys):
+    """The command trains exactly what the library function trains with the same options (the
+    same loss at every step) and saves that model's weights."""
+    from bptt.tasks import TASKS, load_run
+    from bptt.tasks_cli import task_kwargs
+
     out = str(tmp_path / "run")
     code, stdout, err = _main(["train", *argv, "--quiet", "--out", out], capsys)
     assert code == 0, err
     assert "reference" in stdout and "run saved" in stdout
     with open(os.path.join(out, "result.json")) as f:
-        assert json.load(f)["task"] == argv[1]
+        saved = json.load(f)
+    assert saved["task"] == argv[1]
+    want = TASKS[argv[1]](progress=False, **task_kwargs(cli.build_parser().parse_args(["train", *argv])))
+    assert saved["steps"] == want["steps"] == int(argv[argv.index("--steps") + 1])
+    assert [tuple(p) for p in saved["curve"]] == [tuple(p) for p in want["curve"]]
+    assert all(np.isfinite(loss) for _, loss in saved["curve"])
+    model, meta = load_run(out)
+    assert meta["result"]["steps"] == saved["steps"]
+    got, ref = model.state_dict(), want["model"].state_dict()
+    assert sorted(got) == sorted(ref)
+    for k in ref:
+        np.testing.assert_array_equal(got[k], ref[k])
 
 
 def test_cli_series_train_and_forecast(tmp_path, capsys):

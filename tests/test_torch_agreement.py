@@ -81,8 +81,16 @@ def test_initialisation_matches_torch_distribution():
         assert abs(v.mean()) < 5 * bound / np.sqrt(3 * v.size)  # 5 standard errors
     a, b = bptt.GRU(3, 4, seed=1), bptt.GRU(3, 4, seed=2)
     assert not np.array_equal(a.params["weight_hh_l0"], b.params["weight_hh_l0"])
-    # no two tensors share values (the "identical initial weights" bug)
-    assert not np.array_equal(layer.params["weight_hh_l0"][:5, :5], layer.params["weight_hh_l1"][:5, :5])
+    # no two tensors share values (the "identical initial weights" bug): every pair of tensors of
+    # the same shape, in full, in a two-layer bidirectional layer (directions, layers, biases)
+    for layer in (bptt.LSTM(10, H, num_layers=2, seed=0), bptt.GRU(H, H, num_layers=2, bidirectional=True, seed=0)):
+        names = sorted(layer.params)
+        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+                 if layer.params[a].shape == layer.params[b].shape]
+        assert len(pairs) >= 6
+        for a, b in pairs:
+            same = np.mean(layer.params[a] == layer.params[b])
+            assert same < 0.01, f"{a} and {b} share {same:.0%} of their values"
 
 
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 1e-5)])

@@ -358,9 +358,32 @@ def run_dir(tmp_path_factory):
     return out
 
 
-def test_training_writes_its_loss_plot(run_dir):
+def test_training_writes_its_loss_plot(run_dir, tmp_path, monkeypatch):
+    """The run's loss.png is the plot of its own metrics: its curves carry the logged losses at
+    the logged steps (raw and smoothed), the validation points, and the picture is the one
+    drawn from metrics.jsonl now, byte for byte."""
     assert png_size(run_dir / "loss.png") == (1000, 400)
-    assert os.path.getsize(run_dir / "loss.png") > 10_000
+    recs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps, losses = [r["step"] for r in recs], [r["loss"] for r in recs]
+    assert steps == list(range(1, 21)) and all(np.isfinite(losses))
+    figs = []
+    real_save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, out: (figs.append(fig), real_save(fig, out))[1])
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    os.remove(copy / "loss.png")
+    plots.write_loss_plot(str(copy))
+    assert (copy / "loss.png").read_bytes() == (run_dir / "loss.png").read_bytes()
+    (ax_step, ax_time), = [figs[0].axes[:2]]
+    raw, smoothed, val = ax_step.lines[:3]
+    np.testing.assert_array_equal(raw.get_xdata(), steps)
+    np.testing.assert_array_equal(raw.get_ydata(), losses)
+    np.testing.assert_allclose(smoothed.get_ydata(), plots.smooth(np.array(losses)), rtol=0, atol=0)
+    vals = [(r["step"], r["val_loss"]) for r in recs if "val_loss" in r]
+    assert [s for s, _ in vals] == [10, 20]
+    np.testing.assert_array_equal(val.get_xdata(), [s for s, _ in vals])
+    np.testing.assert_array_equal(val.get_ydata(), [v for _, v in vals])
+    np.testing.assert_array_equal(ax_time.lines[0].get_ydata(), losses)
 
 
 def test_cli_plot(run_dir, tmp_path, capsys):

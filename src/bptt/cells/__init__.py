@@ -10,7 +10,9 @@ Each module has the same four functions:
 
 ``params`` holds one direction of one layer under PyTorch's names without the suffix:
 ``weight_ih`` (G*H, D), ``weight_hh`` (G*H, H) and, when the layer has biases, ``bias_ih`` and
-``bias_hh`` (G*H,). The state is ``h`` (B, H) for RNN and GRU and the pair ``(h, c)`` for LSTM.
+``bias_hh`` (G*H,). The state is ``h`` (B, H) for RNN and GRU and the pair ``(h, c)`` for LSTM;
+``dstate_T`` may be None (zeros), for LSTM also either part of the pair. Row vectors throughout
+(one sample per row, products ``x @ W.T``), as in ``docs/derivations.md``.
 
 The sequential time loops run compiled with numba when it is installed (``"numba"``, the default)
 or in plain NumPy (``"numpy"``, the reference); ``set_backend`` / ``get_backend`` switch and tell,

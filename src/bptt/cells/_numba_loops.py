@@ -1,7 +1,24 @@
 """The time loops of the three cells compiled with numba: the fast path.
 
 Same functions, arguments and results as ``_numpy_loops`` (the reference they are tested
-against, to 1e-12 in float64). What differs is only how the work is done:
+against, to 1e-12 in float64). docs/derivations.md section 11 maps it; in short, where each
+cell's math is (read these first, the rest is scheduling and products):
+
+    cell  equations of one row (H units)       time loop over a block of rows   threads
+    RNN   _rnn_act        / _rnn_act_grad      _rnn_fwd_rows / _rnn_bwd_rows    _rnn_fwd_par / _rnn_bwd_par
+    LSTM  _lstm_cell_fwd  / _lstm_cell_bwd     _lstm_fwd_rows / _lstm_bwd_rows  _lstm_fwd_par / _lstm_bwd_par
+    GRU   _gru_cell_fwd   / _gru_cell_bwd      _gru_fwd_rows / _gru_bwd_rows    _gru_fwd_par / _gru_bwd_par
+
+(``_*_fwd_step`` / ``_*_bwd_step``: one step for all rows, when the step's product is an
+``np.matmul`` from Python.) The entry points at the end of the file (``rnn_forward_loop`` ...,
+``input_projection``, ``sequence_grads``, ``matmul``) plan each call (``_Plan``) and run these.
+Each ``*_cell_*`` kernel is the fused loop of ``_numpy_loops`` written per element: the step
+function ``rnn/lstm/gru.step_backward`` with its intermediates folded in (derivations sections
+3, 4, 5). In the LSTM kernels ``zr``, ``dzr`` and ``dz`` hold the pre-activations ``a`` of
+lstm.py and the doc and their gradient ``da`` (names kept here while other work on this file
+lands; ``z`` means the GRU's update gate everywhere else).
+
+Below that, the machinery:
 
 - the batch is split into one block of rows per thread (``numba.get_num_threads()``): the rows
   of a batch never meet in the recurrence, so each thread runs the whole time loop for its rows,
@@ -499,7 +516,10 @@ def _rnn_act(xr, ar, hr, relu, H):
 
 @njit(**_OPTS)
 def _rnn_act_grad(dr, g, hr, ar, relu, H):
-    """ar = (dr + g) * act'(a), act' from the output hr: relu [h > 0], tanh 1 - h^2."""
+    """ar = (dr + g) * act'(a), act' from the output hr: relu [h > 0], tanh 1 - h^2.
+
+    The RNN's backward line: ``rnn.step_backward`` (dh = dout + dh_next; da = dh * phi'(a)),
+    docs/derivations.md section 3. The product da @ W_hh follows in ``_rnn_bwd_rows``."""
     one = _like(dr[0], 1.0)
     zero = _like(dr[0], 0.0)
     if relu:
@@ -627,7 +647,12 @@ def _lstm_cell_fwd(xr, zr, c_prev, c_out, tc_out, h_out, H):
 
 @njit(**_OPTS)
 def _lstm_cell_bwd(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, H):
-    """One row: reads dh_next, replaces dc_next by dc * f, fills dzr (4H)."""
+    """One row: reads dh_next, replaces dc_next by dc * f, fills dzr (4H) = da, the gradient on
+    the pre-activations [a_i | a_f | a_g | a_o].
+
+    ``lstm.step_backward`` with di, df, dg, do folded into the four blocks of da, as in
+    ``_numpy_loops.lstm_backward_loop``: docs/derivations.md section 4 (the table of backward
+    lines and the worked example). The product da @ W_hh follows in ``_lstm_bwd_rows``."""
     one = _like(dr[0], 1.0)
     for j in range(H):
         i = gr[j]
@@ -761,7 +786,11 @@ def _gru_cell_fwd(xr, ghr, b_hh, h_prev, gr, ghn_out, h_out, H):
 @njit(**_OPTS)
 def _gru_cell_bwd(dr, dh_next, h_prev, gr, gn, dgxr, dghr, dghnr, dhz, H):
     """One row: dh = dr + dh_next -> dgx, dgh (3H; a scratch row for the step's product), its
-    n part dghn (H), and dhz = dh * z (dhz may be dh_next)."""
+    n part dghn (H), and dhz = dh * z (dhz may be dh_next).
+
+    ``gru.step_backward`` with dn, dz folded into dan, daz, as in
+    ``_numpy_loops.gru_backward_loop``: docs/derivations.md section 5 (its table). dh_prev =
+    dh * z + dgh @ W_hh is completed by the product in ``_gru_bwd_rows``."""
     one = _like(dr[0], 1.0)
     for j in range(H):
         r = gr[j]
@@ -979,6 +1008,11 @@ def _lengths(lengths, T, B):
     return np.ascontiguousarray(lengths, dtype=np.int64)
 
 
+def _state_grad(ds_T, dout):
+    """A writable C-ordered copy of a final-state gradient (B, H), or zeros for None."""
+    return np.zeros(dout.shape[1:], dout.dtype) if ds_T is None else np.array(ds_T, order="C")
+
+
 def _reference():
     from . import _numpy_loops
 
@@ -1132,7 +1166,7 @@ def rnn_backward_loop(dout, dh_T, hs, W_hh, relu, lengths=None):
     T, B, H = dout.shape
     lens = _lengths(lengths, T, B)
     da = np.empty_like(dout)
-    dh = np.array(dh_T, order="C")  # a copy: updated in place, step by step
+    dh = _state_grad(dh_T, dout)  # a copy: updated in place, step by step
     plan = _Plan(dout.dtype, B, H, H, backward=True)
     if not plan.per_step_matmul:
         with plan.threads():
@@ -1179,8 +1213,8 @@ def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
     T, B, H = dout.shape
     lens = _lengths(lengths, T, B)
     dz = np.empty_like(gates)
-    dh = np.array(dh_T, order="C")
-    dc = np.array(dc_T, order="C")
+    dh = _state_grad(dh_T, dout)
+    dc = _state_grad(dc_T, dout)
     plan = _Plan(dout.dtype, B, 4 * H, H, backward=True)
     if not plan.per_step_matmul:
         with plan.threads():
@@ -1230,7 +1264,7 @@ def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh, lengths=None):
     lens = _lengths(lengths, T, B)
     dgx = np.empty_like(gates)
     dghn = np.empty_like(ghn)
-    dh = np.array(dh_T, order="C")
+    dh = _state_grad(dh_T, dout)
     plan = _Plan(dout.dtype, B, 3 * H, H, backward=True)
     if not plan.per_step_matmul:
         with plan.threads():

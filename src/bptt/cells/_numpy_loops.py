@@ -44,11 +44,16 @@ def rnn_forward_loop(xw, h0, W_hh, relu, lengths=None):
     return hs
 
 
+def _zeros_if_none(ds_T, dout):
+    """A final-state gradient, or zeros (B, H) of dout's dtype for None."""
+    return np.zeros(dout.shape[1:], dout.dtype) if ds_T is None else ds_T
+
+
 def rnn_backward_loop(dout, dh_T, hs, W_hh, relu, lengths=None):
-    """-> da (T, B, H) gradient on the pre-activations, dh0 (B, H)."""
+    """dh_T (B, H) or None (zeros) -> da (T, B, H) gradient on the pre-activations, dh0 (B, H)."""
     T = dout.shape[0]
     da = np.empty_like(dout)
-    dh_next = dh_T
+    dh_next = _zeros_if_none(dh_T, dout)
     for t in range(T - 1, -1, -1):
         run = _active(t, lengths)
         dh = dout[t] + dh_next
@@ -69,11 +74,11 @@ def lstm_forward_loop(xw, h0, c0, W_hh, lengths=None):
     tcs = np.empty((T, B, H), dtype=xw.dtype)
     hs[0], cs[0] = h0, c0
     for t in range(T):
-        z = xw[t] + hs[t] @ W_hh.T  # (B, 4H)
-        i = sigmoid(z[:, :H])
-        f = sigmoid(z[:, H : 2 * H])
-        g = np.tanh(z[:, 2 * H : 3 * H])
-        o = sigmoid(z[:, 3 * H :])
+        a = xw[t] + hs[t] @ W_hh.T  # (B, 4H) pre-activations a_i, a_f, a_g, a_o
+        i = sigmoid(a[:, :H])
+        f = sigmoid(a[:, H : 2 * H])
+        g = np.tanh(a[:, 2 * H : 3 * H])
+        o = sigmoid(a[:, 3 * H :])
         run = _active(t, lengths)
         cs[t + 1] = _keep(run, f * cs[t] + i * g, 0.0)
         tcs[t] = np.tanh(cs[t + 1])
@@ -83,23 +88,26 @@ def lstm_forward_loop(xw, h0, c0, W_hh, lengths=None):
 
 
 def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
-    """-> dz (T, B, 4H) gradient on the pre-activations, dh0, dc0 (B, H)."""
+    """dh_T, dc_T (B, H) or None (zeros) -> da (T, B, 4H) gradient on the pre-activations
+    a = [a_i, a_f, a_g, a_o], dh0, dc0 (B, H).
+
+    The step of ``lstm.step_backward`` with di, df, dg, do fused into the lines of da."""
     T, B, H = dout.shape
-    dz = np.empty_like(gates)
-    dh_next, dc_next = dh_T, dc_T
+    da = np.empty_like(gates)
+    dh_next, dc_next = _zeros_if_none(dh_T, dout), _zeros_if_none(dc_T, dout)
     for t in range(T - 1, -1, -1):
         run = _active(t, lengths)
         i, f, g, o = (gates[t][:, k * H : (k + 1) * H] for k in range(4))
         dh = dout[t] + dh_next
         dc = dc_next + dh * o * (1.0 - tcs[t] * tcs[t])
-        dz[t, :, :H] = dc * g * i * (1.0 - i)
-        dz[t, :, H : 2 * H] = dc * cs[t] * f * (1.0 - f)
-        dz[t, :, 2 * H : 3 * H] = dc * i * (1.0 - g * g)
-        dz[t, :, 3 * H :] = dh * tcs[t] * o * (1.0 - o)
-        dz[t] = _keep(run, dz[t], 0.0)
-        dh_next = _keep(run, dz[t] @ W_hh, dh_next)
+        da[t, :, :H] = dc * g * i * (1.0 - i)  # di * sigma'
+        da[t, :, H : 2 * H] = dc * cs[t] * f * (1.0 - f)  # df * sigma'
+        da[t, :, 2 * H : 3 * H] = dc * i * (1.0 - g * g)  # dg * tanh'
+        da[t, :, 3 * H :] = dh * tcs[t] * o * (1.0 - o)  # do * sigma'
+        da[t] = _keep(run, da[t], 0.0)
+        dh_next = _keep(run, da[t] @ W_hh, dh_next)
         dc_next = _keep(run, dc * f, dc_next)
-    return dz, dh_next, dc_next
+    return da, dh_next, dc_next
 
 
 # ----------------------------------------------------------------------------- GRU
@@ -127,14 +135,14 @@ def gru_forward_loop(xw, h0, W_hh, b_hh, lengths=None):
 
 
 def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh, lengths=None):
-    """-> dgx (T, B, 3H) on the input-side pre-activations, dghn (T, B, H) on ghn, dh0 (B, H).
+    """dh_T (B, H) or None (zeros) -> dgx (T, B, 3H) on the input-side pre-activations, dghn (T, B, H) on ghn, dh0 (B, H).
 
     The gradient on the recurrent side, dgh = [da_r, da_z, dan * r], equals dgx but in its n
     part, so only that part (dghn = dan * r) is stored: a third of the memory of a full dgh."""
     T, B, H = dout.shape
     dgx = np.empty_like(gates)
     dghn = np.empty_like(ghn)
-    dh_next = dh_T
+    dh_next = _zeros_if_none(dh_T, dout)
     for t in range(T - 1, -1, -1):
         run = _active(t, lengths)
         r, z, n = (gates[t][:, k * H : (k + 1) * H] for k in range(3))

@@ -1,17 +1,24 @@
-"""GRU cell exactly as PyTorch defines it, gate order r, z, n.
+"""GRU cell exactly as PyTorch defines it, gate order r, z, n. docs/derivations.md section 5.
 
-    r = sigmoid(W_ir x + b_ir + W_hr h_{t-1} + b_hr)
-    z = sigmoid(W_iz x + b_iz + W_hz h_{t-1} + b_hz)
-    n = tanh(W_in x + b_in + r * (W_hn h_{t-1} + b_hn))      <- r multiplies the recurrent part
-    h_t = (1 - z) * n + z * h_{t-1}                              incl. its bias, after the product
+Row vectors, as in the code and the doc: x_t (B, D), h_t (B, H), one sample per row;
+W_ih (3H, D) = [W_ir; W_iz; W_in] and W_hh (3H, H) = [W_hr; W_hz; W_hn], so a product with a
+weight is x W^T. ``z`` is the update gate; ``a_r``, ``a_z``, ``a_n`` are pre-activations.
 
-Backward, with dh the total gradient reaching h_t and ghn = W_hn h_{t-1} + b_hn:
+    gx = x_t W_ih^T + b_ih       gh = h_{t-1} W_hh^T + b_hh      (B, 3H) each
+    r = sigmoid(gx_r + gh_r)     z = sigmoid(gx_z + gh_z)
+    ghn = gh_n = h_{t-1} W_hn^T + b_hn
+    n = tanh(gx_n + r * ghn)             <- r multiplies the recurrent part, bias included
+    h_t = (1 - z) * n + z * h_{t-1}
 
-    dan = dh * (1 - z) * (1 - n^2)          da_z = dh * (h_{t-1} - n) * z(1-z)
-    da_r = dan * ghn * r(1-r)
-    input side  dgx = [da_r, da_z, dan]      recurrent side dgh = [da_r, da_z, dan * r]
+Backward, with dh the total gradient reaching h_t:
+
+    dn = dh * (1 - z)      dz = dh * (h_{t-1} - n)
+    dan = dn * (1 - n^2)   dar = dan * ghn * r(1-r)   daz = dz * z(1-z)
+    input side  dgx = [dar, daz, dan]      recurrent side dgh = [dar, daz, dan * r]
     dh_{t-1} = dh * z + dgh W_hh             dx_t = dgx W_ih
 
+``step_forward``/``step_backward`` are these lines one for one; ``forward``/``backward`` run the
+same equations over a sequence through ``_kernels`` (the loops fuse dn, dz into dan, daz).
 Dimensions: T time, B batch, D input, H hidden.
 """
 
@@ -64,7 +71,7 @@ def forward(x, h0, params, lengths=None):
 
 
 def backward(dout, dh_T, cache):
-    """dout (T, B, H), dh_T (B, H) -> dx (T, B, D), dh0 (B, H), dparams."""
+    """dout (T, B, H), dh_T (B, H) or None (zeros) -> dx (T, B, D), dh0 (B, H), dparams."""
     x, hs, gates, ghn, params, lengths = cache
     dgx, dghn, dh0 = _kernels.gru_backward_loop(dout, dh_T, hs, gates, ghn, params["weight_hh"], lengths)
     # dgx (T, B, 3H); dghn (T, B, H): dgh's n part (its r, z parts are dgx's)

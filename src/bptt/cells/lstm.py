@@ -1,7 +1,11 @@
-"""LSTM cell, PyTorch's gate order i, f, g, o.
+"""LSTM cell, PyTorch's gate order i, f, g, o. docs/derivations.md section 4.
 
-    z_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh            (4H pre-activations)
-    i = sigmoid(z_i)   f = sigmoid(z_f)   g = tanh(z_g)   o = sigmoid(z_o)
+Row vectors, as in the code and the doc: x_t (B, D), h_t and c_t (B, H), one sample per row;
+W_ih (4H, D) and W_hh (4H, H) under PyTorch's names, so a product with a weight is x W^T.
+``a`` is the pre-activation (as in the RNN and GRU cells; in the GRU ``z`` is the update gate):
+
+    a = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh          (B, 4H) = [a_i | a_f | a_g | a_o]
+    i = sigmoid(a_i)   f = sigmoid(a_f)   g = tanh(a_g)   o = sigmoid(a_o)
     c_t = f * c_{t-1} + i * g
     h_t = o * tanh(c_t)
 
@@ -10,17 +14,19 @@ Backward, with dh the total gradient reaching h_t and dc_next the one reaching c
     do   = dh * tanh(c_t)
     dc   = dc_next + dh * o * (1 - tanh(c_t)^2)
     di   = dc * g     df = dc * c_{t-1}     dg = dc * i
-    dz_i = di * i(1-i)   dz_f = df * f(1-f)   dz_g = dg * (1-g^2)   dz_o = do * o(1-o)
+    da_i = di * i(1-i)   da_f = df * f(1-f)   da_g = dg * (1-g^2)   da_o = do * o(1-o)
     dc_{t-1} = dc * f          (the additive path: scaled by the forget gate only)
-    dh_{t-1} = dz W_hh          dx_t = dz W_ih
+    dh_{t-1} = da W_hh          dx_t = da W_ih
 
 With a projection (torch's ``proj_size`` P < H, parameter ``weight_hr`` (P, H)) the state h is
 projected: m_t = o * tanh(c_t) (H), h_t = W_hr m_t (P), and W_hh is (4H, P). Backward:
 
     dm = dh W_hr       dW_hr += dh^T m       and the rest as above with dm in the place of dh
-    (do = dm * tanh(c_t), dc = dc_next + dm * o * (1 - tanh(c_t)^2)), dh_{t-1} = dz W_hh (P)
+    (do = dm * tanh(c_t), dc = dc_next + dm * o * (1 - tanh(c_t)^2)), dh_{t-1} = da W_hh (P)
 
-Dimensions: T time, B batch, D input, H hidden, P projection.
+``step_forward``/``step_backward`` are these lines one for one; ``forward``/``backward`` run the
+same equations over a sequence through ``_kernels``, whose loops fuse di, df, dg, do into the
+lines of da. Dimensions: T time, B batch, D input, H hidden, P projection.
 """
 
 import numpy as np
@@ -35,13 +41,13 @@ def step_forward(x_t, state_prev, params):
     """x_t (B, D), state_prev (h, c) each (B, H) -> (h, c), cache."""
     h_prev, c_prev = state_prev
     H = c_prev.shape[1]
-    z = x_t @ params["weight_ih"].T + h_prev @ params["weight_hh"].T  # (B, 4H)
+    a = x_t @ params["weight_ih"].T + h_prev @ params["weight_hh"].T  # (B, 4H) pre-activations
     if "bias_ih" in params:
-        z = z + params["bias_ih"] + params["bias_hh"]
-    i = sigmoid(z[:, :H])
-    f = sigmoid(z[:, H : 2 * H])
-    g = np.tanh(z[:, 2 * H : 3 * H])
-    o = sigmoid(z[:, 3 * H :])
+        a = a + params["bias_ih"] + params["bias_hh"]
+    i = sigmoid(a[:, :H])
+    f = sigmoid(a[:, H : 2 * H])
+    g = np.tanh(a[:, 2 * H : 3 * H])
+    o = sigmoid(a[:, 3 * H :])
     c = f * c_prev + i * g
     tc = np.tanh(c)
     h = o * tc
@@ -63,11 +69,11 @@ def step_backward(dstate, cache):
     di = dc * g
     df = dc * c_prev
     dg = dc * i
-    dz = np.concatenate(
+    da = np.concatenate(
         [di * i * (1.0 - i), df * f * (1.0 - f), dg * (1.0 - g * g), do * o * (1.0 - o)], axis=1
-    )  # (B, 4H)
-    dx_t, dparams = step_grads(x_t, h_prev, dz, dz, params)
-    dh_prev = dz @ params["weight_hh"]
+    )  # (B, 4H) = [da_i | da_f | da_g | da_o]
+    dx_t, dparams = step_grads(x_t, h_prev, da, da, params)
+    dh_prev = da @ params["weight_hh"]
     dc_prev = dc * f
     if dW_hr is not None:
         dparams["weight_hr"] = dW_hr
@@ -91,15 +97,19 @@ def forward(x, state0, params, lengths=None):
 
 
 def backward(dout, dstate_T, cache):
-    """dout (T, B, H), dstate_T (dh_T, dc_T) -> dx (T, B, D), (dh0, dc0), dparams."""
+    """dout (T, B, H), dstate_T (dh_T, dc_T) -> dx (T, B, D), (dh0, dc0), dparams.
+
+    dstate_T, or either of its parts, may be None: zeros."""
     x, hs, cs, gates, tcs, params, lengths = cache
-    dh_T, dc_T = dstate_T
+    dh_T, dc_T = (None, None) if dstate_T is None else dstate_T
     if "weight_hr" in params:
+        dh_T = np.zeros(hs.shape[1:], hs.dtype) if dh_T is None else dh_T
+        dc_T = np.zeros(cs.shape[1:], cs.dtype) if dc_T is None else dc_T
         return _backward_proj(dout, dh_T, dc_T, cache)
-    dz, dh0, dc0 = _kernels.lstm_backward_loop(
+    da, dh0, dc0 = _kernels.lstm_backward_loop(
         dout, dh_T, dc_T, cs, gates, tcs, params["weight_hh"], lengths
-    )  # dz (T, B, 4H), zero past each length
-    dx, dparams = _kernels.sequence_grads(x, hs[:-1], dz, dz, params)
+    )  # da (T, B, 4H) on the pre-activations, zero past each length
+    dx, dparams = _kernels.sequence_grads(x, hs[:-1], da, da, params)
     return dx, (dh0, dc0), dparams
 
 

@@ -1,6 +1,9 @@
-"""Vanilla (Elman) RNN cell.
+"""Vanilla (Elman) RNN cell. docs/derivations.md section 3.
 
-    a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
+Row vectors, as in the code and the doc: x_t (B, D), h_t (B, H), one sample per row;
+W_ih (H, D) and W_hh (H, H) under PyTorch's names, so a product with a weight is x W^T.
+
+    a_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh        (B, H) pre-activation
     h_t = tanh(a_t)            (or relu(a_t))
 
 Backward, with dh the total gradient reaching h_t (from the output and from step t+1):
@@ -10,7 +13,9 @@ Backward, with dh the total gradient reaching h_t (from the output and from step
     dx_t      = da_t W_ih
     dh_{t-1}  = da_t W_hh       (the only path back in time: one matrix and one derivative per step)
 
-Dimensions: T time, B batch, D input, H hidden.
+``step_forward``/``step_backward`` are these lines one for one; ``forward``/``backward`` run the
+same equations over a sequence through ``_kernels`` (the loops of ``_numpy_loops`` or, compiled,
+``_numba_loops``). Dimensions: T time, B batch, D input, H hidden.
 """
 
 import numpy as np
@@ -67,7 +72,7 @@ def forward(x, h0, params, nonlinearity="tanh", lengths=None):
 
 
 def backward(dout, dh_T, cache):
-    """dout (T, B, H) gradient on every output, dh_T (B, H) on the final state
+    """dout (T, B, H) gradient on every output, dh_T (B, H) on the final state or None (zeros)
     -> dx (T, B, D), dh0 (B, H), dparams."""
     x, hs, params, nonlinearity, lengths = cache
     da, dh0 = _kernels.rnn_backward_loop(
