@@ -199,6 +199,10 @@ def main(argv=None):
         "the loss on the final h alone, backward including dx. Peak: the resident memory the step "
         "adds (VmHWM after it minus VmRSS before it, the peak reset just before; a fresh process per "
         "case). sqrt keeps a state every ceil(sqrt(T)) steps and recomputes each segment in backward.\n\n"
+        "What bounds the ratio: sqrt's step still allocates the output the layer returns, (T, 8, 128), "
+        "and dx, (T, 8, 8); full's holds about 12 such (T, 8, 128) arrays for an LSTM (h, c, tanh(c), "
+        "4 gates, then 4 gate gradients) and 10 for a GRU (h, 3 gates, ghn, then 4), so sqrt/full "
+        "cannot go below about 1/12 and 1/10.\n\n"
         + body + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else ""))
     print(text)
     if args.write:
