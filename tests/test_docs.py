@@ -60,7 +60,7 @@ def test_worked_example_is_what_the_lstm_code_computes(backend):
     _kernels.set_backend(backend)
     try:
         params, x, s0, out, dout, cache = _example_through_bptt()
-        _, hs, cs, gates, tcs = cache[:5]
+        _, hs, cs, gates, tcs = cache[:5]  # (then params, lengths)
         dx, (dh0, dc0), dparams = lstm.backward(dout, None, cache)
         da, _, _ = _kernels.lstm_backward_loop(dout, None, None, cs, gates, tcs, params["weight_hh"])
     finally:

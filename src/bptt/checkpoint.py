@@ -9,6 +9,8 @@ checkpoint whole, and read back only after every part has been checked.
         checkpoint.json       format version, model arguments, vocabulary, training config,
                               optimizer hyperparameters and step, RNG state, step, data position,
                               SHA-256 of both tensor files
+      best/                   the checkpoint of the best validation result so far (``save_best``,
+                              ``copy_to_best``: replaced by two renames, never pruned)
       metrics.jsonl           the training log (truncated to the checkpoint's length on resume)
 
 No pickle anywhere: tensors go to safetensors, everything else to JSON.
@@ -25,6 +27,7 @@ import numpy as np
 FORMAT = "bptt-checkpoint"
 FORMAT_VERSION = 1
 LATEST = "latest"
+BEST = "best"
 KEEP = 2  # complete checkpoints kept per run
 
 
@@ -135,7 +138,7 @@ def _prune(run_dir, keep):
         if n not in keep:
             shutil.rmtree(os.path.join(run_dir, n), ignore_errors=True)
     for n in os.listdir(run_dir):
-        if n.startswith(".tmp-ckpt-") or ".old-" in n or n.startswith(f".{LATEST}.tmp-"):
+        if n.startswith((".tmp-ckpt-", f".{LATEST}.tmp-", ".best-")) or ".old-" in n:
             p = os.path.join(run_dir, n)
             if not n.endswith(f"-{os.getpid()}"):
                 shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else os.remove(p)
@@ -211,3 +214,65 @@ def _load(ckpt):
     weights = _read_tensors(os.path.join(ckpt, "model.safetensors"))
     state = _read_tensors(os.path.join(ckpt, "state.safetensors"))
     return ckpt, meta, weights, state
+
+
+# ----------------------------------------------------------------------------- the best one
+def save_best(run_dir, step, weights, state_tensors, meta):
+    """Write checkpoint ``step`` as RUN_DIR/best (as ``save_checkpoint`` does, in a staging
+    directory of its own, then moved into place): the run's own checkpoints and ``latest`` are
+    not touched. Returns the path of RUN_DIR/best."""
+    staging = os.path.join(run_dir, f".best-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        return _install_best(save_checkpoint(staging, step, weights, state_tensors, meta), run_dir, copy=False)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def copy_to_best(ckpt_dir, run_dir):
+    """Copy the checkpoint directory ``ckpt_dir`` to RUN_DIR/best. Returns its path."""
+    return _install_best(ckpt_dir, run_dir, copy=True)
+
+
+def _install_best(src, run_dir, copy):
+    """src (a complete checkpoint directory) becomes RUN_DIR/best, the old one replaced by two
+    renames: a kill at any moment leaves the old or the new one whole, or ``best.old``, which
+    ``best_dir`` falls back to."""
+    dst = os.path.join(run_dir, BEST)
+    tmp, old = dst + ".new", dst + ".old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    if copy:
+        shutil.copytree(src, tmp)
+        _fsync_dir(tmp)
+    else:
+        os.replace(src, tmp)
+    if os.path.exists(dst):
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+    os.replace(tmp, dst)
+    _fsync_dir(run_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return dst
+
+
+def best_dir(run_dir):
+    """RUN_DIR/best (or the ``best.old`` a kill left), or None when the run has none."""
+    for name in (BEST, BEST + ".old"):
+        cand = os.path.join(run_dir, name)
+        if os.path.isfile(os.path.join(cand, "checkpoint.json")):
+            return cand
+    return None
+
+
+def resolve_best(path, required=False):
+    """A run directory -> its best checkpoint; without one: the path as given, or (``required``)
+    a CheckpointError saying so."""
+    found = best_dir(path) if os.path.isdir(path) else None
+    if found is not None or not required:
+        return found or path
+    if not os.path.exists(path):
+        raise CheckpointError(f"no run or checkpoint at {path}")
+    if os.path.isfile(os.path.join(path, "checkpoint.json")):
+        raise CheckpointError(f"--best needs a run directory, {path} is one checkpoint")
+    raise CheckpointError(f"{path} has no best checkpoint yet (it is kept from the first validation "
+                          f"on, and needs a validation part: --val-fraction > 0)")

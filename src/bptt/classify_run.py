@@ -14,7 +14,6 @@ so a resumed run continues exactly as if it had not stopped.
 
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -30,7 +29,7 @@ from .optim import clip_grad_norm, make_optimizer
 from .series_files import read_series
 
 TASK = "classify"
-BEST = "best"
+resolve_best = ckpt_io.resolve_best  # RUN -> RUN/best when it exists, else the path as given
 
 
 @dataclass
@@ -136,7 +135,7 @@ class ClassifyRun:
         path = ckpt_io.save_checkpoint(self.cfg.out, self.epoch, self.model.state_dict(), self.tensors(),
                                        self.meta())
         if best:
-            _replace_dir(path, os.path.join(self.cfg.out, BEST))
+            ckpt_io.copy_to_best(path, self.cfg.out)
         return path
 
     def restore(self, meta, weights, tensors, where):
@@ -154,28 +153,6 @@ class ClassifyRun:
             self.history, self.elapsed = list(meta["history"]), float(meta["elapsed"])
         except (ValueError, TypeError, KeyError) as e:
             raise ckpt_io.CheckpointError(f"{where}: the training state does not fit: {e}") from None
-
-
-def _replace_dir(src, dst):
-    """Copy the checkpoint directory src to dst, replacing dst with two renames (a kill leaves
-    either the old or the new one, or ``dst.old`` which ``resolve_best`` falls back to)."""
-    tmp, old = dst + ".new", dst + ".old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    if os.path.exists(dst):
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dst, old)
-    os.replace(tmp, dst)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def resolve_best(path):
-    """RUN -> RUN/best when it exists (or its leftover RUN/best.old), else the path as given."""
-    for name in (BEST, BEST + ".old"):
-        cand = os.path.join(path, name)
-        if os.path.isfile(os.path.join(cand, "checkpoint.json")):
-            return cand
-    return path
 
 
 def is_classify_run(path):

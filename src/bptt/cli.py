@@ -42,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 # options that may change when a run is resumed; everything else comes from the checkpoint
-RESUMABLE = {"steps", "minutes", "eval_every", "eval_batches", "checkpoint_every", "sample_length"}
+RESUMABLE = {"steps", "minutes", "eval_every", "eval_batches", "checkpoint_every", "sample_length", "memory"}
 DEFAULT_MINUTES = 3.0
 
 
@@ -82,6 +82,9 @@ def _add_train(sub):
     a("--checkpoint-every", type=_positive_int, help=f"write a checkpoint every N steps, and at the end (default {d.checkpoint_every})")
     a("--seed", type=int, help=f"random seed for weights and dropout (default {d.seed})")
     a("--dtype", choices=["float32", "float64"], help=f"floating-point type (default {d.dtype})")
+    a("--memory", choices=["full", "sqrt"], help="BPTT's memory: full keeps every step's cache; sqrt a state "
+      "every ceil(sqrt(seq-len)) steps, recomputing each segment in backward (far less memory for "
+      f"long --seq-len, about one more forward pass of time) (default {d.memory})")
     a("--out", metavar="RUN_DIR", help="run directory (default runs/<date-time>)")
     a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where its last checkpoint left it")
     a("--quiet", action="store_true", help="no progress bar")
@@ -145,6 +148,9 @@ def cmd_train(args):
 
     print(f"finished {result['step']} steps in {result['elapsed'] / 60:.1f} min; "
           f"validation loss {result['val_loss']:.4f} nats/char; checkpoint {result['checkpoint']}")
+    if result.get("best"):
+        print(f"best validation loss {result['best']['val_loss']:.4f} nats/char at step "
+              f"{result['best']['step']}: {os.path.join(out, 'best')} (bptt sample {out} --best)")
     print("sample:\n" + sample_text(run, 400, seed=-1 % 2**31))
     print(f"\nsample more with: bptt sample {out}")
     return 0
@@ -190,13 +196,14 @@ def _add_sample(sub):
     p.add_argument("--top-k", type=_positive_int, default=None, help="sample only among the k most likely characters")
     p.add_argument("--prime", default=None, help="text to start from (default: a newline)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same text")
+    p.add_argument("--best", action="store_true", help="the run's best checkpoint by validation loss (RUN/best)")
     p.set_defaults(func=cmd_sample)
 
 
 def cmd_sample(args):
     from .sample import load_model, sample
 
-    model, vocab, _ = load_model(args.run)
+    model, vocab, _ = load_model(args.run, best=args.best)
     if args.length < 0:
         raise ValueError(f"--length must be >= 0, got {args.length}")
     sys.stdout.write(sample(model, vocab, args.length, args.temperature, args.top_k, args.prime, args.seed) + "\n")
@@ -211,6 +218,8 @@ def _add_eval(sub):
     p.add_argument("--batch", type=_positive_int, default=16, help="parallel streams")
     p.add_argument("--seq-len", type=_positive_int, default=128, help="time steps per chunk")
     p.add_argument("--json", action="store_true", help="classify runs: print one JSON object (accuracy, n, loss, ...)")
+    p.add_argument("--best", action="store_true", help="the run's best checkpoint by validation loss "
+                   "(RUN/best; classify runs use it always)")
     p.set_defaults(func=cmd_eval)
 
 
@@ -224,7 +233,7 @@ def cmd_eval(args):
     from .data import DataError, load_text
     from .sample import evaluate_text, load_model
 
-    model, vocab, _ = load_model(args.run)
+    model, vocab, _ = load_model(args.run, best=args.best)
     text = load_text(args.data)
     try:
         r = evaluate_text(model, vocab, text, args.batch, args.seq_len)

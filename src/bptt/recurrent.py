@@ -18,6 +18,7 @@ direction starts at its own last element (the input of each row is reversed with
 
 import numpy as np
 
+from . import memory as _memory
 from .cells import gru, lstm, rnn
 from .module import Module, as_float_array, check_device, check_shape, resolve_dtype
 
@@ -57,6 +58,7 @@ class _Recurrent(Module):
         dtype="float32",
         seed=None,
         cell_kwargs=None,
+        memory="full",
     ):
         super().__init__()
         check_device(device)
@@ -72,9 +74,20 @@ class _Recurrent(Module):
         self.num_directions = 2 if self.bidirectional else 1
         self.dtype = resolve_dtype(dtype)
         self.cell_kwargs = dict(cell_kwargs or {})
+        self.memory = memory  # "full" | "sqrt": see bptt.memory
         self.rng = np.random.default_rng(seed)  # dropout masks
         self.params = self._init_params(np.random.default_rng(seed))
         self._init_grads()
+
+    @property
+    def memory(self):
+        """'full' keeps every step's cache for backward; 'sqrt' only a state every ceil(sqrt(T))
+        steps, and recomputes each segment in backward (``bptt.memory``)."""
+        return self._memory_mode
+
+    @memory.setter
+    def memory(self, mode):
+        self.__dict__["_memory_mode"] = _memory.check_mode(mode)
 
     # ------------------------------------------------------------------ parameters
     def _suffix(self, k, d):
@@ -198,6 +211,8 @@ class _Recurrent(Module):
         lengths = self._check_lengths(lengths, T, B, batched)
         rev = reverse_index(lengths, T)  # (T, B) or None
         states0 = self._check_states(state, B, batched, "initial state")
+        _memory.check_fits(self, T, B, keep=self.recording)  # before anything big is allocated
+        cell = _memory.cell_for(self.cell, self.memory)
         K, L = self.num_directions, self.num_layers
         states_T = [np.empty_like(s) for s in states0]
         caches, masks = [], []
@@ -208,7 +223,7 @@ class _Recurrent(Module):
                 j = k * K + d
                 s0 = tuple(s[j] for s in states0) if self.n_states == 2 else states0[0][j]
                 xin = inp if d == 0 else reverse(inp, rev)
-                out, sT, cache = self.cell.forward(xin, s0, self._cell_params(k, d), lengths=lengths,
+                out, sT, cache = cell.forward(xin, s0, self._cell_params(k, d), lengths=lengths,
                                                    **self.cell_kwargs)
                 outs.append(out if d == 0 else reverse(out, rev))
                 for dst, src in zip(states_T, sT if self.n_states == 2 else (sT,)):
@@ -221,7 +236,7 @@ class _Recurrent(Module):
                 mask = (self.rng.random(inp.shape) < keep).astype(self.dtype) / keep
                 inp = inp * mask
             masks.append(mask)
-        self._save_for_backward((caches, masks, x.shape, batched, rev))
+        self._save_for_backward((caches, masks, x.shape, batched, rev, cell))
         out = inp if batched else inp[:, 0, :]
         if batched and self.batch_first:
             out = out.transpose(1, 0, 2)
@@ -230,7 +245,7 @@ class _Recurrent(Module):
     def backward(self, dout, dstate=None):
         """dout like the output, dstate like the final state (None = zeros)
         -> dx like the input, dstate0 like the initial state. Adds into ``grads``."""
-        caches, masks, (T, B, D), batched, rev = self._saved_for_backward(peek=True)
+        caches, masks, (T, B, D), batched, rev, cell = self._saved_for_backward(peek=True)
         K, L, H = self.num_directions, self.num_layers, self._h_size
         dout = as_float_array(dout, self.dtype, f"{self._name()} dout", strict=False)
         expected = (T, B, K * H) if not batched else ((B, T, K * H) if self.batch_first else (T, B, K * H))
@@ -253,7 +268,7 @@ class _Recurrent(Module):
                 j = k * K + d
                 dsT = tuple(s[j] for s in dstates_T) if self.n_states == 2 else dstates_T[0][j]
                 dout_d = dinp[:, :, d * H : (d + 1) * H]
-                dx_d, ds0, dparams = self.cell.backward(
+                dx_d, ds0, dparams = cell.backward(
                     dout_d if d == 0 else reverse(dout_d, rev), dsT, caches[j]
                 )
                 dx_d = dx_d if d == 0 else reverse(dx_d, rev)
@@ -274,6 +289,7 @@ class _Recurrent(Module):
     def extra_repr(self):
         extra = "".join(f", {k}={v!r}" for k, v in self.cell_kwargs.items())
         extra += f", proj_size={self.proj_size}" if self.proj_size else ""
+        extra += f", memory={self.memory!r}" if self.memory != "full" else ""
         return (
             f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
             f"bias={self.bias}, batch_first={self.batch_first}, dropout={self.dropout}, "
@@ -288,11 +304,11 @@ class RNN(_Recurrent):
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, device=None,
-                 dtype="float32", seed=None):
+                 dtype="float32", seed=None, memory="full"):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype, seed, {"nonlinearity": nonlinearity})
+                         bidirectional, device, dtype, seed, {"nonlinearity": nonlinearity}, memory)
 
 
 class LSTM(_Recurrent):
@@ -304,14 +320,14 @@ class LSTM(_Recurrent):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype="float32",
-                 seed=None):
+                 seed=None, memory="full"):
         if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) or proj_size < 0:
             raise ValueError(f"proj_size must be a non-negative integer, got {proj_size!r}")
         if proj_size and isinstance(hidden_size, (int, np.integer)) and proj_size >= hidden_size:
             raise ValueError(f"proj_size must be smaller than hidden_size ({hidden_size}), got {proj_size}")
         self.proj_size = int(proj_size)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype, seed)
+                         bidirectional, device, dtype, seed, memory=memory)
 
 
 class GRU(_Recurrent):
@@ -320,6 +336,7 @@ class GRU(_Recurrent):
     cell = gru
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, device=None, dtype="float32", seed=None):
+                 dropout=0.0, bidirectional=False, device=None, dtype="float32", seed=None,
+                 memory="full"):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype, seed)
+                         bidirectional, device, dtype, seed, memory=memory)

@@ -11,8 +11,11 @@ from .model import CharModel, ModelConfig
 from .module import resolve_dtype
 
 
-def load_model(path):
-    """A run directory or checkpoint directory -> (model, vocab, meta)."""
+def load_model(path, best=False):
+    """A run directory or checkpoint directory -> (model, vocab, meta); ``best``: the run
+    directory's best checkpoint by validation loss (RUN/best), an error when it has none."""
+    if best:
+        path = ckpt_io.resolve_best(path, required=True)
     ckpt_dir, meta, weights, _ = ckpt_io.load_checkpoint(path)
     if "task" in meta:  # a run of `bptt train --task NAME` (bptt.tasks), not a character model
         hint = "; forecast with: bptt forecast RUN --steps K" if meta["task"] == "series" else ""

@@ -4,7 +4,8 @@ checkpoints, exact resume, Ctrl-C and NaN handling.
     for each step:  chunk (T, B) -> model forward from the carried state -> cross-entropy
                     -> backward (no gradient into the previous chunk) -> clip -> lr schedule
                     -> optimizer step -> log; every eval_every: validate and sample;
-                    every checkpoint_every and at the end: checkpoint.
+                    every checkpoint_every and at the end: checkpoint; at a validation better
+                    than every one before: the checkpoint RUN_DIR/best.
 
 Everything that decides the next step (weights, optimizer buffers, carried state, data
 position, dropout RNG, step) is in the checkpoint, so a resumed run continues bit for bit.
@@ -28,6 +29,7 @@ from . import checkpoint as ckpt_io
 from . import distributed as dist
 from .data import Batches, DataError, Vocab, default_corpus, load_text, prepare
 from .loss import cross_entropy_backward, cross_entropy_forward
+from .memory import check_mode
 from .model import CharModel, ModelConfig
 from .optim import OPTIMIZERS, clip_grad_norm, clip_grad_value, make_optimizer, make_schedule
 
@@ -65,6 +67,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     dtype: str = "float32"
+    memory: str = "full"  # "sqrt": bptt.memory's checkpointed BPTT (any seq_len in less memory)
     out: str = None
 
     def model_config(self, vocab_size):
@@ -93,6 +96,7 @@ class TrainConfig:
         if self.steps is None and self.minutes is None:
             raise ValueError("give --steps or --minutes")
         self.model_config(1)  # checks cell, dropout
+        check_mode(self.memory)
 
 
 # ----------------------------------------------------------------------------- one step
@@ -211,6 +215,7 @@ class Run:
         _, self.train_batches, self.val_batches = prepare(
             text, cfg.val_fraction, cfg.batch_size, cfg.seq_len, vocab=vocab)
         self.model = CharModel(cfg.model_config(len(vocab)), dtype=cfg.dtype, seed=cfg.seed)
+        self.model.rnn.memory = cfg.memory
         self.streams = self.val_streams = None  # this rank's streams (MPI); None: all of them
         if dist.size() > 1:
             self._split(cfg.batch_size)
@@ -220,6 +225,7 @@ class Run:
         self.schedule = make_schedule(cfg.schedule, cfg.lr, total, **kw)
         self.step, self.elapsed, self.state = 0, 0.0, None
         self.metrics_bytes = 0
+        self.best = None  # {"step", "val_loss"} of the best validation so far (RUN_DIR/best)
 
     def _split(self, B):
         """Rank r of N takes streams [r*B/N, (r+1)*B/N); its dropout masks are its columns of
@@ -249,6 +255,7 @@ class Run:
             "rng": {"dropout": self.model.rnn.rng.bit_generator.state},
             "elapsed": self.elapsed,
             "metrics_bytes": self.metrics_bytes,
+            "best": self.best,
         }
 
     def state_tensors(self):
@@ -286,6 +293,23 @@ class Run:
         return dist.on_root(lambda: ckpt_io.save_checkpoint(
             self.cfg.out, self.step, self.model.state_dict(), tensors, self.meta()))
 
+    def note_validation(self, val_loss):
+        """Record a validation; True when it is the best so far (then save and ``keep_best``)."""
+        if not math.isfinite(val_loss) or (self.best is not None and val_loss >= self.best["val_loss"]):
+            return False
+        self.best = {"step": self.step, "val_loss": val_loss}
+        return True
+
+    def save_best(self):
+        """RUN_DIR/best := a checkpoint of this step (the run's own checkpoints stay as they are).
+        Under MPI the carried states are gathered (collective) and rank 0 writes, as in ``save``."""
+        if self.streams is None:
+            return ckpt_io.save_best(self.cfg.out, self.step, self.model.state_dict(),
+                                     self.state_tensors(), self.meta())
+        tensors = self.state_tensors()  # collective
+        return dist.on_root(lambda: ckpt_io.save_best(
+            self.cfg.out, self.step, self.model.state_dict(), tensors, self.meta()))
+
     def restore(self, meta, weights, tensors):
         where = meta.get("_path", "checkpoint")
         try:
@@ -310,6 +334,7 @@ class Run:
                 self.state = _map_state(self.state, lambda s: np.ascontiguousarray(s[:, self.streams]))
             self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
             self.metrics_bytes = int(meta.get("metrics_bytes", 0))
+            self.best = meta.get("best")
         except (ValueError, TypeError, KeyError) as e:
             raise ckpt_io.CheckpointError(f"{where}: training state does not fit: {e}") from None
 
@@ -528,10 +553,16 @@ def fit(run, progress=True, echo=print):
             smooth = ema / (1 - 0.98**n_avg)  # bias-corrected moving average
             rec = {"step": run.step, "loss": loss, "lr": opt.lr, "grad_norm": norm,
                    "time": round(run.elapsed, 4), "epoch": run.train_batches.epoch}
+            best = False
             if run.step % cfg.eval_every == 0:
                 val = _evaluate_and_show(run, bar, smooth)
                 rec.update(val_loss=val, val_bpc=val / LN2)
+                best = run.note_validation(val)
             log.write(json.dumps(rec) + "\n")
+            if best:
+                log.flush()
+                run.metrics_bytes = log.tell()
+                run.save_best()
             bar.update(run.step, run.elapsed, smooth, val, chars_per_step)
             t_last = time.perf_counter()  # evaluation time is not training time
             if sync["stop"] if parallel else interrupt.hit:
@@ -552,7 +583,7 @@ def fit(run, progress=True, echo=print):
         val = _evaluate_and_show(run, bar, smooth)
     bar.close()
     return {"status": status, "step": run.step, "val_loss": val, "checkpoint": path,
-            "train_loss": smooth, "elapsed": run.elapsed}
+            "train_loss": smooth, "elapsed": run.elapsed, "best": run.best}
 
 
 def _evaluate_and_show(run, bar, smooth):

@@ -105,6 +105,8 @@ def backward(dout, dstate_T, cache):
     x, hs, cs, gates, tcs, params, lengths = cache
     dh_T, dc_T = (None, None) if dstate_T is None else dstate_T
     if "weight_hr" in params:
+        dh_T = np.zeros(hs.shape[1:], hs.dtype) if dh_T is None else dh_T
+        dc_T = np.zeros(cs.shape[1:], cs.dtype) if dc_T is None else dc_T
         return _backward_proj(dout, dh_T, dc_T, cache)
     da, dh0, dc0 = _kernels.lstm_backward_loop(
         dout, dh_T, dc_T, cs, gates, tcs, params["weight_hh"], lengths

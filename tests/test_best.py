@@ -1,0 +1,89 @@
+"""bptt train keeps RUN/best, the checkpoint of the best validation loss: chosen by the
+validation loss, kept whole when later checkpoints are pruned, carried across a resume, and used
+by ``bptt sample/eval RUN --best``."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import bptt.train as train_mod
+from bptt.sample import load_model
+from training_helpers import TINY, cli, make_text, metrics, write_text
+
+
+def _scripted(monkeypatch, losses):
+    """The validations return these losses, in turn (the selection is what is tested)."""
+    it = iter(losses)
+    monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: next(it))
+
+
+def _best_meta(run):
+    with open(os.path.join(run, "best", "checkpoint.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_best_by_validation_loss_survives_resume_and_is_used(tmp_path, capsys, monkeypatch):
+    data = write_text(tmp_path / "text.txt", make_text(400))
+    run = str(tmp_path / "run")
+    base = ["--data", data, *TINY, "--eval-every", "1", "--checkpoint-every", "1", "--lr", "0.01"]
+    _scripted(monkeypatch, [3.0, 2.0, 2.5, 1.5, 1.8, 1.9, 2.2])
+    rc, out, _ = cli(capsys, "train", *base, "--steps", "7", "--out", run)
+    assert rc == 0
+    assert [r["val_loss"] for r in metrics(run)] == [3.0, 2.0, 2.5, 1.5, 1.8, 1.9, 2.2]
+    meta = _best_meta(run)
+    assert meta["step"] == 4 and meta["best"] == {"step": 4, "val_loss": 1.5}
+    assert "best validation loss 1.5000 nats/char at step 4" in out
+    # the run's own checkpoints are as without a best one (the newest two), nothing left over
+    assert sorted(n for n in os.listdir(run) if n.startswith((".", "ckpt-"))) == ["ckpt-00000006", "ckpt-00000007"]
+    # the copy is the step-4 model: the same run stopped at step 4 has the same weights
+    _scripted(monkeypatch, [3.0, 2.0, 2.5, 1.5])
+    assert cli(capsys, "train", *base, "--steps", "4", "--out", str(tmp_path / "four"))[0] == 0
+    best_model = load_model(run, best=True)[0]
+    four = load_model(str(tmp_path / "four"))[0]
+    last = load_model(run)[0]
+    for k, v in four.state_dict().items():
+        np.testing.assert_array_equal(best_model.state_dict()[k], v)
+    assert any(not np.array_equal(last.state_dict()[k], v) for k, v in four.state_dict().items())
+
+    # resume: the best so far comes back with the run (1.6 is worse than 1.5: no new best) ...
+    _scripted(monkeypatch, [1.6, 1.7])
+    assert cli(capsys, "train", "--resume", run, "--steps", "9", "--quiet")[0] == 0
+    assert _best_meta(run)["step"] == 4
+    # ... and a better one replaces it
+    _scripted(monkeypatch, [1.2, 1.4])
+    assert cli(capsys, "train", "--resume", run, "--steps", "11", "--quiet")[0] == 0
+    assert _best_meta(run)["step"] == 10 and _best_meta(run)["best"]["val_loss"] == 1.2
+
+    # --best: sample and eval read RUN/best
+    best_dir = os.path.join(run, "best")
+    for cmd in (["sample", "--length", "30"], ["eval", "--data", data]):
+        rc, via_flag, _ = cli(capsys, cmd[0], run, "--best", *cmd[1:])
+        assert rc == 0
+        assert via_flag == cli(capsys, cmd[0], best_dir, *cmd[1:])[1]
+        assert via_flag != cli(capsys, cmd[0], run, *cmd[1:])[1]  # the latest (step 11) differs
+
+
+def test_best_needs_a_validation(tmp_path, capsys):
+    data = write_text(tmp_path / "text.txt", make_text(400))
+    run = str(tmp_path / "run")
+    assert cli(capsys, "train", "--data", data, *TINY, "--steps", "2", "--val-fraction", "0",
+               "--eval-every", "1", "--out", run)[0] == 0
+    assert not os.path.exists(os.path.join(run, "best"))
+    rc, out, err = cli(capsys, "sample", run, "--best")
+    assert rc == 1 and out == ""
+    assert err == f"bptt: error: {run} has no best checkpoint yet (it is kept from the first validation on, " \
+                  f"and needs a validation part: --val-fraction > 0)\n"
+
+
+@pytest.mark.parametrize("target", ["missing", "checkpoint"])
+def test_best_flag_errors(tmp_path, capsys, target):
+    path = str(tmp_path / "nothing")
+    if target == "checkpoint":
+        os.makedirs(path)
+        with open(os.path.join(path, "checkpoint.json"), "w") as f:
+            f.write("{}")
+    rc, _, err = cli(capsys, "eval", path, "--best", "--data", path)
+    assert rc == 1 and err.count("\n") == 1
+    assert ("no run or checkpoint at" in err) if target == "missing" else ("--best needs a run directory" in err)

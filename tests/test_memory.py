@@ -1,0 +1,169 @@
+"""memory="sqrt" (checkpointed BPTT, ``bptt.memory``) gives the gradients of memory="full" for
+every cell x layers x directions x lengths, on both backends, in far less memory; a step that
+would not fit is refused before it allocates, with one line that says so (library and CLI)."""
+
+import itertools
+import json
+import os
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from bptt import cells, memory
+from bptt.recurrent import GRU, LSTM, RNN
+from training_helpers import TINY, cli, latest, make_text, write_text
+
+T, B, D, H = 11, 3, 4, 5  # T = 11: segments of 4, 4, 3 steps
+LENGTHS = np.array([11, 4, 7])  # ends inside a segment, at a segment's end, in the last one
+
+
+@pytest.fixture(params=["numpy", "numba"])
+def backend(request):
+    before = cells.get_backend()
+    cells.set_backend(request.param)
+    yield request.param
+    cells.set_backend(before)
+
+
+def _run(cls, mode, x, state, dstate, dout, lengths, **kw):
+    layer = cls(D, H, memory=mode, dtype="float64", seed=1, **kw)
+    out, s_T = layer(x, state, lengths)
+    dx, ds0 = layer.backward(dout, dstate)
+    flat = lambda s: list(s) if isinstance(s, tuple) else [s]  # noqa: E731
+    return [out, dx, *flat(s_T), *flat(ds0), *(layer.grads[k] for k in sorted(layer.grads))]
+
+
+def _states(cls, L, K, R, rng):
+    h = rng.standard_normal((L * K, B, R))
+    return (h, rng.standard_normal((L * K, B, H))) if cls is LSTM else h
+
+
+@pytest.mark.parametrize("cls", [RNN, LSTM, GRU], ids=["rnn", "lstm", "gru"])
+def test_sqrt_equals_full(cls, backend):
+    rng = np.random.default_rng(0)
+    for L, bidir, lengths, batch_first in itertools.product([1, 2], [False, True], [None, LENGTHS], [False, True]):
+        kw = dict(num_layers=L, bidirectional=bidir, batch_first=batch_first, dropout=0.3 if L == 2 else 0.0)
+        if cls is LSTM and L == 2 and bidir:
+            kw["proj_size"] = 3
+        K, R = 1 + bidir, kw.get("proj_size") or H
+        x = rng.standard_normal((B, T, D) if batch_first else (T, B, D))
+        state, dstate = _states(cls, L, K, R, rng), _states(cls, L, K, R, rng)
+        dout = rng.standard_normal((B, T, K * R) if batch_first else (T, B, K * R))
+        full = _run(cls, "full", x, state, dstate, dout, lengths, **kw)
+        sqrt = _run(cls, "sqrt", x, state, dstate, dout, lengths, **kw)  # the same seed: the same dropout masks
+        for a, b in zip(full, sqrt):
+            assert a.shape == b.shape
+            assert np.abs(a - b).max() <= 1e-12 * max(np.abs(a).max(), 1e-30), (L, bidir, lengths, batch_first)
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU], ids=["lstm", "gru"])
+def test_sqrt_float32_runs_the_same_kernels(cls, backend):
+    """float32: the recomputed segments are the same kernels on the same numbers, so the outputs,
+    final states and dx are bit for bit those of full; the weight gradients are sums over the
+    segments instead of one product over T, equal to rounding."""
+    rng = np.random.default_rng(0)
+    x, dout = rng.standard_normal((50, 4, 6), np.float32), rng.standard_normal((50, 4, 8), np.float32)
+    res = []
+    for mode in memory.MODES:
+        layer = cls(6, 8, num_layers=2, memory=mode, seed=0)
+        out, s_T = layer(x)
+        dx, _ = layer.backward(dout)
+        res.append((out, s_T[0] if isinstance(s_T, tuple) else s_T, dx, layer.grads))
+    (o1, s1, d1, g1), (o2, s2, d2, g2) = res
+    assert np.array_equal(o1, o2) and np.array_equal(s1, s2) and np.array_equal(d1, d2)
+    for k in g1:
+        assert np.abs(g1[k] - g2[k]).max() <= 1e-5 * np.abs(g1[k]).max(), k
+
+
+def test_segments():
+    assert [memory.segment_length(t) for t in (1, 2, 4, 5, 100, 101, 10_000)] == [1, 2, 2, 3, 10, 11, 100]
+    assert memory.segment_bounds(11) == [(0, 4), (4, 8), (8, 11)]
+    assert memory.segment_lengths(LENGTHS, 4, 8).tolist() == [4, 0, 3]
+    assert memory.segment_lengths(np.array([9, 8]), 4, 8) is None  # every row runs the whole segment
+
+
+def _peak(layer, x):
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    out, _ = layer(x)
+    layer.backward(np.ones_like(out))
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return peak
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU], ids=["lstm", "gru"])
+def test_sqrt_memory_and_estimate(cls):
+    """sqrt's measured peak (numpy's allocations) is a fraction of full's, and the estimate a
+    step is checked against is within 30 % of what the step takes, in both modes."""
+    x = np.random.default_rng(0).standard_normal((900, 4, 2))
+    peaks = {}
+    for mode in memory.MODES:
+        layer = cls(2, 32, memory=mode, dtype="float64", seed=0)
+        _peak(layer, x[:5])  # compile / warm up
+        peaks[mode] = _peak(layer, x)
+        est = memory.step_bytes(layer, 900, 4)
+        assert 0.7 * peaks[mode] <= est <= 1.3 * peaks[mode], (mode, est, peaks[mode])
+    assert peaks["sqrt"] < peaks["full"] / 3
+
+
+# ----------------------------------------------------------------------------- out of memory
+def test_refuses_a_step_that_does_not_fit(monkeypatch):
+    x = np.zeros((2000, 4, 8), np.float32)
+    layer = LSTM(8, 32)
+    full_need, sqrt_need = memory.step_bytes(layer, 2000, 4), memory.step_bytes(layer, 2000, 4, "sqrt")
+    monkeypatch.setenv("BPTT_MEMORY_LIMIT", str((full_need + sqrt_need) // 2))
+    with pytest.raises(memory.MemoryLimitError) as e:
+        layer(x)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "LSTM: a training step over T=2000 steps, batch 4 needs about" in msg
+    assert "available (BPTT_MEMORY_LIMIT)" in msg and "memory='sqrt' (bptt train --memory sqrt)" in msg
+    assert not layer._tape  # nothing recorded
+    layer.memory = "sqrt"
+    out, _ = layer(x)  # fits in the same limit
+    layer.backward(np.zeros_like(out))
+    monkeypatch.setenv("BPTT_MEMORY_LIMIT", "1K")
+    with pytest.raises(memory.MemoryLimitError, match="use shorter sequences or a smaller batch"):
+        layer(x)
+    monkeypatch.setenv("BPTT_MEMORY_LIMIT", "lots")
+    with pytest.raises(ValueError, match="BPTT_MEMORY_LIMIT must be a number of bytes"):
+        layer(x)
+
+
+def test_available_memory_is_read(monkeypatch):
+    monkeypatch.delenv("BPTT_MEMORY_LIMIT", raising=False)
+    have, where = memory.available_bytes()
+    assert have > 0 and where in ("MemAvailable", "the cgroup limit")
+    monkeypatch.setenv("BPTT_MEMORY_LIMIT", "1.5G")
+    assert memory.available_bytes() == (int(1.5 * 2**30), "BPTT_MEMORY_LIMIT")
+
+
+@pytest.mark.parametrize("backend", ["numpy"], indirect=True)  # (the loops' speed is not the point)
+def test_cli_memory_limit_and_sqrt(tmp_path, capsys, monkeypatch, backend):
+    """bptt train: one line naming --memory sqrt and exit 1, the run's checkpoint untouched;
+    the run goes on in sqrt mode in the same limit (memory may change on resume)."""
+    data = write_text(tmp_path / "text.txt", make_text(2000))
+    run = str(tmp_path / "run")
+    opts = [o if o != "8" or TINY[i - 1] != "--seq-len" else "400" for i, o in enumerate(TINY)]  # seq-len 400
+    assert cli(capsys, "train", "--data", data, *opts, "--eval-every", "1000", "--out", run,
+               "--steps", "2", "--memory", "sqrt")[0] == 0
+    with open(os.path.join(latest(run), "checkpoint.json")) as f:
+        meta = f.read()
+    assert json.loads(meta)["train"]["memory"] == "sqrt" and json.loads(meta)["train"]["seq_len"] == 400
+    layer = LSTM(8, 16, num_layers=2)  # the model's recurrent part (TINY)
+    full, sqrt = (memory.step_bytes(layer, 400, 4, m) for m in ("full", "sqrt"))
+    monkeypatch.setenv("BPTT_MEMORY_LIMIT", str((full + sqrt) // 2))
+    rc, out, err = cli(capsys, "train", "--resume", run, "--steps", "4", "--memory", "full", "--quiet")
+    assert rc == 1 and out == "" and "Traceback" not in err
+    said, error = err.strip().splitlines()  # what it resumes, then the error
+    assert said.startswith("resuming ")
+    assert error.startswith("bptt: error: LSTM: a training step over T=400 steps, batch 4 needs about")
+    assert "(BPTT_MEMORY_LIMIT)" in error and "(bptt train --memory sqrt)" in error
+    assert latest(run).endswith("ckpt-00000002")
+    with open(os.path.join(latest(run), "checkpoint.json")) as f:
+        assert f.read() == meta  # nothing saved changed
+    rc, out, err = cli(capsys, "train", "--resume", run, "--steps", "4", "--quiet")  # its own memory: sqrt
+    assert rc == 0, err
+    assert latest(run).endswith("ckpt-00000004")
