@@ -397,4 +397,13 @@ def test_benchmark_quick(tmp_path, capsys):
     text = out.read_text()
     assert "| lstm | 5 | 1 | 3 | 4 |" in text and "GFLOP/s" in text
     assert "Made by `python benchmarks/cells.py --quick" in text
+    # the row's numbers are measurements that agree with each other, not placeholders
+    row = next(line for line in text.splitlines() if line.startswith("| lstm | 5 | 1 | 3 | 4 |"))
+    cols = [c.strip() for c in row.strip("|").split("|")]
+    b_ms, t_ms, ratio = float(cols[5]), float(cols[6]), float(cols[7])
+    assert 0 < b_ms < 1e4 and 0 < t_ms < 1e4
+    half = 0.005  # the table rounds to 2 decimals
+    lo, hi = (b_ms - half) / (t_ms + half), (b_ms + half) / max(t_ms - half, 1e-9)
+    assert lo - half <= ratio <= hi + half, (b_ms, t_ms, ratio)
+    assert float(cols[13]) > 0 and float(cols[14]) > 0  # peak MB of both libraries
     assert "ratio" in capsys.readouterr().out
