@@ -3,8 +3,20 @@ section into BENCHMARKS.md (at the repository root) between markers, leaving the
 
 import os
 import platform
+import sys
 
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "BENCHMARKS.md")
+
+
+def threads_from_argv(default="1"):
+    """``--threads N`` (default 1) into the thread variables of OpenMP, OpenBLAS, MKL and numba;
+    call it before NumPy or numba is imported (this module imports neither at load)."""
+    n = default
+    if "--threads" in sys.argv:
+        i = sys.argv.index("--threads")
+        n = sys.argv[i + 1] if i + 1 < len(sys.argv) else n
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(var, n)
 
 
 def machine_line():

@@ -18,23 +18,14 @@ import tempfile
 import time
 
 
-def _threads_from_argv():
-    n = "1"
-    if "--threads" in sys.argv:
-        i = sys.argv.index("--threads")
-        n = sys.argv[i + 1] if i + 1 < len(sys.argv) else n
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ.setdefault(var, n)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _report, next to this file
+from _report import machine_line, threads_from_argv, write_section  # noqa: E402
 
-
-_threads_from_argv()  # before NumPy and numba are imported
+threads_from_argv()  # before NumPy and numba are imported
 
 import importlib.util  # noqa: E402
 
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _report import machine_line, write_section  # noqa: E402
 
 ROCKET_SRC = ("ROCKET: Dempster, Petitjean, Webb (2020), mean of 10 runs on the archive's split, "
               "results/results_ucr.csv in github.com/angus924/rocket")

@@ -18,16 +18,10 @@ import tempfile
 import time
 
 
-def _threads_from_argv():
-    n = "1"
-    if "--threads" in sys.argv:
-        i = sys.argv.index("--threads")
-        n = sys.argv[i + 1] if i + 1 < len(sys.argv) else n
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ.setdefault(var, n)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _report, next to this file
+from _report import threads_from_argv  # noqa: E402
 
-
-_threads_from_argv()  # before NumPy and numba are imported
+threads_from_argv()  # before NumPy and numba are imported
 
 import numpy as np  # noqa: E402
 
