@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError, _decode_utf8
+from .data import DataError, load_text
 
 _BOOL_TAGS = ("timestamps", "missing", "univariate", "equallength")
 _INT_TAGS = ("dimensions", "serieslength")
@@ -41,21 +41,6 @@ def read_series(path):
     if suffix == ".csv":
         return read_csv(path)
     raise DataError(f"{path}: unknown series format {suffix or '(no extension)'!r} (expected .ts or .csv)")
-
-
-def _read_text(path):
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"data file not found: {path}")
-    if p.is_dir():
-        raise DataError(f"{path} is a directory, not a data file")
-    try:
-        data = p.read_bytes()
-    except OSError as err:
-        raise DataError(f"cannot read {path}: {err.strerror or err}") from None
-    if b"\x00" in data:
-        raise DataError(f"{path} looks like a binary file (contains NUL bytes)")
-    return _decode_utf8(data, str(path))
 
 
 # ------------------------------------------------------------------------------------ .ts
@@ -141,7 +126,7 @@ def _parse_row(line, header, where):
 
 def read_ts(path):
     """A .ts file of the UCR/UEA archives -> (list of (T_i, D) float64 arrays, labels)."""
-    text = _read_text(path)
+    text = load_text(path)  # the checks every data file gets (missing, binary, not UTF-8, empty)
     header, series, labels, in_data = _Header(), [], [], False
     for n, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -184,7 +169,7 @@ def _check_length(x, series, header, where):
 def read_csv(path):
     """A CSV with a header, one row per time step, columns ``id``, optionally ``label``, and the
     features -> (list of (T_i, D) float64 arrays in order of first appearance, labels)."""
-    text = _read_text(path)
+    text = load_text(path)  # the checks every data file gets (missing, binary, not UTF-8, empty)
     rows = csv.reader(io.StringIO(text))
     try:
         head = next(rows)
