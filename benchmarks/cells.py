@@ -3,8 +3,11 @@
 
 For each cell and size (T, B, D, H) one training step of one layer, float32: forward, then
 backward of sum(out * g) for a fixed random g, input gradient included, for ``bptt.RNN/LSTM/GRU``
-and ``torch.nn.RNN/LSTM/GRU`` in the same process, the two alternating, the median of the
-repeats after a warm-up. Both use the same number of threads. The limit is the machine's
+and ``torch.nn.RNN/LSTM/GRU`` in the same process, timed as in training: runs of consecutive
+steps, in alternating blocks (N bptt steps, N torch steps, N bptt steps, ...), no pause between
+them, warm-up steps only at the start of a row; the median over the blocks. Both use the same
+number of threads. ``--rows``/``--cells``/``--sizes`` pick a subset; ``--baseline GITREF`` times
+bptt at another commit in the same blocks (before/after). The limit is the machine's
 float32 matrix-multiply rate, measured in the same run: a step does 3 * 2*T*B*G*H*(D+H) flops
 of matrix products (forward; backward twice that), and the table says what fraction of that
 rate each reaches. Peak memory of one step: NumPy's allocations through ``tracemalloc`` for
@@ -122,11 +125,14 @@ def step_flops(cell, T, B, D, H):
 
 
 # ----------------------------------------------------------------------------- the two steps
-def make_pair(cell, T, B, D, H, seed=0):
-    """-> (bptt step, torch step, torch layer): closures doing one forward + backward each."""
+def make_pair(cell, T, B, D, H, seed=0, lib=None):
+    """-> (bptt step, torch step, bptt layer, torch layer): closures doing one forward + backward
+    each. lib: the bptt package to use (default ``bptt``; e.g. a baseline's)."""
     import torch
 
-    import bptt
+    bptt = lib
+    if bptt is None:
+        import bptt
 
     bl = {"rnn": bptt.RNN, "lstm": bptt.LSTM, "gru": bptt.GRU}[cell](D, H, dtype="float32", seed=seed)
     tl = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](D, H)
@@ -222,8 +228,8 @@ def _torch_charmodel(cfg):
 
 class OtherLoad:
     """CPU time other processes take on this machine, from /proc/stat and /proc/self/stat
-    (Linux; elsewhere it reports nothing and never waits). On a shared machine a timing taken
-    while something else runs measures that something too."""
+    (Linux; elsewhere it reports nothing). Only observed, never waited on: a timing taken while
+    something else runs measures that something too, and the report says how much there was."""
 
     def __init__(self):
         self.ok = os.path.exists("/proc/stat") and os.path.exists("/proc/self/stat")
@@ -244,78 +250,61 @@ class OtherLoad:
             return 0.0
         return max(0.0, ((b[0] - a[0]) - (b[2] - a[2])) / (b[1] - a[1]))
 
-    def wait_quiet(self, threshold, timeout):
-        """Wait (at most timeout s) until others use less than threshold of the machine."""
-        end = time.monotonic() + timeout
-        while self.ok and time.monotonic() < end:
-            a = self.sample()
-            time.sleep(0.2)
-            if self.share(a, self.sample()) < threshold:
-                return
+
+def loadavg():
+    """The 1-minute load average (None where the OS does not give one)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
-def time_pair(f_bptt, f_torch, repeats, warmup, quiet=None, load=None, stats=None, settle=0.0, probe=None):
-    """Alternating timings -> (median bptt s, median torch s).
+def steps_per_block(fns, block_seconds, lo=3, hi=200):
+    """Steps per block so that the slowest library's block lasts about block_seconds: one untimed
+    step of each measures them (this is part of the warm-up)."""
+    worst = 0.0
+    for f in fns.values():
+        t = time.perf_counter()
+        f()
+        worst = max(worst, time.perf_counter() - t)
+    return int(min(hi, max(lo, round(block_seconds / max(worst, 1e-6)))))
 
-    Each timed step is preceded by ``settle`` seconds of sleep and one untimed step of the same
-    library: after a BLAS call OpenBLAS's worker threads spin for about 0.1 s (torch's OpenMP
-    threads for about 0.01 s), and without the pause the library timed next would share the cores
-    with them; the untimed step then wakes the library's own threads and caches again, so that
-    what is timed is a step in a run of steps, as in training.
 
-    With ``quiet`` (a fraction of the machine, e.g. 0.05) each bptt/torch pair starts once
-    other processes use less than that, and a pair during which they used more is thrown away
-    and run again (at most 5 * repeats pairs, and at most 10 minutes of waiting, per row; then
-    the pairs are kept as they come); ``stats`` counts them. ``probe`` (e.g. a matrix-multiply
-    rate) is called before each kept pair's settle time; its results are in ``stats["probe"]``."""
+def time_blocks(fns, blocks, steps, warmup, load=None):
+    """Runs of consecutive training steps, as in training, in alternating blocks.
+
+    fns {name: step} in the order they alternate (e.g. bptt, torch). After ``warmup`` untimed
+    steps of each (at the start only), ``blocks`` rounds, each one block of ``steps`` consecutive
+    steps of every library in turn, timed as a whole, with nothing in between: no sleep, no
+    untimed step. -> ({name: [seconds per step of each block]}, share of the CPUs other processes
+    used during the blocks). The garbage collector is off while the blocks run."""
     load = load or OtherLoad()
     for _ in range(warmup):
-        f_bptt()
-        f_torch()
-    tb, tt = [], []
+        for f in fns.values():
+            f()
+    per = {name: [] for name in fns}
     gc_was = gc.isenabled()
+    gc.collect()
     gc.disable()
+    a = load.sample()
     try:
-        give_up = time.monotonic() + 600
-        for _ in range(5 * repeats if quiet else repeats):
-            if len(tb) == repeats:
-                break
-            if quiet and time.monotonic() > give_up:
-                if stats is not None:
-                    stats["gave_up"] = stats.get("gave_up", 0) + 1
-                quiet = None
-            if quiet:
-                load.wait_quiet(quiet, timeout=min(120, max(0.0, give_up - time.monotonic())))
-            probed = probe() if probe else None
-            a = load.sample()
-            time.sleep(settle)
-            f_bptt()
-            t = time.perf_counter()
-            f_bptt()
-            t1 = time.perf_counter()
-            time.sleep(settle)
-            f_torch()
-            t1s = time.perf_counter()
-            f_torch()
-            t2 = time.perf_counter()
-            other = load.share(a, load.sample())
-            if stats is not None:
-                stats["pairs"] = stats.get("pairs", 0) + 1
-                stats["other_max"] = max(stats.get("other_max", 0.0), other)
-            if quiet and other > quiet:
-                if stats is not None:
-                    stats["discarded"] = stats.get("discarded", 0) + 1
-                continue
-            tb.append(t1 - t)
-            tt.append(t2 - t1s)
-            if probe and stats is not None:
-                stats.setdefault("probe", []).append(probed)
-        if not tb:  # never quiet: keep what there is rather than nothing
-            return time_pair(f_bptt, f_torch, repeats, 0, None, load, stats, settle)
+        for _ in range(blocks):
+            for name, f in fns.items():
+                t = time.perf_counter()
+                for _ in range(steps):
+                    f()
+                per[name].append((time.perf_counter() - t) / steps)
     finally:
         if gc_was:
             gc.enable()
-    return float(np.median(tb)), float(np.median(tt))
+    return per, load.share(a, load.sample())
+
+
+def block_ratios(per, a, b):
+    """Ratios a/b round by round (the blocks of a round ran one after the other) -> (median,
+    min, max)."""
+    r = np.asarray(per[a]) / np.asarray(per[b])
+    return float(np.median(r)), float(r.min()), float(r.max())
 
 
 def peak_bptt(f):
@@ -442,8 +431,9 @@ def _label(r):
 
 def table(rows):
     head = ("| cell | T | B | D | H | bptt ms | torch ms | bptt/torch | matmul GFLOP/s | matmul floor ms "
-            "| bptt GFLOP/s | bptt % of matmul | torch % of matmul | bptt peak MB | torch peak MB |")
-    lines = [head, "|" + "---|" * 15]
+            "| bptt GFLOP/s | bptt % of matmul | torch % of matmul | bptt peak MB | torch peak MB "
+            "| bptt/torch block by block | steps timed |")
+    lines = [head, "|" + "---|" * 17]
     for r in rows:
         rate = r["rate"]
         gb, gt = r["flops"] / r["bptt_s"] / 1e9, r["flops"] / r["torch_s"] / 1e9
@@ -451,7 +441,8 @@ def table(rows):
             f"| {_label(r)} | {r['T']} | {r['B']} | {r['D']} | {r['H']} "
             f"| {r['bptt_s'] * 1e3:.2f} | {r['torch_s'] * 1e3:.2f} | {r['bptt_s'] / r['torch_s']:.2f} "
             f"| {rate:.0f} | {r['flops'] / rate / 1e6:.2f} | {gb:.1f} | {100 * gb / rate:.0f}% | {100 * gt / rate:.0f}% "
-            f"| {_fmt_mb(r['bptt_peak'])} | {_fmt_mb(r['torch_peak'])} |"
+            f"| {_fmt_mb(r['bptt_peak'])} | {_fmt_mb(r['torch_peak'])} "
+            f"| {r['ratio_lo']:.2f}-{r['ratio_hi']:.2f} | {r['blocks']} x {r['steps']} |"
         )
     return "\n".join(lines)
 
@@ -480,28 +471,31 @@ def compile_text(ct):
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="benchmarks/cells.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--cells", default=",".join(CELLS), help="comma-separated: rnn,lstm,gru")
-    p.add_argument("--repeats", type=int, default=7, help="timed repeats per row (median)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed runs per row first")
-    p.add_argument("--quick", action="store_true", help="tiny grid, for a smoke test")
+    p.add_argument("--rows", default=None, metavar="I,J,...",
+                   help="only these rows of the grid, numbered from 0 (e.g. 2,4)")
     p.add_argument("--sizes", default=None, help="T,B,D,H;T,B,D,H;... instead of the grid")
+    p.add_argument("--blocks", type=int, default=7,
+                   help="alternating blocks of consecutive steps per library and row (median over them)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="steps per block (default: enough for about --block-seconds, at least 3)")
+    p.add_argument("--block-seconds", type=float, default=0.3, help="target length of a block (default 0.3)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps of each library first, per row")
+    p.add_argument("--quick", action="store_true", help="tiny grid, for a smoke test")
     p.add_argument("--out", default=None, help="write the report as markdown to this file")
     p.add_argument("--no-compile-times", action="store_true", help="skip the compile-time probe")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     p.add_argument("--no-char-model", action="store_true",
                    help="skip the whole char-model training step row")
-    p.add_argument("--settle", type=float, default=0.25, metavar="SECONDS",
-                   help="sleep before every timed step (and an untimed step), so that the other "
-                   "library's spinning BLAS/OpenMP threads are idle again (default 0.25)")
-    p.add_argument("--quiet", type=float, default=None, metavar="FRACTION",
-                   help="shared machine: start each timed pair once other processes use less than "
-                   "this fraction of the CPUs (e.g. 0.05), and redo pairs during which they used more")
+    p.add_argument("--baseline", default=None, metavar="GITREF",
+                   help="also time bptt as it is at this git commit (its src/bptt, imported as a second "
+                   "package) in the same alternating blocks: before/after on the same machine state")
     args = p.parse_args(argv)
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     bad = [c for c in cells if c not in CELLS]
     if bad or not cells:
         p.error(f"--cells must be among {','.join(CELLS)}, got {args.cells!r}")
-    if args.repeats < 1 or args.warmup < 0:
-        p.error("--repeats must be >= 1 and --warmup >= 0")
+    if args.blocks < 1 or args.warmup < 0 or (args.steps is not None and args.steps < 1):
+        p.error("--blocks and --steps must be >= 1 and --warmup >= 0")
     args.cells = cells
     if args.sizes:
         try:
@@ -511,7 +505,35 @@ def parse_args(argv):
             p.error("--sizes must look like 25,1,65,100;100,16,32,32")
     else:
         args.grid = QUICK_GRID if args.quick else GRID
+    if args.rows:
+        try:
+            idx = [int(v) for v in args.rows.split(",") if v.strip()]
+            args.grid = [args.grid[i] for i in idx]
+        except (ValueError, IndexError):
+            p.error(f"--rows must be numbers from 0 to {len(args.grid) - 1}, got {args.rows!r}")
     return args
+
+
+def load_baseline(ref):
+    """bptt's package at git commit ref, imported as ``bptt_baseline`` (kept in the temporary
+    directory so that numba's cache of it survives between runs)."""
+    import importlib
+    import io
+    import tarfile
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sha = subprocess.run(["git", "-C", repo, "rev-parse", "--short=12", ref], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    root = os.path.join(tempfile.gettempdir(), f"bptt-baseline-{sha}")
+    if not os.path.isdir(os.path.join(root, "bptt_baseline")):
+        tar = subprocess.run(["git", "-C", repo, "archive", sha, "src/bptt"], capture_output=True, check=True).stdout
+        tmp = root + f".{os.getpid()}"
+        with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+            tf.extractall(tmp, filter="data")
+        os.makedirs(root, exist_ok=True)
+        os.replace(os.path.join(tmp, "src", "bptt"), os.path.join(root, "bptt_baseline"))
+    sys.path.insert(0, root)
+    return importlib.import_module("bptt_baseline"), sha
 
 
 def main(argv=None):
@@ -526,10 +548,12 @@ def main(argv=None):
     import bptt
     from bptt.cells import _kernels
 
+    base = load_baseline(args.baseline) if args.baseline else None
     threads, threads_how = blas_threads()
     torch.set_num_threads(threads)
     backend = _kernels.get_backend()
-    rate = matmul_rate(512 if args.quick else 2048, 3 if args.quick else 7)
+    mm_n = 512 if args.quick else 2048
+    rate = matmul_rate(mm_n, 3 if args.quick else 7)
     info = {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
@@ -549,60 +573,85 @@ def main(argv=None):
     print(f"bptt {info['bptt']} backend={backend}  numpy {info['numpy']} ({info['blas']})  "
           f"torch {info['torch']}  numba {info['numba']}")
     print(f"{info['cpu']}, {info['cores']} cores; threads: {info['threads']}")
-    print(f"float32 matmul rate ({'512' if args.quick else '2048'}^2 np.matmul, median): {rate:.1f} GFLOP/s")
+    print(f"float32 matmul rate ({mm_n}^2 np.matmul, median): {rate:.1f} GFLOP/s")
+    if base:
+        print(f"baseline: bptt at {base[1]} (as bptt_baseline), timed in the same blocks")
 
     rows = []
-    load, stats = OtherLoad(), {}
-    mm_n = 512 if args.quick else 2048
+    load = OtherLoad()
+    load_start = loadavg()
     jobs = [(cell, size) for cell in args.cells for size in args.grid]
     if not args.no_char_model:
         jobs.append(("char model", CHAR_QUICK if args.quick else CHAR))
     onednn = {}
     for cell, size in jobs:
+        fns = {}
         if cell == "char model":
             T, B, D, H = size["T"], size["B"], size["E"], size["H"]
-            f_b, f_t = make_charmodel_pair(**size)
+            fns["bptt"], fns["torch"] = make_charmodel_pair(**size)
             flops, step_rate = charmodel_flops(**size), recurrent_rate("lstm", T, B, H)
         else:
             T, B, D, H = size
-            f_b, f_t, _, _ = make_pair(cell, T, B, D, H)
+            fns["bptt"], fns["torch"], _, _ = make_pair(cell, T, B, D, H)
+            if base:
+                fns["baseline"] = make_pair(cell, T, B, D, H, lib=base[0])[0]
             flops, step_rate = step_flops(cell, T, B, D, H), recurrent_rate(cell, T, B, H)
             if cell not in onednn:
-                onednn[cell] = any("mkldnn_rnn" in op for op in torch_ops(f_t))
-        # the machine's matmul rate, measured before every timed pair of the row (it drifts)
-        stats.pop("probe", None)
-        tb, tt = time_pair(f_b, f_t, args.repeats, args.warmup, args.quiet, load, stats, args.settle,
-                           probe=lambda: matmul_rate(mm_n, 1))
-        row_rate = float(np.median(stats.pop("probe")))
-        mb = None if args.no_memory else peak_bptt(f_b)
-        mt = None if args.no_memory else peak_torch(f_t)
-        r = dict(cell=cell, T=T, B=B, D=D, H=H, bptt_s=tb, torch_s=tt, bptt_peak=mb, torch_peak=mt,
+                onednn[cell] = any("mkldnn_rnn" in op for op in torch_ops(fns["torch"]))
+        if base and "baseline" in fns:  # alternate bptt, baseline, torch
+            fns = {k: fns[k] for k in ("bptt", "baseline", "torch")}
+        # the machine's matmul rate for this row, measured before its warm-up (it drifts)
+        row_rate = float(np.median([matmul_rate(mm_n, 1) for _ in range(3)]))
+        for _ in range(args.warmup):
+            for f in fns.values():
+                f()
+        steps = args.steps or steps_per_block(fns, args.block_seconds)
+        la = loadavg()
+        per, other = time_blocks(fns, args.blocks, steps, 0, load)
+        tb, tt = float(np.median(per["bptt"])), float(np.median(per["torch"]))
+        ratio = tb / tt  # of the medians; the per-round ratios give its spread
+        _, rlo, rhi = block_ratios(per, "bptt", "torch")
+        mb = None if args.no_memory else peak_bptt(fns["bptt"])
+        mt = None if args.no_memory else peak_torch(fns["torch"])
+        r = dict(cell=cell, T=T, B=B, D=D, H=H, bptt_s=tb, torch_s=tt, ratio=ratio, ratio_lo=rlo, ratio_hi=rhi,
+                 steps=steps, blocks=args.blocks, other=other, loadavg=la, bptt_peak=mb, torch_peak=mt,
                  flops=flops, step_rate=step_rate, rate=row_rate, torch_onednn=onednn.get(cell, True),
                  char=size if cell == "char model" else None)
+        if "baseline" in per:
+            r["base_s"] = float(np.median(per["baseline"]))
+            r["base_ratio"] = r["base_s"] / tt
+            r["new_over_base"] = tb / r["base_s"]
+            r["new_over_base_range"] = block_ratios(per, "bptt", "baseline")[1:]
         rows.append(r)
         gb = r["flops"] / tb / 1e9
+        extra = (f"  baseline {r['base_s'] * 1e3:9.2f} ms ratio {r['base_ratio']:5.2f}  new/baseline "
+                 f"{r['new_over_base']:5.2f}") if "base_s" in r else ""
         print(f"{cell:10s} T={T:<4d} B={B:<4d} D={D:<4d} H={H:<4d} bptt {tb * 1e3:9.2f} ms  "
-              f"torch {tt * 1e3:9.2f} ms  ratio {tb / tt:5.2f}  {gb:6.1f} GFLOP/s "
+              f"torch {tt * 1e3:9.2f} ms  ratio {ratio:5.2f} ({rlo:.2f}-{rhi:.2f}){extra}  {gb:6.1f} GFLOP/s "
               f"({100 * gb / row_rate:3.0f}% of matmul {row_rate:.0f})  peak MB bptt {_fmt_mb(mb)} "
-              f"torch {_fmt_mb(mt)}", flush=True)
+              f"torch {_fmt_mb(mt)}  [{args.blocks}x{steps} steps, others {100 * other:.0f}% CPU, "
+              f"load {_fmt_load(la)}]", flush=True)
     rate = float(np.median([r["rate"] for r in rows] + [rate]))
     ct = None
     if not (args.quick or args.no_compile_times):
         ct = compile_times(args.cells)
         print("compile times:\n" + compile_text(ct))
     info["load"] = (
-        f"{stats.get('pairs', 0)} timed pairs, the most other processes used during one: "
-        f"{100 * stats.get('other_max', 0.0):.0f}% of the CPUs"
-        + (f"; with --quiet {args.quiet}: {stats.get('discarded', 0)} pairs thrown away and redone"
-           + (f", and on {stats['gave_up']} rows the machine stayed busy, so their last pairs were "
-              f"kept as they came" if stats.get("gave_up") else "")
-           if args.quiet else "")
-    ) if load.ok else "not measured (no /proc)"
-    print("other load:", info["load"])
+        f"1-minute load average {_fmt_load(load_start)} at the start, {_fmt_load(loadavg())} at the end; "
+        f"other processes used at most {100 * max(r['other'] for r in rows):.0f}% of the CPUs during a "
+        f"row's blocks (median {100 * float(np.median([r['other'] for r in rows])):.0f}%); nothing waits "
+        f"for a quiet machine" if load.ok else
+        f"1-minute load average {_fmt_load(load_start)} at the start, {_fmt_load(loadavg())} at the end"
+    )
+    print("load:", info["load"])
     if args.out:
         write_markdown(args.out, argv, info, rate, rows, ct, args)
         print(f"wrote {args.out}")
     return 0
+
+
+def _fmt_load(v):
+    return "n/a" if v is None else f"{v:.2f}"
 
 
 def _command(argv):
@@ -694,18 +743,22 @@ Made by `{_command(argv)}` (this section is written by that command).
 - threads: {info['threads']}
 - environment: {info['env']}
 - other processes on this machine during the timings: {info['load']}
-- float32 matrix-multiply rate of this machine, measured in the same run before every row ({'512' if args.quick else '2048'} x {'512' if args.quick else '2048'} `np.matmul` on NumPy's BLAS threads, once before every timed pair; each row's percentages use the median of its own measurements, as the rate of this shared machine drifts by 10-20% within a run): median **{rate:.1f} GFLOP/s**, from {min(r['rate'] for r in rows):.0f} to {max(r['rate'] for r in rows):.0f}
+- float32 matrix-multiply rate of this machine, measured in the same run before every row ({'512' if args.quick else '2048'} x {'512' if args.quick else '2048'} `np.matmul` on NumPy's BLAS threads, three times before the row's warm-up; each row's percentages use the median of its own three, as the rate of a shared machine drifts within a run): median **{rate:.1f} GFLOP/s**, from {min(r['rate'] for r in rows):.0f} to {max(r['rate'] for r in rows):.0f}
 
 ### Method
 
 One training step of one layer, float32: forward, then backward of `sum(out * g)` for a fixed
-random `g` (input gradient included) - `bptt.RNN/LSTM/GRU(D, H)` against
-`torch.nn.RNN/LSTM/GRU(D, H)` with the same weights, in the same process, alternating one bptt
-step and one torch step, {args.warmup} untimed warm-up steps each, then the median of {args.repeats},
-each timed step preceded by {args.settle} s of sleep and one untimed step of the same library (after
-a BLAS call OpenBLAS's worker threads spin for about 0.1 s, torch's OpenMP threads for about
-0.01 s: without the pause the library timed next would share the two cores with the other's
-spinning threads; the untimed step makes the timed one a step in a run of steps, as in training).
+random `g` (input gradient included) - `bptt.RNN/LSTM/GRU(D, H)` (its compiled loops) against
+`torch.nn.RNN/LSTM/GRU(D, H)` (its autograd, `torch.set_num_threads` as below) with the same
+weights, in the same process, each library as its users run it. Timed as a user trains: runs of
+consecutive steps. After {args.warmup} untimed warm-up steps of each library (at the start of the
+row only), {args.blocks} rounds of alternating blocks - a block of N consecutive bptt steps, then a
+block of N torch steps, then bptt again, ... - with nothing in between (no sleep, no untimed step;
+whatever one library leaves behind, e.g. BLAS threads still spinning, the other meets as it would
+in a program that uses both). N ("steps timed") is chosen per row so that a block lasts about
+{args.block_seconds} s (at least 3 steps). A step's time is its block's time / N; the table gives the
+median over the blocks, and bptt/torch the ratio of the two medians, with the range of the
+ratios round by round next to it.
 The last row is a whole training step of the character model (`bptt.CharModel` against the same
 model in torch, the same weights and batch of random characters, the state carried between
 steps): embedding, LSTM layers, Linear head, cross-entropy, backward, gradient-norm clipping at

@@ -392,7 +392,7 @@ def test_benchmark_quick(tmp_path, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "B.md"
-    argv = ["--quick", "--repeats", "1", "--warmup", "0", "--settle", "0", "--cells", "lstm", "--out", str(out)]
+    argv = ["--quick", "--blocks", "1", "--steps", "1", "--warmup", "1", "--cells", "lstm", "--out", str(out)]
     assert bench.main(argv) == 0
     text = out.read_text()
     assert "| lstm | 5 | 1 | 3 | 4 |" in text and "GFLOP/s" in text
