@@ -252,24 +252,30 @@ _NR = 16
 _MR = 6
 
 
-def _make_microkernel(mr):
+def _make_microkernel(mr, panels=1, lanes=8):
+    """The kernel for mr rows and ``panels`` consecutive panels (16 * panels columns of C; the
+    panels of a ``_pack`` result lie one after the other, K * 16 floats apart), in vectors of
+    ``lanes`` floats: 16 / lanes * panels accumulators per row."""
+    per = _NR // lanes * panels  # accumulators (vectors) per row
+
     @intrinsic
     def kernel(typingctx, K, a, lda, bp, c, ldc, accumulate):
-        """C[0:mr, 0:16] (+)= A[0:mr, 0:K] @ Bp[0:K, 0:16]; a, bp, c addresses (float32), lda,
-        ldc row strides in elements, accumulate 0 (store) or 1 (add to C)."""
+        """C[0:mr, 0:16*panels] (+)= A[0:mr, 0:K] @ [Bp[0:K, 0:16] | Bp'[0:K, 0:16] ...]; a, bp,
+        c addresses (float32), lda, ldc row strides in elements, accumulate 0 (store) or 1 (add)."""
         sig = types.void(K, a, lda, bp, c, ldc, accumulate)
 
         def codegen(context, builder, signature, args):
             i32, i64, f32 = ir.IntType(32), ir.IntType(64), ir.FloatType()
-            v8 = ir.VectorType(f32, 8)
-            fp, vp = f32.as_pointer(), v8.as_pointer()
+            vt = ir.VectorType(f32, lanes)
+            fp, vp = f32.as_pointer(), vt.as_pointer()
             K_, a_, lda_, bp_, c_, ldc_, acc_ = [
                 context.cast(builder, v, t, types.int64) for v, t in zip(args, signature.args)]
             a_ptr, b_ptr, c_ptr = (builder.inttoptr(v, fp) for v in (a_, bp_, c_))
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8, [v8, v8, v8]),
-                                                 "llvm.fma.v8f32")
-            zero = ir.Constant(v8, None)
-            splat_mask = ir.Constant(ir.VectorType(i32, 8), [0] * 8)
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
+                                                 f"llvm.fma.v{lanes}f32")
+            zero = ir.Constant(vt, None)
+            splat_mask = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+            panel = builder.mul(K_, ir.Constant(i64, _NR))  # floats from one panel to the next
             entry = builder.basic_block
             loop = builder.function.append_basic_block("uk_loop")
             done = builder.function.append_basic_block("uk_done")
@@ -278,22 +284,25 @@ def _make_microkernel(mr):
             k = builder.phi(i64)
             k.add_incoming(ir.Constant(i64, 0), entry)
             accs = []
-            for _ in range(2 * mr):
-                phi = builder.phi(v8)
+            for _ in range(per * mr):
+                phi = builder.phi(vt)
                 phi.add_incoming(zero, entry)
                 accs.append(phi)
             row = builder.mul(k, ir.Constant(i64, _NR))
-            b0 = builder.load(builder.bitcast(builder.gep(b_ptr, [row]), vp), align=4)
-            b1 = builder.load(builder.bitcast(builder.gep(b_ptr, [builder.add(row, ir.Constant(i64, 8))]), vp),
-                              align=4)
+            bs = []
+            for q in range(panels):
+                base = builder.add(row, builder.mul(panel, ir.Constant(i64, q))) if q else row
+                for v in range(_NR // lanes):
+                    off = builder.add(base, ir.Constant(i64, v * lanes)) if v else base
+                    bs.append(builder.load(builder.bitcast(builder.gep(b_ptr, [off]), vp), align=4))
             new = []
             for i in range(mr):
                 ai = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(i64, i), lda_), k)]),
                                   align=4)
-                av = builder.insert_element(ir.Constant(v8, ir.Undefined), ai, ir.Constant(i32, 0))
-                av = builder.shuffle_vector(av, ir.Constant(v8, ir.Undefined), splat_mask)
-                new.append(builder.call(fma, [av, b0, accs[2 * i]]))
-                new.append(builder.call(fma, [av, b1, accs[2 * i + 1]]))
+                av = builder.insert_element(ir.Constant(vt, ir.Undefined), ai, ir.Constant(i32, 0))
+                av = builder.shuffle_vector(av, ir.Constant(vt, ir.Undefined), splat_mask)
+                for h in range(per):
+                    new.append(builder.call(fma, [av, bs[h], accs[per * i + h]]))
             k_next = builder.add(k, ir.Constant(i64, 1))
             latch = builder.basic_block
             k.add_incoming(k_next, latch)
@@ -303,15 +312,15 @@ def _make_microkernel(mr):
             builder.position_at_end(done)
             results = []  # the phis first: they must head the block
             for v in new:
-                res = builder.phi(v8)
+                res = builder.phi(vt)
                 res.add_incoming(zero, entry)
                 res.add_incoming(v, latch)
                 results.append(res)
             add = builder.icmp_signed("!=", acc_, ir.Constant(i64, 0))
             for i in range(mr):
-                for h in range(2):
-                    res = results[2 * i + h]
-                    off = builder.add(builder.mul(ir.Constant(i64, i), ldc_), ir.Constant(i64, 8 * h))
+                for h in range(per):
+                    res = results[per * i + h]
+                    off = builder.add(builder.mul(ir.Constant(i64, i), ldc_), ir.Constant(i64, lanes * h))
                     p = builder.bitcast(builder.gep(c_ptr, [off]), vp)
                     with builder.if_else(add) as (then, otherwise):
                         with then:
@@ -326,6 +335,22 @@ def _make_microkernel(mr):
 
 
 _uk1, _uk2, _uk3, _uk4, _uk5, _uk6 = (_make_microkernel(mr) for mr in range(1, _MR + 1))
+# Two panels at once in 16-float vectors (AVX-512: 32 registers of 16 floats; 12 accumulators for
+# 6 rows, twice the work per instruction of the kernels above). Each element's sum is the same
+# sequence of fused multiply-adds over k, so the results are bit for bit those of the others.
+_uw1, _uw2, _uw3, _uw4, _uw5, _uw6 = (_make_microkernel(mr, 2, 16) for mr in range(1, _MR + 1))
+
+
+def _host_has_avx512():
+    try:
+        from llvmlite import binding
+
+        return bool(binding.get_host_cpu_features().get("avx512f", False))
+    except Exception:
+        return False
+
+
+WIDE_MICROKERNEL = _host_has_avx512()  # two panels per call in 16-float vectors
 
 
 @njit(**_OPTS)
@@ -344,39 +369,71 @@ def _pack(Wt):
 @njit(**_OPTS)
 def _uk_mm(A, Bp, C, accumulate, scratch):
     """C (+)= A @ Wt for float32 A (m, K), C (m, N) with contiguous rows, Wt packed by ``_pack``.
-    scratch (MR, 16): the last, partial panel goes through it."""
+    scratch (MR, 16): the last, partial panel goes through it. Pairs of full panels go through
+    the wide kernels where the CPU has them (``WIDE_MICROKERNEL``)."""
     m, K = A.shape
     N = C.shape[1]
     lda, ldc = A.strides[0] // 4, C.strides[0] // 4
-    for p in range(Bp.shape[0]):
-        ncols = min(_NR, N - p * _NR)
-        bptr = Bp[p].ctypes.data
-        for i0 in range(0, m, _MR):
-            mr = min(_MR, m - i0)
-            aptr = A.ctypes.data + i0 * lda * 4
-            if ncols == _NR:
-                cptr, cl = C.ctypes.data + (i0 * ldc + p * _NR) * 4, ldc
-            else:
-                for i in range(mr):
-                    for j in range(ncols):
-                        scratch[i, j] = C[i0 + i, p * _NR + j]
-                cptr, cl = scratch.ctypes.data, _NR
-            if mr == 6:
-                _uk6(K, aptr, lda, bptr, cptr, cl, accumulate)
-            elif mr == 5:
-                _uk5(K, aptr, lda, bptr, cptr, cl, accumulate)
-            elif mr == 4:
-                _uk4(K, aptr, lda, bptr, cptr, cl, accumulate)
-            elif mr == 3:
-                _uk3(K, aptr, lda, bptr, cptr, cl, accumulate)
-            elif mr == 2:
-                _uk2(K, aptr, lda, bptr, cptr, cl, accumulate)
-            else:
-                _uk1(K, aptr, lda, bptr, cptr, cl, accumulate)
-            if ncols < _NR:
-                for i in range(mr):
-                    for j in range(ncols):
-                        C[i0 + i, p * _NR + j] = scratch[i, j]
+    P = Bp.shape[0]
+    p = 0
+    while p < P:
+        if WIDE_MICROKERNEL and N - p * _NR >= 2 * _NR:
+            bptr = Bp[p].ctypes.data
+            for i0 in range(0, m, _MR):
+                mr = min(_MR, m - i0)
+                aptr = A.ctypes.data + i0 * lda * 4
+                cptr = C.ctypes.data + (i0 * ldc + p * _NR) * 4
+                if mr == 6:
+                    _uw6(K, aptr, lda, bptr, cptr, ldc, accumulate)
+                elif mr == 5:
+                    _uw5(K, aptr, lda, bptr, cptr, ldc, accumulate)
+                elif mr == 4:
+                    _uw4(K, aptr, lda, bptr, cptr, ldc, accumulate)
+                elif mr == 3:
+                    _uw3(K, aptr, lda, bptr, cptr, ldc, accumulate)
+                elif mr == 2:
+                    _uw2(K, aptr, lda, bptr, cptr, ldc, accumulate)
+                else:
+                    _uw1(K, aptr, lda, bptr, cptr, ldc, accumulate)
+            p += 2
+            continue
+        _uk_panel(A, Bp, C, accumulate, scratch, p, lda, ldc)
+        p += 1
+
+
+@njit(**_OPTS)
+def _uk_panel(A, Bp, C, accumulate, scratch, p, lda, ldc):
+    """``_uk_mm`` for panel p alone (16 columns, or fewer through scratch)."""
+    m, K = A.shape
+    N = C.shape[1]
+    ncols = min(_NR, N - p * _NR)
+    bptr = Bp[p].ctypes.data
+    for i0 in range(0, m, _MR):
+        mr = min(_MR, m - i0)
+        aptr = A.ctypes.data + i0 * lda * 4
+        if ncols == _NR:
+            cptr, cl = C.ctypes.data + (i0 * ldc + p * _NR) * 4, ldc
+        else:
+            for i in range(mr):
+                for j in range(ncols):
+                    scratch[i, j] = C[i0 + i, p * _NR + j]
+            cptr, cl = scratch.ctypes.data, _NR
+        if mr == 6:
+            _uk6(K, aptr, lda, bptr, cptr, cl, accumulate)
+        elif mr == 5:
+            _uk5(K, aptr, lda, bptr, cptr, cl, accumulate)
+        elif mr == 4:
+            _uk4(K, aptr, lda, bptr, cptr, cl, accumulate)
+        elif mr == 3:
+            _uk3(K, aptr, lda, bptr, cptr, cl, accumulate)
+        elif mr == 2:
+            _uk2(K, aptr, lda, bptr, cptr, cl, accumulate)
+        else:
+            _uk1(K, aptr, lda, bptr, cptr, cl, accumulate)
+        if ncols < _NR:
+            for i in range(mr):
+                for j in range(ncols):
+                    C[i0 + i, p * _NR + j] = scratch[i, j]
 
 
 @njit(**_OPTS)
