@@ -34,7 +34,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _report, next to this file
 
-GRID = [(25, 1, 65, 100), (100, 16, 32, 32), (100, 32, 64, 128), (100, 64, 256, 256), (50, 128, 512, 512)]
+GRID = [(25, 1, 65, 100), (100, 16, 32, 32), (100, 32, 64, 128), (64, 32, 128, 192), (100, 64, 256, 256),
+        (50, 128, 512, 512)]
 QUICK_GRID = [(5, 1, 3, 4), (8, 4, 6, 16)]
 CELLS = ("rnn", "lstm", "gru")
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -661,10 +662,14 @@ def _command(argv):
 
 
 def goals(r, largest):
-    """(ratio goal, matmul-fraction goal or None) of a row: bptt/torch < 1, <= 0.8 where torch
-    reaches under 70% of the matmul rate; 85% of the rate on the largest row."""
+    """(ratio goal, matmul-fraction goal or None) of a row (issue 13): bptt/torch < 1 on every
+    row; <= 0.8 where torch reaches under 70% of the matmul rate and at T=64, B=32, D=128,
+    H=192; <= 0.95 on the largest row, and 85% of the rate there."""
     tpct = 100 * r["flops"] / r["torch_s"] / 1e9 / r["rate"]
-    return (0.8 if tpct < 70 else 1.0), (85 if largest else None)
+    if largest:
+        return 0.95, 85
+    small = tpct < 70 or (r["T"], r["B"], r["D"], r["H"]) == (64, 32, 128, 192)
+    return (0.8 if small else 1.0), None
 
 
 def notes_text(rows):
@@ -681,7 +686,7 @@ def notes_text(rows):
         goal, need = goals(r, largest.get(r["cell"]) is r)
         short = []
         if not (ratio <= goal and ratio < 1.0):
-            short.append(f"bptt/torch {ratio:.2f} (goal {'<= 0.8' if goal < 1 else '< 1'})")
+            short.append(f"bptt/torch {ratio:.2f} (goal {f'<= {goal}' if goal < 1 else '< 1'})")
         if need is not None and bpct < need:
             short.append(f"{bpct:.0f}% of the matmul rate (goal {need}%)")
         if r["bptt_peak"] is not None and r["torch_peak"] is not None and r["bptt_peak"] > r["torch_peak"]:
@@ -773,9 +778,11 @@ of the allocation and free events of its CPU allocator recorded by `torch.profil
 
 How bptt runs a step (`bptt/cells/_numba_loops.py`): the batch is split into one block of rows
 per thread, and each thread runs the whole time loop for its rows (the rows of a batch never
-meet in the recurrence, so the threads need no synchronisation per step), calling NumPy's own
-BLAS on one thread for each step's product and compiled, fused gate math; the input projection
-and the weight gradients are single products split into row blocks over the same threads.
+meet in the recurrence, so the threads need no synchronisation per step). In float32 each
+step's product is a micro-kernel on W_hh packed once per sequence (on AVX-512 machines two
+16-column panels at a time in 16-float vectors, blocks of 8 rows), followed by compiled, fused
+gate math; the input projection and dx are products by the same micro-kernel, the weight
+gradients single BLAS products after the loop, each split into row blocks over the same threads.
 
 ### Results
 

@@ -335,10 +335,12 @@ def _make_microkernel(mr, panels=1, lanes=8):
 
 
 _uk1, _uk2, _uk3, _uk4, _uk5, _uk6 = (_make_microkernel(mr) for mr in range(1, _MR + 1))
-# Two panels at once in 16-float vectors (AVX-512: 32 registers of 16 floats; 12 accumulators for
-# 6 rows, twice the work per instruction of the kernels above). Each element's sum is the same
-# sequence of fused multiply-adds over k, so the results are bit for bit those of the others.
-_uw1, _uw2, _uw3, _uw4, _uw5, _uw6 = (_make_microkernel(mr, 2, 16) for mr in range(1, _MR + 1))
+# Two panels at once in 16-float vectors, blocks of up to 8 rows (AVX-512: 32 registers of 16
+# floats; 16 accumulators for 8 rows, twice the work per instruction of the kernels above, and
+# batches of 8, 16, 32, ... rows split into whole blocks). Each element's sum is the same sequence
+# of fused multiply-adds over k, so the results are bit for bit those of the others.
+_MRW = 8
+_uw1, _uw2, _uw3, _uw4, _uw5, _uw6, _uw7, _uw8 = (_make_microkernel(mr, 2, 16) for mr in range(1, _MRW + 1))
 
 
 def _host_has_avx512():
@@ -379,11 +381,15 @@ def _uk_mm(A, Bp, C, accumulate, scratch):
     while p < P:
         if WIDE_MICROKERNEL and N - p * _NR >= 2 * _NR:
             bptr = Bp[p].ctypes.data
-            for i0 in range(0, m, _MR):
-                mr = min(_MR, m - i0)
+            for i0 in range(0, m, _MRW):
+                mr = min(_MRW, m - i0)
                 aptr = A.ctypes.data + i0 * lda * 4
                 cptr = C.ctypes.data + (i0 * ldc + p * _NR) * 4
-                if mr == 6:
+                if mr == 8:
+                    _uw8(K, aptr, lda, bptr, cptr, ldc, accumulate)
+                elif mr == 7:
+                    _uw7(K, aptr, lda, bptr, cptr, ldc, accumulate)
+                elif mr == 6:
                     _uw6(K, aptr, lda, bptr, cptr, ldc, accumulate)
                 elif mr == 5:
                     _uw5(K, aptr, lda, bptr, cptr, ldc, accumulate)
