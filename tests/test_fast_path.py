@@ -171,6 +171,23 @@ def test_microkernel_product(m, k, n):
     assert np.max(np.abs(C - (want + C0))) <= tol
 
 
+@pytest.mark.parametrize("m,k,n", [(1, 7, 32), (8, 128, 512), (13, 33, 80), (17, 64, 48)])
+def test_wide_microkernel_same_bits_as_panel_kernel(m, k, n):
+    """The kernels that take two panels at a time (AVX-512) give the same bits as the one-panel
+    kernels: every element is the same sequence of fused multiply-adds over k."""
+    rng = np.random.default_rng(m + k + n)
+    A = rng.standard_normal((m, k)).astype(np.float32)
+    Bp = fast._pack(rng.standard_normal((k, n)).astype(np.float32))
+    scratch = np.empty((6, 16), np.float32)
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    for acc in (0, 1):
+        wide, narrow = C0.copy(), C0.copy()
+        fast._uk_mm(A, Bp, wide, acc, scratch)
+        for p in range(Bp.shape[0]):
+            fast._uk_panel(A, Bp, narrow, acc, scratch, p, k, n)
+        assert np.array_equal(wide, narrow)
+
+
 def test_colsum_matches_sum():
     rng = np.random.default_rng(4)
     a = rng.standard_normal((1001, 7))
