@@ -483,6 +483,9 @@ def parse_args(argv):
     p.add_argument("--warmup", type=int, default=2, help="untimed steps of each library first, per row")
     p.add_argument("--quick", action="store_true", help="tiny grid, for a smoke test")
     p.add_argument("--out", default=None, help="write the report as markdown to this file")
+    p.add_argument("--readme", default=None, metavar="PATH",
+                   help="also rewrite the short table and the claims quoted from it in this README "
+                   "(between its <!-- cells-table --> and <!-- cells-claim --> markers)")
     p.add_argument("--no-compile-times", action="store_true", help="skip the compile-time probe")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     p.add_argument("--no-char-model", action="store_true",
@@ -648,6 +651,9 @@ def main(argv=None):
     if args.out:
         write_markdown(args.out, argv, info, rate, rows, ct, args)
         print(f"wrote {args.out}")
+    if args.readme:
+        write_readme(args.readme, argv, info, rows)
+        print(f"wrote the speed table and claims of {args.readme}")
     return 0
 
 
@@ -733,6 +739,56 @@ def notes_text(rows):
         "thread); elsewhere, fewer passes over the (T, B, G*H) arrays, e.g. recomputing tanh(c) in "
         "the backward instead of storing it."
     )
+
+
+def readme_table(rows):
+    """The short table the README quotes: times, ratio, share of the matmul rate, peaks."""
+    lines = ["| cell | T | B | D | H | bptt ms | torch ms | bptt/torch | block by block | bptt % of matmul "
+             "| torch % of matmul | peak MB bptt / torch |", "|" + "---|" * 12]
+    for r in rows:
+        gb, gt = r["flops"] / r["bptt_s"] / 1e9, r["flops"] / r["torch_s"] / 1e9
+        label = "char model (whole step)" if r["cell"] == "char model" else r["cell"]
+        lines.append(
+            f"| {label} | {r['T']} | {r['B']} | {r['D']} | {r['H']} | {r['bptt_s'] * 1e3:.2f} "
+            f"| {r['torch_s'] * 1e3:.2f} | **{r['bptt_s'] / r['torch_s']:.2f}** | {r['ratio_lo']:.2f}-{r['ratio_hi']:.2f} "
+            f"| {100 * gb / r['rate']:.0f}% | {100 * gt / r['rate']:.0f}% "
+            f"| {_fmt_mb(r['bptt_peak'])} / {_fmt_mb(r['torch_peak'])} |")
+    return "\n".join(lines)
+
+
+def readme_claim(rows):
+    """One sentence: bptt/torch per cell over the rows, and the char model's."""
+    parts = []
+    for cell in CELLS:
+        q = [r["bptt_s"] / r["torch_s"] for r in rows if r["cell"] == cell]
+        if q:
+            parts.append(f"{cell.upper()} {min(q):.2f}-{max(q):.2f}")
+    cm = [r["bptt_s"] / r["torch_s"] for r in rows if r["cell"] == "char model"]
+    n = sum(1 for r in rows if r["cell"] != "char model")
+    slower = sum(1 for r in rows if r["cell"] != "char model" and r["bptt_s"] >= r["torch_s"])
+    text = (f"on the CPU a layer's training step takes {', '.join(parts)} of PyTorch's time over the "
+            f"{n} benchmarked sizes ({'faster on all' if not slower else f'slower on {slower}'})")
+    if cm:
+        text += f", and a whole training step of the character model {cm[0]:.2f}"
+    return text
+
+
+def _between(text, name, body, inline=False):
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise SystemExit(f"benchmarks/cells.py: the README has no {start} ... {end} markers")
+    a, b = text.index(start) + len(start), text.index(end)
+    return text[:a] + (body if inline else "\n" + body + "\n") + text[b:]
+
+
+def write_readme(path, argv, info, rows):
+    text = open(path, encoding="utf-8").read()
+    table = readme_table(rows) + (
+        f"\n\nMade by `{_command(argv)}`; other processes on the machine meanwhile: {info['load']}.")
+    text = _between(text, "cells-table", table)
+    text = _between(text, "cells-claim", readme_claim(rows), inline=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def write_markdown(path, argv, info, rate, rows, ct, args):

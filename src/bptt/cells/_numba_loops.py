@@ -22,7 +22,8 @@ Below that, the machinery:
 
 - the batch is split into one block of rows per thread (``numba.get_num_threads()``): the rows
   of a batch never meet in the recurrence, so each thread runs the whole time loop for its rows,
-  with no synchronisation per step (``*_par`` run the blocks with ``prange``);
+  with no synchronisation per step (``*_par`` run the blocks with ``prange``); a call with
+  less work than ``ONE_THREAD_WORK`` multiply-adds runs as one block, on one thread;
 - each step's recurrent product for a block never leaves compiled code: in float32 a
   micro-kernel (``_uk_mm``) on W_hh packed once per sequence, in float64 one call of NumPy's
   own BLAS on one thread (``_blas``, ``_gemm``), or for small steps a hand-written product
@@ -76,6 +77,9 @@ FUSED_MAX_WORK_BACKWARD = 1 << 14
 # may be called from compiled code (False: np.matmul from Python for the larger steps), and
 # whether float32 uses the micro-kernel (False: like float64).
 SHARDS = None
+# A call with fewer multiply-adds than this runs on one thread (when SHARDS is None): starting and
+# joining the threads would cost about as much as the work (a few microseconds).
+ONE_THREAD_WORK = 1 << 20
 USE_BLAS_POINTER = True
 USE_MICROKERNEL = True  # float32 steps' products by the micro-kernel below
 
@@ -515,6 +519,9 @@ def _mm_par(gemm, ta, A, tb, Bm, C, n):
     """C = op(A) @ op(Bm), the rows of C in n blocks over the threads (each block reads the
     matching rows of op(A) and all of op(Bm))."""
     M = C.shape[0]
+    if n == 1:  # one block: no threads to start
+        _mm(gemm, ta, A, tb, Bm, C.dtype.type(0.0), C)
+        return
     for s in prange(n):
         m0, m1 = _block(s, n, M)
         if ta:
@@ -527,16 +534,41 @@ def _mm_par(gemm, ta, A, tb, Bm, C, n):
 def _add_rows_par(C, b1, b2, two, n):
     """C[i] = (C[i] + b1) + b2 (b2 only if two) for every row, in n blocks (the reference's
     order of additions)."""
-    M, N = C.shape
+    M = C.shape[0]
+    if n == 1:  # one block: no threads to start
+        _add_rows(C, b1, b2, two, 0, M)
+        return
     for s in prange(n):
         m0, m1 = _block(s, n, M)
-        for i in range(m0, m1):
-            if two:
-                for j in range(N):
-                    C[i, j] = (C[i, j] + b1[j]) + b2[j]
-            else:
-                for j in range(N):
-                    C[i, j] = C[i, j] + b1[j]
+        _add_rows(C, b1, b2, two, m0, m1)
+
+
+@njit(**_OPTS)
+def _add_rows(C, b1, b2, two, m0, m1):
+    """``_add_rows_par`` on rows m0:m1."""
+    N = C.shape[1]
+    for i in range(m0, m1):
+        if two:
+            for j in range(N):
+                C[i, j] = (C[i, j] + b1[j]) + b2[j]
+        else:
+            for j in range(N):
+                C[i, j] = C[i, j] + b1[j]
+
+
+@njit(**_OPTS)
+def _colsum_block(A, m0, m1, part):
+    """part += the sum of rows m0:m1 of A, in chunks of 64 rows."""
+    N = A.shape[1]
+    chunk = np.empty(N, A.dtype)
+    for c0 in range(m0, m1, 64):
+        for j in range(N):
+            chunk[j] = A[c0, j]
+        for i in range(c0 + 1, min(c0 + 64, m1)):
+            for j in range(N):
+                chunk[j] += A[i, j]
+        for j in range(N):
+            part[j] += chunk[j]
 
 
 @njit(**_POPTS)
@@ -545,17 +577,12 @@ def _colsum_par(A, n):
     rows (error growing like 64 + M/64 roundings, not M), then the n partial sums."""
     M, N = A.shape
     part = np.zeros((n, N), A.dtype)
-    for s in prange(n):
-        m0, m1 = _block(s, n, M)
-        chunk = np.empty(N, A.dtype)
-        for c0 in range(m0, m1, 64):
-            for j in range(N):
-                chunk[j] = A[c0, j]
-            for i in range(c0 + 1, min(c0 + 64, m1)):
-                for j in range(N):
-                    chunk[j] += A[i, j]
-            for j in range(N):
-                part[s, j] += chunk[j]
+    if n == 1:  # one block: no threads to start
+        _colsum_block(A, 0, M, part[0])
+    else:
+        for s in prange(n):
+            m0, m1 = _block(s, n, M)
+            _colsum_block(A, m0, m1, part[s])
     out = np.zeros(N, A.dtype)
     for s in range(n):
         for j in range(N):
@@ -650,6 +677,9 @@ def _rnn_bwd_rows(gemm, Wp, dout, hs, W_hh, relu, da, dh, lengths, b0, b1):
 @njit(**_POPTS)
 def _rnn_fwd_par(gemm, Wp, xw, W_hhT, relu, hs, lengths, n):
     B = xw.shape[1]
+    if n == 1:  # one block: no threads to start (a parallel loop would wake them all)
+        _rnn_fwd_rows(gemm, Wp, xw, W_hhT, relu, hs, lengths, 0, B)
+        return
     for s in prange(n):
         b0, b1 = _block(s, n, B)
         _rnn_fwd_rows(gemm, Wp, xw, W_hhT, relu, hs, lengths, b0, b1)
@@ -658,6 +688,9 @@ def _rnn_fwd_par(gemm, Wp, xw, W_hhT, relu, hs, lengths, n):
 @njit(**_POPTS)
 def _rnn_bwd_par(gemm, Wp, dout, hs, W_hh, relu, da, dh, lengths, n):
     B = dout.shape[1]
+    if n == 1:  # one block: no threads to start (a parallel loop would wake them all)
+        _rnn_bwd_rows(gemm, Wp, dout, hs, W_hh, relu, da, dh, lengths, 0, B)
+        return
     for s in prange(n):
         b0, b1 = _block(s, n, B)
         _rnn_bwd_rows(gemm, Wp, dout, hs, W_hh, relu, da, dh, lengths, b0, b1)
@@ -794,6 +827,9 @@ def _lstm_bwd_rows(gemm, Wp, dout, cs, gates, tcs, W_hh, dz, dh, dc, lengths, b0
 @njit(**_POPTS)
 def _lstm_fwd_par(gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, lengths, n):
     B = xw.shape[1]
+    if n == 1:  # one block: no threads to start (a parallel loop would wake them all)
+        _lstm_fwd_rows(gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, lengths, 0, B)
+        return
     for s in prange(n):
         b0, b1 = _block(s, n, B)
         _lstm_fwd_rows(gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, lengths, b0, b1)
@@ -802,6 +838,9 @@ def _lstm_fwd_par(gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, lengths, n):
 @njit(**_POPTS)
 def _lstm_bwd_par(gemm, Wp, dout, cs, gates, tcs, W_hh, dz, dh, dc, lengths, n):
     B = dout.shape[1]
+    if n == 1:  # one block: no threads to start (a parallel loop would wake them all)
+        _lstm_bwd_rows(gemm, Wp, dout, cs, gates, tcs, W_hh, dz, dh, dc, lengths, 0, B)
+        return
     for s in prange(n):
         b0, b1 = _block(s, n, B)
         _lstm_bwd_rows(gemm, Wp, dout, cs, gates, tcs, W_hh, dz, dh, dc, lengths, b0, b1)
@@ -939,6 +978,9 @@ def _gru_bwd_rows(gemm, Wp, dout, hs, gates, ghn, W_hh, dgx, dghn, dh, lengths, 
 @njit(**_POPTS)
 def _gru_fwd_par(gemm, Wp, xw, W_hhT, b_hh, hs, gates, ghn, lengths, n):
     B = xw.shape[1]
+    if n == 1:  # one block: no threads to start (a parallel loop would wake them all)
+        _gru_fwd_rows(gemm, Wp, xw, W_hhT, b_hh, hs, gates, ghn, lengths, 0, B)
+        return
     for s in prange(n):
         b0, b1 = _block(s, n, B)
         _gru_fwd_rows(gemm, Wp, xw, W_hhT, b_hh, hs, gates, ghn, lengths, b0, b1)
@@ -947,6 +989,9 @@ def _gru_fwd_par(gemm, Wp, xw, W_hhT, b_hh, hs, gates, ghn, lengths, n):
 @njit(**_POPTS)
 def _gru_bwd_par(gemm, Wp, dout, hs, gates, ghn, W_hh, dgx, dghn, dh, lengths, n):
     B = dout.shape[1]
+    if n == 1:  # one block: no threads to start (a parallel loop would wake them all)
+        _gru_bwd_rows(gemm, Wp, dout, hs, gates, ghn, W_hh, dgx, dghn, dh, lengths, 0, B)
+        return
     for s in prange(n):
         b0, b1 = _block(s, n, B)
         _gru_bwd_rows(gemm, Wp, dout, hs, gates, ghn, W_hh, dgx, dghn, dh, lengths, b0, b1)
@@ -993,10 +1038,8 @@ class _Plan:
     the micro-kernel nor a BLAS address can be had and the step is large: then a Python loop
     calls np.matmul for each step, on one thread."""
 
-    def __init__(self, dtype, B, GH, H, backward=False):
-        import numba
-
-        self.n = max(1, min(SHARDS or numba.get_num_threads(), B))
+    def __init__(self, dtype, B, GH, H, backward=False, T=None):
+        self.n = _threads(B, None if T is None else T * B * GH * H)
         rows = -(-B // self.n)  # the largest block
         limit = FUSED_MAX_WORK_BACKWARD if backward and rows > 2 else FUSED_MAX_WORK
         blas = _blas.find() if USE_BLAS_POINTER else None
@@ -1035,14 +1078,23 @@ class _nothing:
         return False
 
 
-def _bigplan(dtype, M):
-    """(n blocks, BLAS) for a large product of M output rows, or None: np.matmul instead."""
+def _threads(M, work=None):
+    """Row blocks for M rows: SHARDS if set, else one per thread, or one when the call's
+    multiply-adds (work) are fewer than ONE_THREAD_WORK."""
     import numba
 
+    if SHARDS is None and work is not None and work < ONE_THREAD_WORK:
+        return 1
+    return max(1, min(SHARDS or numba.get_num_threads(), M))
+
+
+def _bigplan(dtype, M, work=None):
+    """(n blocks, BLAS) for a large product of M output rows and work multiply-adds, or None:
+    np.matmul instead."""
     blas = _blas.find() if USE_BLAS_POINTER else None
     if blas is None:
         return None
-    return max(1, min(SHARDS or numba.get_num_threads(), M)), blas
+    return _threads(M, work), blas
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -1087,12 +1139,21 @@ def _uk_par(A, Bp, C, n):
     """C = A @ Wt (float32, Wt packed in Bp) with the rows in n blocks over the threads, each
     block in chunks of 96 rows (a chunk of A stays in cache while all of Wt's panels pass)."""
     M = C.shape[0]
+    if n == 1:  # one block: no threads to start
+        _uk_rows(A, Bp, C, 0, M)
+        return
     for s in prange(n):
         m0, m1 = _block(s, n, M)
-        scratch = np.empty((_MR, _NR), np.float32)
-        for r0 in range(m0, m1, 96):
-            r1 = min(r0 + 96, m1)
-            _uk_mm(A[r0:r1], Bp, C[r0:r1], 0, scratch)
+        _uk_rows(A, Bp, C, m0, m1)
+
+
+@njit(**_OPTS)
+def _uk_rows(A, Bp, C, m0, m1):
+    """``_uk_par`` on rows m0:m1, in chunks of 96 rows."""
+    scratch = np.empty((_MR, _NR), np.float32)
+    for r0 in range(m0, m1, 96):
+        r1 = min(r0 + 96, m1)
+        _uk_mm(A[r0:r1], Bp, C[r0:r1], 0, scratch)
 
 
 def _rows_product(A, Bop, out, n, blas):
@@ -1120,7 +1181,7 @@ def matmul(a, b):
     """a @ b for 2-D arrays (either may be a transposed view), on bptt's threads: the rows of
     the result in blocks, one BLAS call per thread."""
     dt = _dtype_of(a, b) if a.ndim == 2 and b.ndim == 2 else None
-    plan = _bigplan(dt, a.shape[0]) if dt is not None else None
+    plan = _bigplan(dt, a.shape[0], a.shape[0] * a.shape[1] * b.shape[1]) if dt is not None else None
     if plan is None or a.shape[1] != b.shape[0]:
         return np.matmul(a, b)
     n, blas = plan
@@ -1139,7 +1200,7 @@ def input_projection(x, params, with_hh_bias):
     W = params["weight_ih"]
     b1, b2 = params.get("bias_ih"), params.get("bias_hh") if with_hh_bias else None
     dt = _dtype_of(x, W, b1, b2)
-    plan = _bigplan(dt, x.shape[0] * x.shape[1]) if dt is not None else None
+    plan = _bigplan(dt, x.shape[0] * x.shape[1], x.size * W.shape[0]) if dt is not None else None
     if plan is None:
         return _input_projection_ref(x, params, with_hh_bias)
     n, blas = plan
@@ -1156,7 +1217,7 @@ def sequence_grads(x, h_prev, dgx, dgh, params):
     W = params["weight_ih"]
     dt = _dtype_of(x, h_prev, dgx, dgh, W)
     T, B, D = x.shape
-    plan = _bigplan(dt, T * B) if dt is not None else None
+    plan = _bigplan(dt, T * B, T * B * W.shape[0] * (D + h_prev.shape[-1])) if dt is not None else None
     if plan is None:
         return _sequence_grads_ref(x, h_prev, dgx, dgh, params)
     n, blas = plan
@@ -1207,7 +1268,7 @@ def rnn_forward_loop(xw, h0, W_hh, relu, lengths=None):
     lens = _lengths(lengths, T, B)
     hs = np.empty((T + 1, B, H), dtype=xw.dtype)
     hs[0] = h0
-    plan = _Plan(xw.dtype, B, H, H)
+    plan = _Plan(xw.dtype, B, H, H, T=T)
     if not plan.per_step_matmul:
         with plan.threads():
             Wp, W_hhT = plan.forward_weights(W_hh)
@@ -1230,7 +1291,7 @@ def rnn_backward_loop(dout, dh_T, hs, W_hh, relu, lengths=None):
     lens = _lengths(lengths, T, B)
     da = np.empty_like(dout)
     dh = _state_grad(dh_T, dout)  # a copy: updated in place, step by step
-    plan = _Plan(dout.dtype, B, H, H, backward=True)
+    plan = _Plan(dout.dtype, B, H, H, backward=True, T=T)
     if not plan.per_step_matmul:
         with plan.threads():
             _rnn_bwd_par(plan.gemm, plan.packed(W_hh), dout, hs, W_hh, relu, da, dh, lens, plan.n)
@@ -1255,7 +1316,7 @@ def lstm_forward_loop(xw, h0, c0, W_hh, lengths=None):
     gates = np.empty((T, B, H4), dtype=xw.dtype)
     tcs = np.empty((T, B, H), dtype=xw.dtype)
     hs[0], cs[0] = h0, c0
-    plan = _Plan(xw.dtype, B, H4, H)
+    plan = _Plan(xw.dtype, B, H4, H, T=T)
     if not plan.per_step_matmul:
         with plan.threads():
             Wp, W_hhT = plan.forward_weights(W_hh)
@@ -1278,7 +1339,7 @@ def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
     dz = np.empty_like(gates)
     dh = _state_grad(dh_T, dout)
     dc = _state_grad(dc_T, dout)
-    plan = _Plan(dout.dtype, B, 4 * H, H, backward=True)
+    plan = _Plan(dout.dtype, B, 4 * H, H, backward=True, T=T)
     if not plan.per_step_matmul:
         with plan.threads():
             _lstm_bwd_par(plan.gemm, plan.packed(W_hh), dout, cs, gates, tcs, W_hh, dz, dh, dc, lens, plan.n)
@@ -1304,7 +1365,7 @@ def gru_forward_loop(xw, h0, W_hh, b_hh, lengths=None):
     gates = np.empty((T, B, H3), dtype=xw.dtype)
     ghn = np.empty((T, B, H), dtype=xw.dtype)
     hs[0] = h0
-    plan = _Plan(xw.dtype, B, H3, H)
+    plan = _Plan(xw.dtype, B, H3, H, T=T)
     if not plan.per_step_matmul:
         with plan.threads():
             Wp, W_hhT = plan.forward_weights(W_hh)
@@ -1328,7 +1389,7 @@ def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh, lengths=None):
     dgx = np.empty_like(gates)
     dghn = np.empty_like(ghn)
     dh = _state_grad(dh_T, dout)
-    plan = _Plan(dout.dtype, B, 3 * H, H, backward=True)
+    plan = _Plan(dout.dtype, B, 3 * H, H, backward=True, T=T)
     if not plan.per_step_matmul:
         with plan.threads():
             _gru_bwd_par(plan.gemm, plan.packed(W_hh), dout, hs, gates, ghn, W_hh, dgx, dghn, dh, lens, plan.n)
