@@ -103,14 +103,16 @@ class SequenceClassifier(Module):
     steps. forward(x (T, B, D), lengths (B,) or None) -> logits (B, C); backward(dlogits) -> dx."""
 
     def __init__(self, input_size, num_classes, cell="lstm", hidden_size=64, num_layers=1,
-                 bidirectional=False, dropout=0.0, pool="last", dtype="float32", seed=None):
+                 bidirectional=False, dropout=0.0, pool="last", dtype="float32", seed=None, patch=1):
         super().__init__()
         if cell not in LAYERS:
             raise ValueError(f"cell must be one of {', '.join(LAYERS)}, got {cell!r}")
         if pool not in POOLS:
             raise ValueError(f"pool must be 'last' or 'mean', got {pool!r}")
-        self.cell, self.pool = cell, pool
-        self.rnn = LAYERS[cell](input_size, hidden_size, num_layers, dropout=dropout,
+        if int(patch) != patch or patch < 1:
+            raise ValueError(f"patch must be a whole number >= 1, got {patch!r}")
+        self.cell, self.pool, self.patch = cell, pool, int(patch)
+        self.rnn = LAYERS[cell](self.patch * input_size, hidden_size, num_layers, dropout=dropout,
                                 bidirectional=bidirectional, dtype=dtype, seed=seed)
         K = self.rnn.num_directions
         self.head = Linear(K * hidden_size, num_classes, dtype=dtype,
@@ -118,8 +120,11 @@ class SequenceClassifier(Module):
         self.dtype = self.rnn.dtype
 
     def forward(self, x, lengths=None):
-        T, B, _ = np.shape(x)
-        lengths = np.full(B, T, np.int64) if lengths is None else np.asarray(lengths, np.int64)
+        T0, B, _ = np.shape(x)
+        lengths = np.full(B, T0, np.int64) if lengths is None else np.asarray(lengths, np.int64)
+        lengths0 = lengths
+        x, lengths = patch_forward(x, lengths, self.patch)  # (T, B, patch*D), T = ceil(T0 / patch)
+        T = x.shape[0]
         out, state = self.rnn(x, None, lengths)  # out (T, B, K*H)
         K = self.rnn.num_directions
         if self.pool == "last":
@@ -128,11 +133,11 @@ class SequenceClassifier(Module):
         else:
             mask = (np.arange(T)[:, None] < lengths)[..., None]  # (T, B, 1)
             feat = (out * mask).sum(axis=0) / lengths[:, None].astype(out.dtype)  # (B, K*H)
-        self._save_for_backward((out.shape, lengths))
+        self._save_for_backward((out.shape, lengths, lengths0, T0))
         return self.head(feat)
 
     def backward(self, dlogits):
-        (T, B, KH), lengths = self._saved_for_backward()
+        (T, B, KH), lengths, lengths0, T0 = self._saved_for_backward()
         dfeat = self.head.backward(dlogits)  # (B, K*H)
         L, K, H = self.rnn.num_layers, self.rnn.num_directions, self.rnn.hidden_size
         if self.pool == "last":
@@ -145,10 +150,36 @@ class SequenceClassifier(Module):
             dout = (mask * (dfeat / lengths[:, None])[None]).astype(self.dtype)
             dstate = None
         dx, _ = self.rnn.backward(dout, dstate)
-        return dx
+        return patch_backward(dx, lengths0, T0, self.patch)
 
     def extra_repr(self):
-        return f"cell={self.cell!r}, pool={self.pool!r}"
+        return f"cell={self.cell!r}, pool={self.pool!r}, patch={self.patch}"
+
+
+def patch_forward(x, lengths, K):
+    """K consecutive steps as one: x (T0, B, D), lengths (B,) -> x (T, B, K*D) with
+    T = ceil(T0 / K), step t holding x[t*K : t*K + K] in order, and lengths ceil(lengths / K).
+    The steps past each length (in a series' last, partial patch) are zeros, as in pad_batch."""
+    if K == 1:
+        return x, lengths
+    T0, B, D = x.shape
+    T = -(-T0 // K)
+    xp = np.zeros((T * K, B, D), x.dtype)
+    xp[:T0] = x * (np.arange(T0)[:, None] < lengths)[..., None]  # (T0, B, D), zero past each length
+    xp = xp.reshape(T, K, B, D).transpose(0, 2, 1, 3).reshape(T, B, K * D)
+    return xp, -(-lengths // K)
+
+
+def patch_backward(dxp, lengths0, T0, K):
+    """The reverse of patch_forward: dx (T, B, K*D) -> (T0, B, D), zero past each series'
+    own length lengths0 (B,) (the steps patch_forward set to zero)."""
+    if K == 1:
+        return dxp
+    T, B, KD = dxp.shape
+    D = KD // K
+    dx = dxp.reshape(T, B, K, D).transpose(0, 2, 1, 3)  # (T, K, B, D)
+    dx = dx.reshape(T * K, B, D)[:T0]  # (T0, B, D)
+    return dx * (np.arange(T0)[:, None] < lengths0)[..., None]
 
 
 # ----------------------------------------------------------------------------- evaluation

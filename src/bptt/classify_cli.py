@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+from .argtypes import nonneg_float as _nonneg_float
 from .argtypes import positive_int as _positive_int
 
 # bptt train options (argparse dest) that a classify run takes -> ClassifyConfig field
@@ -18,7 +19,8 @@ OPTIONS = {"data": "data", "test": "test", "cell": "cell", "hidden_size": "hidde
            "num_layers": "num_layers", "bidirectional": "bidirectional", "pool": "pool",
            "dropout": "dropout", "batch_size": "batch_size", "epochs": "epochs",
            "optimizer": "optimizer", "lr": "lr", "clip": "clip", "val_fraction": "val_fraction",
-           "seed": "seed", "dtype": "dtype", "out": "out"}
+           "seed": "seed", "dtype": "dtype", "out": "out", "patch": "patch",
+           "weight_decay": "weight_decay"}
 _IGNORED = {"func", "option_names", "command", "task", "quiet", "resume"}
 
 
@@ -29,9 +31,12 @@ def add_train_options(p):
     a("--bidirectional", action="store_true", default=None, help="classify: both directions")
     a("--pool", choices=["last", "mean"], help="classify: the last valid state (default) or the mean over the valid steps")
     a("--epochs", type=_positive_int, help="classify: passes over the training part (default 60)")
+    a("--patch", type=_positive_int, help="classify: K consecutive values as one step of K*D features "
+      "(a long series is K times fewer steps; default 1)")
+    a("--weight-decay", type=_nonneg_float, help="classify: the optimizer's weight decay (default 0)")
 
 
-CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs")
+CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "weight_decay")
 
 
 def wants_classify(args):
@@ -74,7 +79,7 @@ def run_train(args):
         print(f"data: {c.data}: {len(lens)} series ({len(run.train_y)} train, {len(run.val_y)} validation), "
               f"lengths {min(lens)}-{max(lens)}, {run.D} dimensions, {len(run.classes)} classes\n"
               f"model: {c.cell.upper()} {c.num_layers}x{c.hidden_size}{' bidirectional' if c.bidirectional else ''}, "
-              f"pool {c.pool}, {m.num_parameters():,} parameters; run directory {c.out}", file=sys.stderr)
+              f"pool {c.pool}, patch {c.patch}, {m.num_parameters():,} parameters; run directory {c.out}", file=sys.stderr)
     fit(run, progress=not args.quiet)
     b = run.best
     print(f"finished {run.epoch} epochs in {run.elapsed:.1f} s; best epoch {b['epoch']}: validation accuracy "

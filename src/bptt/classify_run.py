@@ -41,11 +41,13 @@ class ClassifyConfig:
     num_layers: int = 1
     bidirectional: bool = False
     pool: str = "last"
+    patch: int = 1
     dropout: float = 0.0
     batch_size: int = 16
     epochs: int = 60
     optimizer: str = "adam"
     lr: float = 3e-3
+    weight_decay: float = 0.0
     clip: float = 1.0
     val_fraction: float = 0.2
     seed: int = 0
@@ -85,8 +87,9 @@ class ClassifyRun:
         self.train_x, self.train_y = [z[i] for i in tr], y[tr]
         self.val_x, self.val_y = [z[i] for i in va], y[va]
         self.model = SequenceClassifier(self.D, len(self.classes), cfg.cell, cfg.hidden_size, cfg.num_layers,
-                                        cfg.bidirectional, cfg.dropout, cfg.pool, cfg.dtype, cfg.seed)
-        self.opt = make_optimizer(cfg.optimizer, self.model, lr=cfg.lr)
+                                        cfg.bidirectional, cfg.dropout, cfg.pool, cfg.dtype, cfg.seed, cfg.patch)
+        wd = {"weight_decay": cfg.weight_decay} if cfg.weight_decay else {}
+        self.opt = make_optimizer(cfg.optimizer, self.model, lr=cfg.lr, **wd)
         self.loss = CrossEntropyLoss()
         self.rng = np.random.default_rng([cfg.seed, 2])  # batch order
         self.epoch, self.best, self.history, self.elapsed = 0, None, [], 0.0
@@ -247,7 +250,8 @@ def load_for_eval(path):
         raise ValueError(f"{path} is not a classify run")
     c = meta["config"]
     model = SequenceClassifier(int(meta["input_size"]), len(meta["classes"]), c["cell"], c["hidden_size"],
-                               c["num_layers"], c["bidirectional"], 0.0, c["pool"], c["dtype"])
+                               c["num_layers"], c["bidirectional"], 0.0, c["pool"], c["dtype"],
+                               patch=c.get("patch", 1))
     try:
         model.load_state_dict(weights)
     except (ValueError, TypeError) as e:
