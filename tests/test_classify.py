@@ -15,14 +15,16 @@ from test_fast_path import restore_backend  # noqa: F401 - a fixture
 from test_series_files import sktime_data_dir
 
 
-@pytest.mark.parametrize("cell,pool,bidirectional,layers", [("lstm", "last", True, 1), ("gru", "mean", False, 2),
-                                                            ("rnn", "mean", True, 1)])
-def test_classifier_gradcheck(cell, pool, bidirectional, layers, restore_backend):  # noqa: F811
-    """(The NumPy loops: the classifier's own math is checked here, the loops elsewhere.)"""
+@pytest.mark.parametrize("cell,pool,bidirectional,layers,patch", [
+    ("lstm", "last", True, 1, 1), ("gru", "mean", False, 2, 1), ("rnn", "mean", True, 1, 1),
+    ("lstm", "last", True, 1, 2), ("gru", "mean", True, 1, 3)])
+def test_classifier_gradcheck(cell, pool, bidirectional, layers, patch, restore_backend):  # noqa: F811
+    """(The NumPy loops: the classifier's own math is checked here, the loops elsewhere.)
+    patch K: K steps as one, a partial last patch for lengths not a multiple of K."""
     bptt.cells.set_backend("numpy")
     rng = np.random.default_rng(0)
     model = SequenceClassifier(2, 3, cell, hidden_size=3, num_layers=layers, bidirectional=bidirectional,
-                               pool=pool, dtype="float64", seed=1)
+                               pool=pool, dtype="float64", seed=1, patch=patch)
     x = rng.standard_normal((5, 4, 2))
     lengths = np.array([3, 5, 1, 4])
     y = np.array([0, 2, 1, 2])
@@ -43,6 +45,22 @@ def test_classifier_gradcheck(cell, pool, bidirectional, layers, restore_backend
     x2[3:, 0] = 100.0
     model.eval()
     np.testing.assert_array_equal(model(x, lengths), model(x2, lengths))
+
+
+def test_patch_is_a_reshape_of_consecutive_steps():
+    from bptt.classify import patch_backward, patch_forward
+
+    x = np.arange(7 * 2 * 2, dtype=np.float64).reshape(7, 2, 2) + 1  # (T0, B, D), no zeros
+    xp, lens = patch_forward(x, np.array([7, 4]), 3)
+    assert xp.shape == (3, 2, 6) and list(lens) == [3, 2]
+    np.testing.assert_array_equal(xp[1, 0], x[3:6, 0].ravel())  # steps 3, 4, 5 of series 0
+    np.testing.assert_array_equal(xp[2, 0], np.r_[x[6, 0], 0, 0, 0, 0])  # the partial last patch
+    np.testing.assert_array_equal(xp[1, 1], np.r_[x[3, 1], 0, 0, 0, 0])  # past length 4: zeros
+    dx = patch_backward(xp, np.array([7, 4]), 7, 3)  # the reverse, zero past each length
+    np.testing.assert_array_equal(dx[:, 0], x[:, 0])
+    np.testing.assert_array_equal(dx[:4, 1], x[:4, 1]) and np.testing.assert_array_equal(dx[4:, 1], 0)
+    with pytest.raises(ValueError, match="patch"):
+        SequenceClassifier(1, 2, patch=0)
 
 
 def test_data_pieces():
@@ -185,3 +203,30 @@ def test_real_dataset_end_to_end(tmp_path, capsys):
     assert main(["eval", out, "--data", str(d / "BasicMotions_TEST.ts"), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["n"] == 40 and r["accuracy"] >= 0.6, r
+
+
+def test_export_classify_run_to_onnx(toy, capsys):
+    """bptt export of a classify run (patch, mean pooling, both directions): ONNX Runtime on the
+    raw TEST series of unequal lengths gives the model's logits and bptt predict's labels."""
+    import onnxruntime as ort
+
+    from bptt.classify import predict_logits
+    from bptt.classify_run import load_for_eval
+
+    out, path = str(toy["dir"] / "onnxrun"), str(toy["dir"] / "clf.onnx")
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--epochs", "2", "--patch", "3",
+                 "--pool", "mean", "--bidirectional", "--out", out] + TRAIN_ARGS) == 0
+    assert main(["export", out, "--onnx", path]) == 0
+    assert "sequence_lens" in capsys.readouterr().out
+    series, _ = bptt.data.read_ts(toy["test"])
+    lengths = np.array([len(s) for s in series])
+    x = np.zeros((lengths.max(), len(series), 2), np.float32)  # raw values, zero-padded
+    for b, s in enumerate(series):
+        x[: len(s), b] = s
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    logits = sess.run(["logits"], {"series": x, "sequence_lens": lengths.astype(np.int32)})[0]
+    model, norm, classes, _ = load_for_eval(out)
+    want = predict_logits(model, norm.transform(series, np.float32))
+    assert float(np.abs(logits - want).max()) <= 1e-5
+    assert main(["predict", out, "--data", toy["test"]]) == 0
+    assert capsys.readouterr().out.split() == [classes[k] for k in logits.argmax(axis=1)]
