@@ -63,6 +63,17 @@ def test_patch_is_a_reshape_of_consecutive_steps():
         SequenceClassifier(1, 2, patch=0)
 
 
+def test_augment_variants():
+    from bptt.classify import augment
+
+    x = np.stack([np.linspace(-1, 1, 30), np.cos(np.linspace(0, 3, 30))], axis=1).astype(np.float32)  # (T, D)
+    np.testing.assert_array_equal(augment(x, 0.0, np.random.default_rng(0)), x)  # strength 0: the series
+    a, b = augment(x, 0.2, np.random.default_rng(1)), augment(x, 0.2, np.random.default_rng(1))
+    assert a.shape == x.shape and a.dtype == np.float32 and np.array_equal(a, b)  # the RNG decides
+    assert 0 < np.abs(a - x).mean() < 1
+    assert not np.array_equal(a, augment(x, 0.2, np.random.default_rng(2)))
+
+
 def test_data_pieces():
     series = [np.array([[1.0, np.nan], [3.0, 2.0]]), np.array([[5.0, 4.0]])]
     norm = Standardizer.fit(series)
@@ -141,7 +152,8 @@ def test_train_eval_predict_resume(toy, capsys):
 
 def test_resume_continues_exactly(toy, capsys):
     a, b = str(toy["dir"] / "a"), str(toy["dir"] / "b")
-    args = ["train", "--task", "classify", "--data", toy["train"], "--dropout", "0.3", "--layers", "2"] + TRAIN_ARGS
+    args = ["train", "--task", "classify", "--data", toy["train"], "--dropout", "0.3", "--layers", "2",
+            "--augment", "0.1"] + TRAIN_ARGS
     assert main(args + ["--epochs", "4", "--out", a]) == 0
     assert main(args + ["--epochs", "2", "--out", b]) == 0
     assert main(["train", "--resume", b, "--epochs", "4", "--quiet"]) == 0

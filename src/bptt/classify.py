@@ -78,6 +78,24 @@ def bucket_batches(lengths, batch_size, rng=None):
     return batches
 
 
+def augment(x, strength, rng):
+    """A random variant of one standardised series x (T, D) for training, of the same length:
+    the time axis stretched by a factor in [1 - a, 1 + a] and shifted by up to a*T steps
+    (linear interpolation, the edge values held), the values scaled by 1 + N(0, a) and given
+    N(0, a/4) noise, a = strength. Only for the training part; never for validation or tests."""
+    T, D = x.shape
+    a = float(strength)
+    stretch, shift = rng.uniform(1 - a, 1 + a), rng.uniform(-a, a) * T
+    centre = (T - 1) / 2
+    pos = np.clip(centre + (np.arange(T) - centre) * stretch + shift, 0, T - 1)  # (T,) where to read
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, T - 1)
+    w = (pos - lo)[:, None]  # (T, 1)
+    warped = x[lo] * (1 - w) + x[hi] * w  # (T, D)
+    scale = 1 + a * rng.standard_normal()
+    return (warped * scale + (a / 4) * rng.standard_normal((T, D))).astype(x.dtype)
+
+
 def stratified_split(labels, fraction, rng):
     """(train indices, validation indices): about ``fraction`` of each class, at least one of
     each class with two or more series, in validation."""

@@ -20,7 +20,7 @@ OPTIONS = {"data": "data", "test": "test", "cell": "cell", "hidden_size": "hidde
            "dropout": "dropout", "batch_size": "batch_size", "epochs": "epochs",
            "optimizer": "optimizer", "lr": "lr", "clip": "clip", "val_fraction": "val_fraction",
            "seed": "seed", "dtype": "dtype", "out": "out", "patch": "patch",
-           "weight_decay": "weight_decay"}
+           "weight_decay": "weight_decay", "augment": "augment"}
 _IGNORED = {"func", "option_names", "command", "task", "quiet", "resume"}
 
 
@@ -34,9 +34,12 @@ def add_train_options(p):
     a("--patch", type=_positive_int, help="classify: K consecutive values as one step of K*D features "
       "(a long series is K times fewer steps; default 1)")
     a("--weight-decay", type=_nonneg_float, help="classify: the optimizer's weight decay (default 0)")
+    a("--augment", type=_nonneg_float, metavar="A", help="classify: train on random variants of the "
+      "series, new every epoch: time stretched by 1+-A and shifted by up to A of the length, values "
+      "scaled by 1+N(0,A) plus N(0,A/4) noise (default 0: off)")
 
 
-CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "weight_decay")
+CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "weight_decay", "augment")
 
 
 def wants_classify(args):

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from . import checkpoint as ckpt_io
-from .classify import (SequenceClassifier, Standardizer, bucket_batches, check_dims, encode_labels,
+from .classify import (SequenceClassifier, Standardizer, augment, bucket_batches, check_dims, encode_labels,
                        natural_key, pad_batch, predict_logits, scores, stratified_split)
 from .data import DataError
 from .loss import CrossEntropyLoss
@@ -48,6 +48,7 @@ class ClassifyConfig:
     optimizer: str = "adam"
     lr: float = 3e-3
     weight_decay: float = 0.0
+    augment: float = 0.0  # strength of classify.augment on the training part (0: off)
     clip: float = 1.0
     val_fraction: float = 0.2
     seed: int = 0
@@ -98,7 +99,7 @@ class ClassifyRun:
     def train_epoch(self):
         total, n = 0.0, 0
         for idx in bucket_batches([len(s) for s in self.train_x], self.cfg.batch_size, self.rng):
-            x, lengths = pad_batch(self.train_x, idx, self.model.dtype)
+            x, lengths = pad_batch(self._batch_series(idx), range(len(idx)), self.model.dtype)
             self.model.zero_grad()
             logits = self.model(x, lengths)
             loss = self.loss(logits, self.train_y[idx])
@@ -112,6 +113,13 @@ class ClassifyRun:
             total, n = total + loss * len(idx), n + len(idx)
         self.epoch += 1
         return total / n
+
+    def _batch_series(self, idx):
+        """The training series at idx, or random variants of them with augment > 0 (drawn from
+        the batch-order RNG, which the checkpoint keeps, so a resumed run draws the same)."""
+        if not self.cfg.augment:
+            return [self.train_x[i] for i in idx]
+        return [augment(self.train_x[i], self.cfg.augment, self.rng) for i in idx]
 
     def validate(self):
         """(accuracy, loss) on the validation part, or the training set when there is none."""
