@@ -74,6 +74,63 @@ def test_augment_variants():
     assert not np.array_equal(a, augment(x, 0.2, np.random.default_rng(2)))
 
 
+def test_ensemble_gradcheck_and_folds(restore_backend):  # noqa: F811
+    """Each member learns only from the series outside its fold: the masked loss's gradients
+    (finite differences), and a member's gradient does not depend on its own fold's labels."""
+    from bptt.classify import EnsembleClassifier, fold_split, masked_cross_entropy, mean_softmax_log
+
+    bptt.cells.set_backend("numpy")
+    rng = np.random.default_rng(0)
+    model = EnsembleClassifier(2, 3, members=3, cell="gru", hidden_size=3, pool="mean", dtype="float64",
+                               seed=1, patch=2)
+    x = rng.standard_normal((5, 6, 2))
+    lengths = np.array([3, 5, 1, 4, 2, 5])
+    y = np.array([0, 2, 1, 2, 0, 1])
+    fold = fold_split(y, 3, np.random.default_rng(4))
+    assert sorted(np.bincount(fold).tolist()) == [2, 2, 2]  # even folds, each class spread
+    assert all(len(set(fold[y == c])) == 2 for c in range(3))
+    own = (fold[None] != np.arange(3)[:, None]).astype(float)  # (M, B)
+
+    def fn(labels=y):
+        model.zero_grad()
+        loss, dlogits = masked_cross_entropy(model(x, lengths), labels, own)
+        dx = model.backward(dlogits)
+        return loss, {"x": dx, **{k: v.copy() for k, v in model.grads.items()}}
+
+    result = bptt.gradcheck(fn, {"x": x, **model.params})
+    assert result.passed(1e-6), "\n" + str(result)
+    other = y.copy()
+    other[fold == 0] = (other[fold == 0] + 1) % 3  # change the labels member 0 never trains on
+    g0, g1 = fn()[1], fn(other)[1]
+    assert all(np.array_equal(g0[k], g1[k]) for k in g0 if k.startswith("member0."))
+    assert any(not np.array_equal(g0[k], g1[k]) for k in g0 if k.startswith("member1."))
+    model.eval()
+    p = np.exp(model.predict(x, lengths))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    np.testing.assert_allclose(model.predict(x, lengths), mean_softmax_log(model(x, lengths)))
+
+
+def test_ensemble_run_scores_out_of_fold(toy, capsys):
+    """The validation accuracy of an --ensemble run is the out-of-fold accuracy on all of TRAIN:
+    recomputed from RUN/best's members and the run's folds, it is the best epoch's."""
+    from bptt.classify import fold_split, predict_logits
+    from bptt.classify_run import load_for_eval, load_labelled
+
+    out = str(toy["dir"] / "ens")
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--epochs", "3", "--ensemble", "3",
+                 "--out", out] + TRAIN_ARGS) == 0
+    assert "3 folds" in capsys.readouterr().err
+    model, norm, classes, meta = load_for_eval(out)
+    series, labels = load_labelled(toy["train"], "training")
+    y = np.array([classes.index(lab) for lab in labels])
+    fold = fold_split(y, 3, np.random.default_rng([3, 1]))  # --seed 3
+    logits = predict_logits(model, norm.transform(series, np.float32), members=True)  # (M, N, C)
+    oof = logits[fold, np.arange(len(y))].argmax(axis=1)
+    assert meta["best"]["val_accuracy"] == pytest.approx(float(np.mean(oof == y)))
+    assert main(["eval", out, "--data", toy["test"], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 20
+
+
 def test_data_pieces():
     series = [np.array([[1.0, np.nan], [3.0, 2.0]]), np.array([[5.0, 4.0]])]
     norm = Standardizer.fit(series)
@@ -153,7 +210,7 @@ def test_train_eval_predict_resume(toy, capsys):
 def test_resume_continues_exactly(toy, capsys):
     a, b = str(toy["dir"] / "a"), str(toy["dir"] / "b")
     args = ["train", "--task", "classify", "--data", toy["train"], "--dropout", "0.3", "--layers", "2",
-            "--augment", "0.1"] + TRAIN_ARGS
+            "--augment", "0.1", "--ensemble", "2"] + TRAIN_ARGS
     assert main(args + ["--epochs", "4", "--out", a]) == 0
     assert main(args + ["--epochs", "2", "--out", b]) == 0
     assert main(["train", "--resume", b, "--epochs", "4", "--quiet"]) == 0
@@ -227,7 +284,7 @@ def test_export_classify_run_to_onnx(toy, capsys):
 
     out, path = str(toy["dir"] / "onnxrun"), str(toy["dir"] / "clf.onnx")
     assert main(["train", "--task", "classify", "--data", toy["train"], "--epochs", "2", "--patch", "3",
-                 "--pool", "mean", "--bidirectional", "--out", out] + TRAIN_ARGS) == 0
+                 "--pool", "mean", "--bidirectional", "--ensemble", "2", "--out", out] + TRAIN_ARGS) == 0
     assert main(["export", out, "--onnx", path]) == 0
     assert "sequence_lens" in capsys.readouterr().out
     series, _ = bptt.data.read_ts(toy["test"])

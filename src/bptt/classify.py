@@ -129,7 +129,7 @@ class SequenceClassifier(Module):
             raise ValueError(f"pool must be 'last' or 'mean', got {pool!r}")
         if int(patch) != patch or patch < 1:
             raise ValueError(f"patch must be a whole number >= 1, got {patch!r}")
-        self.cell, self.pool, self.patch = cell, pool, int(patch)
+        self.cell, self.pool, self.patch, self.num_classes = cell, pool, int(patch), num_classes
         self.rnn = LAYERS[cell](self.patch * input_size, hidden_size, num_layers, dropout=dropout,
                                 bidirectional=bidirectional, dtype=dtype, seed=seed)
         K = self.rnn.num_directions
@@ -170,8 +170,81 @@ class SequenceClassifier(Module):
         dx, _ = self.rnn.backward(dout, dstate)
         return patch_backward(dx, lengths0, T0, self.patch)
 
+    def predict(self, x, lengths=None):
+        return self(x, lengths)
+
     def extra_repr(self):
         return f"cell={self.cell!r}, pool={self.pool!r}, patch={self.patch}"
+
+
+class EnsembleClassifier(Module):
+    """M SequenceClassifiers trained side by side, member m on the training series outside fold
+    m (``fold_split``), so that each series has one member that never trained on it: the
+    out-of-fold predictions score every epoch on all of TRAIN, and the members' average
+    predicts. forward(x, lengths) -> member logits (M, B, C); backward(dlogits (M, B, C)) -> dx;
+    predict(x, lengths) -> log of the members' mean softmax (B, C)."""
+
+    def __init__(self, input_size, num_classes, members=2, seed=None, **kw):
+        super().__init__()
+        if int(members) != members or members < 2:
+            raise ValueError(f"an ensemble has 2 or more members, got {members!r}")
+        for m in range(int(members)):
+            setattr(self, f"member{m}", SequenceClassifier(input_size, num_classes, seed=None if seed is None
+                                                           else seed + 2 * m, **kw))
+        first = self.members[0]
+        self.cell, self.pool, self.patch, self.dtype = first.cell, first.pool, first.patch, first.dtype
+        self.num_classes = num_classes
+
+    @property
+    def members(self):
+        return [m for m in self._modules.values()]
+
+    def forward(self, x, lengths=None):
+        return np.stack([m(x, lengths) for m in self.members])  # (M, B, C)
+
+    def backward(self, dlogits):
+        dx = [m.backward(d) for m, d in zip(self.members[::-1], dlogits[::-1])]  # the reverse order
+        return sum(dx[1:], dx[0])
+
+    def predict(self, x, lengths=None):
+        return mean_softmax_log(self(x, lengths))
+
+    def extra_repr(self):
+        return f"members={len(self.members)}"
+
+
+def mean_softmax_log(member_logits):
+    """member logits (M, B, C) -> log of the mean of the members' softmax (B, C)."""
+    z = member_logits - member_logits.max(axis=2, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=2, keepdims=True)
+    return np.log(p.mean(axis=0))
+
+
+def fold_split(labels, folds, rng):
+    """A fold 0..folds-1 for every series, each class spread evenly over the folds."""
+    labels = np.asarray(labels)
+    fold = np.empty(len(labels), np.int64)
+    start = 0
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        fold[idx] = (start + np.arange(len(idx))) % folds
+        start += len(idx)  # the next class continues where this one stopped: even fold sizes
+    return fold
+
+
+def masked_cross_entropy(logits, y, weight):
+    """Mean softmax cross-entropy of each member over its own series: logits (M, B, C), y (B,),
+    weight (M, B) with 1 where member m trains on series b -> (loss, dlogits (M, B, C)); the
+    loss is the mean over members of each member's mean over its series."""
+    M, B, C = logits.shape
+    z = logits - logits.max(axis=2, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=2, keepdims=True))  # (M, B, C)
+    w = weight / np.maximum(weight.sum(axis=1, keepdims=True), 1) / M  # (M, B)
+    loss = float(-(w * logp[:, np.arange(B), y]).sum())
+    dlogits = np.exp(logp)
+    dlogits[:, np.arange(B), y] -= 1
+    return loss, (dlogits * w[..., None]).astype(logits.dtype)
 
 
 def patch_forward(x, lengths, K):
@@ -201,16 +274,21 @@ def patch_backward(dxp, lengths0, T0, K):
 
 
 # ----------------------------------------------------------------------------- evaluation
-def predict_logits(model, series, batch_size=64):
-    """Logits (N, C) for every series (eval mode, nothing recorded), in the given order."""
+def predict_logits(model, series, batch_size=64, members=False):
+    """Logits (N, C) for every series (eval mode, nothing recorded), in the given order (an
+    ensemble: the log of its members' mean softmax); members=True: each member's (M, N, C)."""
     was = model.training
     model.eval()
-    out = np.empty((len(series), model.head.out_features), np.float64)
+    M = len(model.members) if members else None
+    out = np.empty(((M,) if members else ()) + (len(series), model.num_classes), np.float64)
     try:
         with no_grad():
             for idx in bucket_batches([len(s) for s in series], batch_size):
                 x, lengths = pad_batch(series, idx, model.dtype)
-                out[idx] = model(x, lengths)
+                if members:
+                    out[:, idx] = model(x, lengths)
+                else:
+                    out[idx] = model.predict(x, lengths)
     finally:
         model.train(was)
     return out

@@ -20,7 +20,7 @@ OPTIONS = {"data": "data", "test": "test", "cell": "cell", "hidden_size": "hidde
            "dropout": "dropout", "batch_size": "batch_size", "epochs": "epochs",
            "optimizer": "optimizer", "lr": "lr", "clip": "clip", "val_fraction": "val_fraction",
            "seed": "seed", "dtype": "dtype", "out": "out", "patch": "patch",
-           "weight_decay": "weight_decay", "augment": "augment"}
+           "weight_decay": "weight_decay", "augment": "augment", "ensemble": "ensemble"}
 _IGNORED = {"func", "option_names", "command", "task", "quiet", "resume"}
 
 
@@ -38,8 +38,13 @@ def add_train_options(p):
       "series, new every epoch: time stretched by 1+-A and shifted by up to A of the length, values "
       "scaled by 1+N(0,A) plus N(0,A/4) noise (default 0: off)")
 
+    a("--ensemble", type=_positive_int, metavar="M", help="classify: M models trained side by side, "
+      "TRAIN split into M folds and model m trained on all but fold m; every epoch is scored on the "
+      "out-of-fold predictions (all of TRAIN; --val-fraction is not used), the mean of the models' "
+      "probabilities predicts (default 1: one model)")
 
-CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "weight_decay", "augment")
+
+CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "weight_decay", "augment", "ensemble")
 
 
 def wants_classify(args):
@@ -79,9 +84,12 @@ def run_train(args):
         run = new_run(ClassifyConfig(**{OPTIONS[k]: v for k, v in given.items()}))
         m, c = run.model, run.cfg
         lens = [len(s) for s in run.train_x + run.val_x]
-        print(f"data: {c.data}: {len(lens)} series ({len(run.train_y)} train, {len(run.val_y)} validation), "
+        split = (f"{c.ensemble} folds, each model trained on the others" if c.ensemble > 1 else
+                 f"{len(run.train_y)} train, {len(run.val_y)} validation")
+        print(f"data: {c.data}: {len(lens)} series ({split}), "
               f"lengths {min(lens)}-{max(lens)}, {run.D} dimensions, {len(run.classes)} classes\n"
-              f"model: {c.cell.upper()} {c.num_layers}x{c.hidden_size}{' bidirectional' if c.bidirectional else ''}, "
+              f"model: {str(c.ensemble) + ' x ' if c.ensemble > 1 else ''}"
+              f"{c.cell.upper()} {c.num_layers}x{c.hidden_size}{' bidirectional' if c.bidirectional else ''}, "
               f"pool {c.pool}, patch {c.patch}, {m.num_parameters():,} parameters; run directory {c.out}", file=sys.stderr)
     fit(run, progress=not args.quiet)
     b = run.best

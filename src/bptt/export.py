@@ -138,13 +138,14 @@ def layer_kind(layer):
     raise ExportError(f"{type(layer).__name__} is not an RNN, LSTM or GRU layer")
 
 
-def recurrent_nodes(g, layer, x, batch, prefix="rnn", seq_lens="", initial_states=True):
+def recurrent_nodes(g, layer, x, batch, prefix="rnn", seq_lens="", initial_states=True, state_names=("h_n", "c_n")):
     """Add ``layer``'s stack to graph g: x (T, B, D) -> (out (T, B, K*H), final-state names).
 
     With ``initial_states`` the graph inputs ``h0`` (and ``c0``) (L*K, B, H) are added as
     optional inputs (else the states start at zero); the final states are (L*K, B, H) under the
     names ``h_n`` (and ``c_n``), index k*K + direction. ``seq_lens``: the name of a (B,) int32
-    tensor of lengths, given to every layer (ONNX's ``sequence_lens``), or "" for full length."""
+    tensor of lengths, given to every layer (ONNX's ``sequence_lens``), or "" for full length;
+    ``state_names``: the names of the final states."""
     kind, L, K, H = layer_kind(layer), layer.num_layers, layer.num_directions, layer.hidden_size
     n_states = 2 if kind == "LSTM" else 1
     states0 = ([g.optional_state(s, L * K, H, batch) for s in ("h0", "c0")[:n_states]]
@@ -170,7 +171,7 @@ def recurrent_nodes(g, layer, x, batch, prefix="rnn", seq_lens="", initial_state
         x = g.node("Reshape", [Yt, g.const("shape", np.array([0, 0, K * H], np.int64))])
         for f, s in zip(finals, states):
             f.append(s)
-    names = ("h_n", "c_n")[:n_states]
+    names = tuple(state_names)[:n_states]
     for f, name in zip(finals, names):
         g.node("Concat", f, outputs=[name], axis=0) if L > 1 else g.node("Identity", f, outputs=[name])
     return x, list(names)
@@ -236,17 +237,20 @@ def _char_model_graph(g, model, vocab):
 
 
 def _classifier_graph(g, model, vocab, norm=None):
-    """A SequenceClassifier: series (T, B, D) float32, sequence_lens (B,) int32 -> logits (B, C).
+    """A SequenceClassifier (or an EnsembleClassifier of them): series (T, B, D) float32,
+    sequence_lens (B,) int32 -> logits (B, C).
 
     In the graph, as in ``bptt predict``: standardise with the checkpoint's statistics (a missing
     value, NaN, becomes 0), zero every step at or past each series' length, K consecutive steps
     as one (patch K: pad T to a multiple of K, (T/K, B, K*D), lengths ceil(len/K)), the recurrent
     stack with ``sequence_lens``, the top layer's final states (pool last) or its outputs averaged
-    over the valid steps (pool mean), then the Linear head. ``vocab``: the class labels."""
+    over the valid steps (pool mean), then the Linear head; an ensemble: each member so, then the
+    log of the members' mean softmax. ``vocab``: the class labels."""
     onnx = g.onnx
     F, I64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
-    rnn, K, P = model.rnn, model.patch, model.params
-    D, C = rnn.input_size // K, model.head.out_features
+    members = getattr(model, "members", [model])
+    K, C = model.patch, model.num_classes
+    D = members[0].rnn.input_size // K
     classes = list(vocab) if vocab is not None else [str(c) for c in range(C)]
     if len(classes) != C:
         raise ExportError(f"{len(classes)} class labels given for a model of {C} classes")
@@ -263,7 +267,27 @@ def _classifier_graph(g, model, vocab, norm=None):
     if K > 1:
         z, lens64 = _patch_nodes(g, z, lens64, K, D)  # (T/K, B, K*D), ceil(len / K)
     seq_lens = g.node("Cast", [lens64], to=onnx.TensorProto.INT32)
-    out, states = recurrent_nodes(g, rnn, z, _batch_of(g, z, 1), seq_lens=seq_lens, initial_states=False)
+    logits = [_member_nodes(g, m, z, lens64, seq_lens, f"m{i}") for i, m in enumerate(members)]  # each (B, C)
+    if len(members) == 1:
+        g.node("Identity", logits, outputs=["logits"])
+    else:
+        axis0 = g.const("axis", np.array([0], np.int64))
+        probs = [g.node("Unsqueeze", [g.node("Softmax", [v], axis=1), axis0]) for v in logits]  # (1, B, C)
+        mean_p = g.node("ReduceMean", [g.node("Concat", probs, axis=0)], axes=[0], keepdims=0)  # (B, C)
+        g.node("Log", [mean_p], outputs=["logits"])
+    g.output("logits", F, ["batch", C])
+    first = members[0]
+    args = {"class": type(model).__name__, "cell": model.cell, "input_size": D, "num_classes": C,
+            "hidden_size": first.rnn.hidden_size, "num_layers": first.rnn.num_layers,
+            "bidirectional": first.rnn.bidirectional, "pool": model.pool, "patch": K, "members": len(members)}
+    return {"model": args, "classes": classes}
+
+
+def _member_nodes(g, model, z, lens64, seq_lens, prefix):
+    """One SequenceClassifier's recurrent stack, pooling and head on z (T, B, K*D) -> (B, C)."""
+    rnn, P = model.rnn, model.params
+    out, states = recurrent_nodes(g, rnn, z, _batch_of(g, z, 1), prefix=f"{prefix}_rnn", seq_lens=seq_lens,
+                                  initial_states=False, state_names=(f"{prefix}_h_n", f"{prefix}_c_n"))
     nd, H = rnn.num_directions, rnn.hidden_size
     if model.pool == "last":
         top = g.node("Slice", [states[0], g.const("start", np.array([-nd], np.int64)),
@@ -274,16 +298,12 @@ def _classifier_graph(g, model, vocab, norm=None):
     else:
         summed = g.node("ReduceSum", [g.node("Mul", [out, _step_mask(g, out, lens64)]),
                                       g.const("axis", np.array([0], np.int64))], keepdims=0)  # (B, K*H)
-        count = g.node("Unsqueeze", [g.node("Cast", [lens64], to=F), g.const("axis", np.array([1], np.int64))])
+        count = g.node("Unsqueeze", [g.node("Cast", [lens64], to=g.onnx.TensorProto.FLOAT),
+                                     g.const("axis", np.array([1], np.int64))])
         feat = g.node("Div", [summed, count])
-    W = g.const("head_weight_T", np.ascontiguousarray(P["head.weight"].T, np.float32))  # (K*H, C)
-    y = g.node("MatMul", [feat, W], name="head_matmul")
-    g.node("Add", [y, g.const("head_bias", P["head.bias"].astype(np.float32))], outputs=["logits"], name="head_bias")
-    g.output("logits", F, ["batch", C])
-    args = {"class": "SequenceClassifier", "cell": model.cell, "input_size": D, "num_classes": C,
-            "hidden_size": H, "num_layers": rnn.num_layers, "bidirectional": rnn.bidirectional,
-            "pool": model.pool, "patch": K}
-    return {"model": args, "classes": classes}
+    W = g.const(f"{prefix}_head_weight_T", np.ascontiguousarray(P["head.weight"].T, np.float32))  # (K*H, C)
+    y = g.node("MatMul", [feat, W], name=f"{prefix}_head_matmul")
+    return g.node("Add", [y, g.const(f"{prefix}_head_bias", P["head.bias"].astype(np.float32))], name=f"{prefix}_head_bias")
 
 
 def _step_mask(g, x, lens64):
@@ -312,13 +332,13 @@ def _patch_nodes(g, z, lens64, K, D):
 def _exporter(model):
     """The graph builder for this kind of model. A new kind is one function
     ``(graph, model, vocab) -> metadata`` and one line here."""
-    from .classify import SequenceClassifier
+    from .classify import EnsembleClassifier, SequenceClassifier
     from .model import CharModel
     from .recurrent import GRU, LSTM, RNN
 
     if isinstance(model, CharModel):
         return _char_model_graph
-    if isinstance(model, SequenceClassifier):
+    if isinstance(model, (SequenceClassifier, EnsembleClassifier)):
         return _classifier_graph
     if isinstance(model, (RNN, LSTM, GRU)):
         return _layer_graph
