@@ -258,6 +258,12 @@ def test_bad_inputs(toy, capsys, tmp_path):
     _one_line_error(capsys, ["train", "--pool", "mean"], "--pool needs --task classify")
     _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--out", out],
                     "already holds a run")
+    _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--ensemble", "51",
+                             "--out", str(tmp_path / "r4")], "--ensemble must be 1..50")
+    _one_line_error(capsys, ["train", "--patch", "2"], "--patch needs --task classify")
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--patch", "0"]) == 2  # a usage error
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--patch: expected a positive integer, got 0" in err, err
 
 
 def test_real_dataset_end_to_end(tmp_path, capsys):

@@ -1,11 +1,14 @@
 """Sequence classification: labelled series of different lengths -> one class per series.
 
     .ts / .csv --read_series--> list of (T_i, D), labels
-      --Standardizer (the training set's statistics)--> --bucket_batches + pad_batch-->
-      x (T, B, D) zero-padded, lengths (B,)
-      --SequenceClassifier: RNN/LSTM/GRU with lengths -> the last valid state (or the mean over the
-        valid steps) -> Linear--> logits (B, C) --CrossEntropyLoss
+      --Standardizer (the training set's statistics)--> [--augment: random variants, training only]
+      --bucket_batches + pad_batch--> x (T, B, D) zero-padded, lengths (B,)
+      --SequenceClassifier: patch_forward (K steps as one) -> RNN/LSTM/GRU with lengths -> the
+        last valid state (or the mean over the valid steps) -> Linear--> logits (B, C)
+        --CrossEntropyLoss
 backward: exactly the reverse; training keeps the best epoch on a validation part of TRAIN.
+EnsembleClassifier: M of them side by side, member m trained on the series outside fold m
+(masked_cross_entropy), each epoch scored out of fold on all of TRAIN, the mean softmax predicts.
 
 Dimensions: T steps (the longest of a batch), B batch, D features, H hidden, K directions,
 L layers, C classes.

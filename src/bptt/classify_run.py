@@ -5,7 +5,8 @@
                                optimizer buffers, the training set's statistics, the classes,
                                the config, RNG states, epoch, history
       best/                    a checkpoint of the epoch with the best validation accuracy
-                               (ties: the lower validation loss), replaced atomically
+                               (ties: the lower validation loss), replaced atomically; with
+                               --ensemble M the validation is out of fold on all of TRAIN
       metrics.jsonl            one line per epoch
 
 The epoch is the checkpoint step. Everything that decides the next epoch is in the checkpoint,
