@@ -117,8 +117,12 @@ def test_ensemble_run_scores_out_of_fold(toy, capsys):
     from bptt.classify_run import load_for_eval, load_labelled
 
     out = str(toy["dir"] / "ens")
+    import numba
+
+    threads = numba.get_num_threads()
     assert main(["train", "--task", "classify", "--data", toy["train"], "--epochs", "3", "--ensemble", "3",
-                 "--out", out] + TRAIN_ARGS) == 0
+                 "--threads", "1", "--out", out] + TRAIN_ARGS) == 0
+    assert numba.get_num_threads() == threads  # --threads holds for the run only
     assert "3 folds" in capsys.readouterr().err
     model, norm, classes, meta = load_for_eval(out)
     series, labels = load_labelled(toy["train"], "training")

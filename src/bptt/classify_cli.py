@@ -21,7 +21,7 @@ OPTIONS = {"data": "data", "test": "test", "cell": "cell", "hidden_size": "hidde
            "optimizer": "optimizer", "lr": "lr", "clip": "clip", "val_fraction": "val_fraction",
            "seed": "seed", "dtype": "dtype", "out": "out", "patch": "patch",
            "weight_decay": "weight_decay", "augment": "augment", "ensemble": "ensemble"}
-_IGNORED = {"func", "option_names", "command", "task", "quiet", "resume"}
+_IGNORED = {"func", "option_names", "command", "task", "quiet", "resume", "threads"}
 
 
 def add_train_options(p):
@@ -43,8 +43,13 @@ def add_train_options(p):
       "out-of-fold predictions (all of TRAIN; --val-fraction is not used), the mean of the models' "
       "probabilities predicts (default 1: one model)")
 
+    a("--threads", type=_positive_int, metavar="N", help="classify: threads of the compiled loops for this "
+      "run (default: all cores); small models on a busy machine train fastest with 1. Results do not "
+      "depend on it; it may differ when resuming")
 
-CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "weight_decay", "augment", "ensemble")
+
+CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "weight_decay", "augment", "ensemble",
+                 "threads")
 
 
 def wants_classify(args):
@@ -58,6 +63,16 @@ def wants_classify(args):
 
         return is_classify_run(args.resume)
     return False
+
+
+def _set_threads(n):
+    """The compiled loops' threads for this process (at most the cores numba started with)
+    -> the number before."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    return before
 
 
 def _flag(name):
@@ -91,7 +106,12 @@ def run_train(args):
               f"model: {str(c.ensemble) + ' x ' if c.ensemble > 1 else ''}"
               f"{c.cell.upper()} {c.num_layers}x{c.hidden_size}{' bidirectional' if c.bidirectional else ''}, "
               f"pool {c.pool}, patch {c.patch}, {m.num_parameters():,} parameters; run directory {c.out}", file=sys.stderr)
-    fit(run, progress=not args.quiet)
+    before = _set_threads(args.threads) if args.threads else None
+    try:
+        fit(run, progress=not args.quiet)
+    finally:
+        if before is not None:
+            _set_threads(before)
     b = run.best
     print(f"finished {run.epoch} epochs in {run.elapsed:.1f} s; best epoch {b['epoch']}: validation accuracy "
           f"{b['val_accuracy']:.4f}, loss {b['val_loss']:.4f}; best checkpoint {os.path.join(run.cfg.out, 'best')}")
