@@ -27,19 +27,36 @@ import importlib.util  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-ROCKET_SRC = ("ROCKET: Dempster, Petitjean, Webb (2020), mean of 10 runs on the archive's split, "
-              "results/results_ucr.csv in github.com/angus924/rocket")
-DTW_SRC = ("1-NN DTW (full window): the UCR archive's table of error rates, 'DTW (w=100)' column "
-           "(Dau et al. 2018, cs.ucr.edu/~eamonn/time_series_data_2018/), as accuracy = 1 - error; "
-           "these three values were written down from that table and could not be re-fetched and "
-           "re-checked when this script was written, unlike the ROCKET figures")
-# dataset -> (1-NN DTW accuracy, ROCKET accuracy)
+ROCKET_SRC = ("ROCKET: Dempster, Petitjean, Webb (2020), mean accuracy of 10 runs on the archive's own split, "
+              "column accuracy_mean of results/results_ucr.csv in github.com/angus924/rocket (commit 41cfd4b)")
+DTW_SRC = ("1-NN DTW (full window): the UCR archive's DataSummary.csv (Dau et al. 2018, "
+           "cs.ucr.edu/~eamonn/time_series_data_2018/), column 'DTW (w=100)' (error rate), as accuracy = "
+           "1 - error; read from the copy of that file at DataSummary.csv in github.com/Chang-George-Dong/TrojanTime "
+           "(commit 72aef95), the same values in the copy in github.com/sensorlab/KAN_TS (commit 5b57adf): "
+           "ArrowHead 0.2971, GunPoint 0.0933, ItalyPowerDemand 0.0496")
+# dataset -> (1-NN DTW accuracy, ROCKET accuracy), both from the sources above
 PUBLISHED = {
-    "GunPoint": (0.907, 1.000),
-    "ItalyPowerDemand": (0.950, 0.970),
-    "ArrowHead": (0.703, 0.814),
+    "GunPoint": (1 - 0.0933, 1.0),
+    "ItalyPowerDemand": (1 - 0.0496, 0.96958212),
+    "ArrowHead": (1 - 0.2971, 0.81428571),
 }
-SETUP = dict(hidden_size=64, lr=3e-3, pool="mean", batch_size=16, val_fraction=0.2)
+# one recipe for every dataset; the patch from the training lengths by the rule in patch_rule
+SETUP = dict(hidden_size=64, lr=3e-3, pool="mean", bidirectional=True, batch_size=16, ensemble=4)
+STEPS = 32  # patch_rule: about this many recurrent steps per series
+
+
+SELECTION = ("How the recipe was chosen (by scores on TRAIN; the exploratory runs printed test accuracy too, so the choice was not blind to it): patching (ArrowHead's 251 steps as 32), both "
+             "directions and mean pooling were set first, by judgement and single-model runs whose validation "
+             "part (20% of ArrowHead's TRAIN: 6 series) could not tell settings or epochs apart; the "
+             "out-of-fold score of --ensemble uses all 36. Variants compared by that out-of-fold accuracy (GRU, 2 seeds): --augment 0.1 scored lower on "
+             "all three datasets, 128 hidden units or 300 epochs no better on ArrowHead and slower, 6 models "
+             "instead of 4 (1 seed) equal on ArrowHead and ItalyPowerDemand and lower on GunPoint; so they "
+             "are not used.")
+
+
+def patch_rule(train_lengths):
+    """K = ceil(median TRAIN length / 32): about 32 steps of K values each (1 for short series)."""
+    return max(1, -(-int(np.median(train_lengths)) // STEPS))
 
 
 def data_dir():
@@ -49,7 +66,7 @@ def data_dir():
     return os.path.join(os.path.dirname(spec.origin), "datasets", "data")
 
 
-def one_run(name, cell, seed, epochs):
+def one_run(name, cell, seed, epochs, patch):
     from bptt.classify import predict_logits, scores
     from bptt.classify_run import ClassifyConfig, ClassifyRun, fit, load_for_eval, test_data
 
@@ -57,7 +74,7 @@ def one_run(name, cell, seed, epochs):
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         cfg = ClassifyConfig(data=os.path.join(d, f"{name}_TRAIN.ts"), cell=cell, epochs=epochs, seed=seed,
-                             out=out, **SETUP)
+                             out=out, patch=patch, **SETUP)
         run = ClassifyRun(cfg)
         fit(run, progress=False)
         model, _, classes, _ = load_for_eval(out)
@@ -74,7 +91,7 @@ def describe(name):
     te, _ = read_ts(os.path.join(d, f"{name}_TEST.ts"))
     lens = [len(x) for x in tr + te]
     span = str(min(lens)) if min(lens) == max(lens) else f"{min(lens)}-{max(lens)}"
-    return len(tr), len(te), span, tr[0].shape[1]
+    return len(tr), len(te), span, tr[0].shape[1], patch_rule([len(x) for x in tr])
 
 
 def main(argv=None):
@@ -87,18 +104,18 @@ def main(argv=None):
     args = p.parse_args(argv)
     rows = []
     for name in args.datasets:
-        ntr, nte, span, D = describe(name)
+        ntr, nte, span, D, patch = describe(name)
         res = {}
         for cell in ("lstm", "gru"):
             accs, secs = [], []
             for seed in range(args.seeds):
-                acc, sec, _ = one_run(name, cell, seed, args.epochs)
+                acc, sec, _ = one_run(name, cell, seed, args.epochs, patch)
                 accs.append(acc)
                 secs.append(sec)
                 print(f"{name} {cell} seed {seed}: test accuracy {acc:.4f}, {sec:.1f} s", file=sys.stderr)
             res[cell] = (float(np.median(accs)), float(np.median(secs)))
         dtw, rocket = PUBLISHED.get(name, (None, None))
-        rows.append((name, ntr, nte, span, D, res, dtw, rocket))
+        rows.append((name, ntr, nte, span, D, patch, res, dtw, rocket))
     body = table(rows, args)
     print(body)
     if args.write:
@@ -115,27 +132,34 @@ def table(rows, args):
         "## Sequence classification on archive datasets (`benchmarks/classify.py`)",
         "",
         f"`python benchmarks/classify.py --write`: each dataset's own train/test split (sktime's shipped "
-        f".ts files), {args.epochs} epochs, {SETUP['hidden_size']} hidden units, mean over the valid "
-        f"steps, Adam lr {SETUP['lr']:g}, batch {SETUP['batch_size']}, {int(SETUP['val_fraction'] * 100)}% "
-        f"of TRAIN held out to choose the best epoch; median of {args.seeds} seeds; seconds per run "
-        f"(train and test) on {args.threads} thread(s). Machine: {machine_line()}.",
+        f".ts files); one recipe for all: bidirectional, {SETUP['hidden_size']} hidden units, mean over the "
+        f"valid steps, patch K = ceil(median TRAIN length / {STEPS}) consecutive values per step (`--patch`), "
+        f"{args.epochs} epochs, Adam lr {SETUP['lr']:g}, batch {SETUP['batch_size']}, an ensemble of "
+        f"{SETUP['ensemble']} (`--ensemble {SETUP['ensemble']}`: TRAIN in {SETUP['ensemble']} folds, model m trained "
+        f"on all but fold m, the best epoch chosen by the out-of-fold accuracy on all of TRAIN, the models' mean "
+        f"probability predicts); median test accuracy "
+        f"of {args.seeds} seeds; seconds per run (train and test) on {args.threads} thread(s). "
+        f"Machine: {machine_line()}.",
         "",
-        "| dataset | train | test | length | dims | LSTM acc | LSTM s | GRU acc | GRU s | 1-NN DTW | ROCKET |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | train | test | length | dims | patch | LSTM acc | LSTM s | GRU acc | GRU s | 1-NN DTW | ROCKET "
+        "| best >= DTW | best within 2 pts of ROCKET |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, ntr, nte, span, D, res, dtw, rocket in rows:
+    n_dtw = n_rocket = 0
+    for name, ntr, nte, span, D, patch, res, dtw, rocket in rows:
         (la, ls), (ga, gs) = res["lstm"], res["gru"]
-        lines.append(f"| {name} | {ntr} | {nte} | {span} | {D} | {la:.3f} | {ls:.0f} | {ga:.3f} | {gs:.0f} | "
-                     f"{_f(dtw)} | {_f(rocket)} |")
-    best = {r[0]: max(r[5]["lstm"][0], r[5]["gru"][0]) for r in rows}
-    dtw_ok = [r[0] for r in rows if r[6] is not None and best[r[0]] >= r[6]]
-    rocket_ok = [r[0] for r in rows if r[7] is not None and best[r[0]] >= r[7] - 0.02]
-    lines += ["", f"The better of LSTM and GRU reaches 1-NN DTW on {len(dtw_ok)} of {len(rows)} datasets"
-              f" ({', '.join(dtw_ok) or 'none'}) and comes within 2 points of ROCKET on {len(rocket_ok)}"
-              f" ({', '.join(rocket_ok) or 'none'}): the goal (DTW everywhere, ROCKET on most) is not met yet."
-              if len(dtw_ok) < len(rows) else
-              f"The better of LSTM and GRU reaches 1-NN DTW on every dataset and comes within 2 points of "
-              f"ROCKET on {len(rocket_ok)} of {len(rows)}."]
+        best = max(la, ga)
+        ok_dtw = None if dtw is None else best >= round(dtw, 3)
+        ok_rocket = None if rocket is None else best >= round(rocket, 3) - 0.02
+        n_dtw, n_rocket = n_dtw + bool(ok_dtw), n_rocket + bool(ok_rocket)
+        yn = lambda ok: "-" if ok is None else ("yes" if ok else "no")  # noqa: E731
+        lines.append(f"| {name} | {ntr} | {nte} | {span} | {D} | {patch} | {la:.3f} | {ls:.0f} | {ga:.3f} | {gs:.0f} | "
+                     f"{_f(dtw)} | {_f(rocket)} | {yn(ok_dtw)} | {yn(ok_rocket)} |")
+    goal = n_dtw == len(rows) and n_rocket > len(rows) / 2
+    lines += ["", f"The better of LSTM and GRU reaches 1-NN DTW on {n_dtw} of {len(rows)} datasets and comes within "
+              f"2 points of ROCKET on {n_rocket} of {len(rows)}: the goal (DTW on every dataset, ROCKET on most) is "
+              + ("met." if goal else "not met.")]
+    lines += ["", SELECTION]
     lines += ["", f"Sources: {DTW_SRC}; {ROCKET_SRC}."]
     return "\n".join(lines)
 

@@ -15,14 +15,16 @@ from test_fast_path import restore_backend  # noqa: F401 - a fixture
 from test_series_files import sktime_data_dir
 
 
-@pytest.mark.parametrize("cell,pool,bidirectional,layers", [("lstm", "last", True, 1), ("gru", "mean", False, 2),
-                                                            ("rnn", "mean", True, 1)])
-def test_classifier_gradcheck(cell, pool, bidirectional, layers, restore_backend):  # noqa: F811
-    """(The NumPy loops: the classifier's own math is checked here, the loops elsewhere.)"""
+@pytest.mark.parametrize("cell,pool,bidirectional,layers,patch", [
+    ("lstm", "last", True, 1, 1), ("gru", "mean", False, 2, 1), ("rnn", "mean", True, 1, 1),
+    ("lstm", "last", True, 1, 2), ("gru", "mean", True, 1, 3)])
+def test_classifier_gradcheck(cell, pool, bidirectional, layers, patch, restore_backend):  # noqa: F811
+    """(The NumPy loops: the classifier's own math is checked here, the loops elsewhere.)
+    patch K: K steps as one, a partial last patch for lengths not a multiple of K."""
     bptt.cells.set_backend("numpy")
     rng = np.random.default_rng(0)
     model = SequenceClassifier(2, 3, cell, hidden_size=3, num_layers=layers, bidirectional=bidirectional,
-                               pool=pool, dtype="float64", seed=1)
+                               pool=pool, dtype="float64", seed=1, patch=patch)
     x = rng.standard_normal((5, 4, 2))
     lengths = np.array([3, 5, 1, 4])
     y = np.array([0, 2, 1, 2])
@@ -43,6 +45,94 @@ def test_classifier_gradcheck(cell, pool, bidirectional, layers, restore_backend
     x2[3:, 0] = 100.0
     model.eval()
     np.testing.assert_array_equal(model(x, lengths), model(x2, lengths))
+
+
+def test_patch_is_a_reshape_of_consecutive_steps():
+    from bptt.classify import patch_backward, patch_forward
+
+    x = np.arange(7 * 2 * 2, dtype=np.float64).reshape(7, 2, 2) + 1  # (T0, B, D), no zeros
+    xp, lens = patch_forward(x, np.array([7, 4]), 3)
+    assert xp.shape == (3, 2, 6) and list(lens) == [3, 2]
+    np.testing.assert_array_equal(xp[1, 0], x[3:6, 0].ravel())  # steps 3, 4, 5 of series 0
+    np.testing.assert_array_equal(xp[2, 0], np.r_[x[6, 0], 0, 0, 0, 0])  # the partial last patch
+    np.testing.assert_array_equal(xp[1, 1], np.r_[x[3, 1], 0, 0, 0, 0])  # past length 4: zeros
+    dx = patch_backward(xp, np.array([7, 4]), 7, 3)  # the reverse, zero past each length
+    np.testing.assert_array_equal(dx[:, 0], x[:, 0])
+    np.testing.assert_array_equal(dx[:4, 1], x[:4, 1]) and np.testing.assert_array_equal(dx[4:, 1], 0)
+    with pytest.raises(ValueError, match="patch"):
+        SequenceClassifier(1, 2, patch=0)
+
+
+def test_augment_variants():
+    from bptt.classify import augment
+
+    x = np.stack([np.linspace(-1, 1, 30), np.cos(np.linspace(0, 3, 30))], axis=1).astype(np.float32)  # (T, D)
+    np.testing.assert_array_equal(augment(x, 0.0, np.random.default_rng(0)), x)  # strength 0: the series
+    a, b = augment(x, 0.2, np.random.default_rng(1)), augment(x, 0.2, np.random.default_rng(1))
+    assert a.shape == x.shape and a.dtype == np.float32 and np.array_equal(a, b)  # the RNG decides
+    assert 0 < np.abs(a - x).mean() < 1
+    assert not np.array_equal(a, augment(x, 0.2, np.random.default_rng(2)))
+
+
+def test_ensemble_gradcheck_and_folds(restore_backend):  # noqa: F811
+    """Each member learns only from the series outside its fold: the masked loss's gradients
+    (finite differences), and a member's gradient does not depend on its own fold's labels."""
+    from bptt.classify import EnsembleClassifier, fold_split, masked_cross_entropy, mean_softmax_log
+
+    bptt.cells.set_backend("numpy")
+    rng = np.random.default_rng(0)
+    model = EnsembleClassifier(2, 3, members=3, cell="gru", hidden_size=3, pool="mean", dtype="float64",
+                               seed=1, patch=2)
+    x = rng.standard_normal((5, 6, 2))
+    lengths = np.array([3, 5, 1, 4, 2, 5])
+    y = np.array([0, 2, 1, 2, 0, 1])
+    fold = fold_split(y, 3, np.random.default_rng(4))
+    assert sorted(np.bincount(fold).tolist()) == [2, 2, 2]  # even folds, each class spread
+    assert all(len(set(fold[y == c])) == 2 for c in range(3))
+    own = (fold[None] != np.arange(3)[:, None]).astype(float)  # (M, B)
+
+    def fn(labels=y):
+        model.zero_grad()
+        loss, dlogits = masked_cross_entropy(model(x, lengths), labels, own)
+        dx = model.backward(dlogits)
+        return loss, {"x": dx, **{k: v.copy() for k, v in model.grads.items()}}
+
+    result = bptt.gradcheck(fn, {"x": x, **model.params})
+    assert result.passed(1e-6), "\n" + str(result)
+    other = y.copy()
+    other[fold == 0] = (other[fold == 0] + 1) % 3  # change the labels member 0 never trains on
+    g0, g1 = fn()[1], fn(other)[1]
+    assert all(np.array_equal(g0[k], g1[k]) for k in g0 if k.startswith("member0."))
+    assert any(not np.array_equal(g0[k], g1[k]) for k in g0 if k.startswith("member1."))
+    model.eval()
+    p = np.exp(model.predict(x, lengths))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    np.testing.assert_allclose(model.predict(x, lengths), mean_softmax_log(model(x, lengths)))
+
+
+def test_ensemble_run_scores_out_of_fold(toy, capsys):
+    """The validation accuracy of an --ensemble run is the out-of-fold accuracy on all of TRAIN:
+    recomputed from RUN/best's members and the run's folds, it is the best epoch's."""
+    from bptt.classify import fold_split, predict_logits
+    from bptt.classify_run import load_for_eval, load_labelled
+
+    out = str(toy["dir"] / "ens")
+    import numba
+
+    threads = numba.get_num_threads()
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--epochs", "3", "--ensemble", "3",
+                 "--threads", "1", "--out", out] + TRAIN_ARGS) == 0
+    assert numba.get_num_threads() == threads  # --threads holds for the run only
+    assert "3 folds" in capsys.readouterr().err
+    model, norm, classes, meta = load_for_eval(out)
+    series, labels = load_labelled(toy["train"], "training")
+    y = np.array([classes.index(lab) for lab in labels])
+    fold = fold_split(y, 3, np.random.default_rng([3, 1]))  # --seed 3
+    logits = predict_logits(model, norm.transform(series, np.float32), members=True)  # (M, N, C)
+    oof = logits[fold, np.arange(len(y))].argmax(axis=1)
+    assert meta["best"]["val_accuracy"] == pytest.approx(float(np.mean(oof == y)))
+    assert main(["eval", out, "--data", toy["test"], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 20
 
 
 def test_data_pieces():
@@ -123,7 +213,8 @@ def test_train_eval_predict_resume(toy, capsys):
 
 def test_resume_continues_exactly(toy, capsys):
     a, b = str(toy["dir"] / "a"), str(toy["dir"] / "b")
-    args = ["train", "--task", "classify", "--data", toy["train"], "--dropout", "0.3", "--layers", "2"] + TRAIN_ARGS
+    args = ["train", "--task", "classify", "--data", toy["train"], "--dropout", "0.3", "--layers", "2",
+            "--augment", "0.1", "--ensemble", "2"] + TRAIN_ARGS
     assert main(args + ["--epochs", "4", "--out", a]) == 0
     assert main(args + ["--epochs", "2", "--out", b]) == 0
     assert main(["train", "--resume", b, "--epochs", "4", "--quiet"]) == 0
@@ -171,6 +262,12 @@ def test_bad_inputs(toy, capsys, tmp_path):
     _one_line_error(capsys, ["train", "--pool", "mean"], "--pool needs --task classify")
     _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--out", out],
                     "already holds a run")
+    _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--ensemble", "51",
+                             "--out", str(tmp_path / "r4")], "--ensemble must be 1..50")
+    _one_line_error(capsys, ["train", "--patch", "2"], "--patch needs --task classify")
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--patch", "0"]) == 2  # a usage error
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--patch: expected a positive integer, got 0" in err, err
 
 
 def test_real_dataset_end_to_end(tmp_path, capsys):
@@ -185,3 +282,30 @@ def test_real_dataset_end_to_end(tmp_path, capsys):
     assert main(["eval", out, "--data", str(d / "BasicMotions_TEST.ts"), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["n"] == 40 and r["accuracy"] >= 0.6, r
+
+
+def test_export_classify_run_to_onnx(toy, capsys):
+    """bptt export of a classify run (patch, mean pooling, both directions): ONNX Runtime on the
+    raw TEST series of unequal lengths gives the model's logits and bptt predict's labels."""
+    import onnxruntime as ort
+
+    from bptt.classify import predict_logits
+    from bptt.classify_run import load_for_eval
+
+    out, path = str(toy["dir"] / "onnxrun"), str(toy["dir"] / "clf.onnx")
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--epochs", "2", "--patch", "3",
+                 "--pool", "mean", "--bidirectional", "--ensemble", "2", "--out", out] + TRAIN_ARGS) == 0
+    assert main(["export", out, "--onnx", path]) == 0
+    assert "sequence_lens" in capsys.readouterr().out
+    series, _ = bptt.data.read_ts(toy["test"])
+    lengths = np.array([len(s) for s in series])
+    x = np.zeros((lengths.max(), len(series), 2), np.float32)  # raw values, zero-padded
+    for b, s in enumerate(series):
+        x[: len(s), b] = s
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    logits = sess.run(["logits"], {"series": x, "sequence_lens": lengths.astype(np.int32)})[0]
+    model, norm, classes, _ = load_for_eval(out)
+    want = predict_logits(model, norm.transform(series, np.float32))
+    assert float(np.abs(logits - want).max()) <= 1e-5
+    assert main(["predict", out, "--data", toy["test"]]) == 0
+    assert capsys.readouterr().out.split() == [classes[k] for k in logits.argmax(axis=1)]

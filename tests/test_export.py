@@ -111,6 +111,39 @@ def test_char_model_matches_onnx_runtime(cell, layers, tmp_path):
         assert max_err(got, [logits, *state_arrays(state)]) <= TOL
 
 
+@pytest.mark.parametrize("cell,pool,bidirectional,layers,patch,members", [
+    ("lstm", "last", False, 1, 1, 1), ("gru", "mean", True, 2, 3, 1), ("rnn", "last", True, 2, 4, 1),
+    ("lstm", "mean", True, 1, 2, 1), ("gru", "mean", True, 1, 2, 3)])
+def test_classifier_matches_onnx_runtime(cell, pool, bidirectional, layers, patch, members):
+    """Raw series of unequal lengths (garbage past each length, a NaN inside) -> the graph's
+    logits equal the model's on the standardised, zero-padded series (an ensemble: the log of
+    its members' mean softmax)."""
+    from bptt.classify import EnsembleClassifier, SequenceClassifier, Standardizer
+
+    D, C = 2, 3
+    kw = dict(cell=cell, hidden_size=4, num_layers=layers, bidirectional=bidirectional, pool=pool, seed=1, patch=patch)
+    model = (SequenceClassifier(D, C, **kw) if members == 1 else EnsembleClassifier(D, C, members, **kw)).eval()
+    norm = Standardizer([0.5, -1.0], [2.0, 0.5])
+    sess = ort.InferenceSession(build_onnx(model, ["a", "b", "c"], norm).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(3)
+    for T, lengths in [(10, [10, 1, 7, 4]), (1, [1]), (6, [2, 6, 5])]:
+        raw = rng.standard_normal((T, len(lengths), D)).astype(np.float32) * 3
+        raw[0, 0, 1] = np.nan
+        z = norm.transform([raw[:n, b] for b, n in enumerate(lengths)], np.float32)
+        x = np.zeros_like(raw)
+        for b, n in enumerate(lengths):
+            x[:n, b] = z[b]
+        want = model.predict(x, np.array(lengths))
+        got = sess.run(["logits"], {"series": raw, "sequence_lens": np.array(lengths, np.int32)})[0]
+        assert got.shape == (len(lengths), C) and float(np.abs(got - want).max()) <= TOL
+    meta = {p.key: json.loads(p.value) for p in build_onnx(model, ["a", "b", "c"], norm).metadata_props}
+    assert meta["classes"] == ["a", "b", "c"] and meta["model"]["patch"] == patch
+    assert meta["model"]["members"] == members
+    with pytest.raises(bptt.export.ExportError, match="standardisation"):
+        build_onnx(model, ["a", "b", "c"])
+
+
 def test_unsupported_model_and_wrong_vocabulary():
     with pytest.raises(ValueError, match=r"cannot export a Linear to ONNX"):
         build_onnx(bptt.Linear(3, 4))

@@ -58,8 +58,8 @@ def test_float32_agrees_with_torch():
 
 @pytest.mark.parametrize("with_lengths", [False, True])
 def test_gradcheck(with_lengths, restore_backend):  # noqa: F811
-    """(The projected loop is NumPy's anyway; the products around it run on the NumPy backend
-    here to keep the check quick; they are checked against it in test_fast_path.)"""
+    """(On the NumPy backend, to keep the check quick; the compiled loops are checked against
+    it in test_fast_path.)"""
     bptt.cells.set_backend("numpy")
     rng = np.random.default_rng(3)
     layer = bptt.LSTM(2, 4, proj_size=2, num_layers=2, bidirectional=True, dtype="float64", seed=0)

@@ -1,11 +1,14 @@
 """Sequence classification: labelled series of different lengths -> one class per series.
 
     .ts / .csv --read_series--> list of (T_i, D), labels
-      --Standardizer (the training set's statistics)--> --bucket_batches + pad_batch-->
-      x (T, B, D) zero-padded, lengths (B,)
-      --SequenceClassifier: RNN/LSTM/GRU with lengths -> the last valid state (or the mean over the
-        valid steps) -> Linear--> logits (B, C) --CrossEntropyLoss
+      --Standardizer (the training set's statistics)--> [--augment: random variants, training only]
+      --bucket_batches + pad_batch--> x (T, B, D) zero-padded, lengths (B,)
+      --SequenceClassifier: patch_forward (K steps as one) -> RNN/LSTM/GRU with lengths -> the
+        last valid state (or the mean over the valid steps) -> Linear--> logits (B, C)
+        --CrossEntropyLoss
 backward: exactly the reverse; training keeps the best epoch on a validation part of TRAIN.
+EnsembleClassifier: M of them side by side, member m trained on the series outside fold m
+(masked_cross_entropy), each epoch scored out of fold on all of TRAIN, the mean softmax predicts.
 
 Dimensions: T steps (the longest of a batch), B batch, D features, H hidden, K directions,
 L layers, C classes.
@@ -78,6 +81,24 @@ def bucket_batches(lengths, batch_size, rng=None):
     return batches
 
 
+def augment(x, strength, rng):
+    """A random variant of one standardised series x (T, D) for training, of the same length:
+    the time axis stretched by a factor in [1 - a, 1 + a] and shifted by up to a*T steps
+    (linear interpolation, the edge values held), the values scaled by 1 + N(0, a) and given
+    N(0, a/4) noise, a = strength. Only for the training part; never for validation or tests."""
+    T, D = x.shape
+    a = float(strength)
+    stretch, shift = rng.uniform(1 - a, 1 + a), rng.uniform(-a, a) * T
+    centre = (T - 1) / 2
+    pos = np.clip(centre + (np.arange(T) - centre) * stretch + shift, 0, T - 1)  # (T,) where to read
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, T - 1)
+    w = (pos - lo)[:, None]  # (T, 1)
+    warped = x[lo] * (1 - w) + x[hi] * w  # (T, D)
+    scale = 1 + a * rng.standard_normal()
+    return (warped * scale + (a / 4) * rng.standard_normal((T, D))).astype(x.dtype)
+
+
 def stratified_split(labels, fraction, rng):
     """(train indices, validation indices): about ``fraction`` of each class, at least one of
     each class with two or more series, in validation."""
@@ -103,14 +124,16 @@ class SequenceClassifier(Module):
     steps. forward(x (T, B, D), lengths (B,) or None) -> logits (B, C); backward(dlogits) -> dx."""
 
     def __init__(self, input_size, num_classes, cell="lstm", hidden_size=64, num_layers=1,
-                 bidirectional=False, dropout=0.0, pool="last", dtype="float32", seed=None):
+                 bidirectional=False, dropout=0.0, pool="last", dtype="float32", seed=None, patch=1):
         super().__init__()
         if cell not in LAYERS:
             raise ValueError(f"cell must be one of {', '.join(LAYERS)}, got {cell!r}")
         if pool not in POOLS:
             raise ValueError(f"pool must be 'last' or 'mean', got {pool!r}")
-        self.cell, self.pool = cell, pool
-        self.rnn = LAYERS[cell](input_size, hidden_size, num_layers, dropout=dropout,
+        if int(patch) != patch or patch < 1:
+            raise ValueError(f"patch must be a whole number >= 1, got {patch!r}")
+        self.cell, self.pool, self.patch, self.num_classes = cell, pool, int(patch), num_classes
+        self.rnn = LAYERS[cell](self.patch * input_size, hidden_size, num_layers, dropout=dropout,
                                 bidirectional=bidirectional, dtype=dtype, seed=seed)
         K = self.rnn.num_directions
         self.head = Linear(K * hidden_size, num_classes, dtype=dtype,
@@ -118,8 +141,11 @@ class SequenceClassifier(Module):
         self.dtype = self.rnn.dtype
 
     def forward(self, x, lengths=None):
-        T, B, _ = np.shape(x)
-        lengths = np.full(B, T, np.int64) if lengths is None else np.asarray(lengths, np.int64)
+        T0, B, _ = np.shape(x)
+        lengths = np.full(B, T0, np.int64) if lengths is None else np.asarray(lengths, np.int64)
+        lengths0 = lengths
+        x, lengths = patch_forward(x, lengths, self.patch)  # (T, B, patch*D), T = ceil(T0 / patch)
+        T = x.shape[0]
         out, state = self.rnn(x, None, lengths)  # out (T, B, K*H)
         K = self.rnn.num_directions
         if self.pool == "last":
@@ -128,11 +154,11 @@ class SequenceClassifier(Module):
         else:
             mask = (np.arange(T)[:, None] < lengths)[..., None]  # (T, B, 1)
             feat = (out * mask).sum(axis=0) / lengths[:, None].astype(out.dtype)  # (B, K*H)
-        self._save_for_backward((out.shape, lengths))
+        self._save_for_backward((out.shape, lengths, lengths0, T0))
         return self.head(feat)
 
     def backward(self, dlogits):
-        (T, B, KH), lengths = self._saved_for_backward()
+        (T, B, KH), lengths, lengths0, T0 = self._saved_for_backward()
         dfeat = self.head.backward(dlogits)  # (B, K*H)
         L, K, H = self.rnn.num_layers, self.rnn.num_directions, self.rnn.hidden_size
         if self.pool == "last":
@@ -145,23 +171,127 @@ class SequenceClassifier(Module):
             dout = (mask * (dfeat / lengths[:, None])[None]).astype(self.dtype)
             dstate = None
         dx, _ = self.rnn.backward(dout, dstate)
-        return dx
+        return patch_backward(dx, lengths0, T0, self.patch)
+
+    def predict(self, x, lengths=None):
+        return self(x, lengths)
 
     def extra_repr(self):
-        return f"cell={self.cell!r}, pool={self.pool!r}"
+        return f"cell={self.cell!r}, pool={self.pool!r}, patch={self.patch}"
+
+
+class EnsembleClassifier(Module):
+    """M SequenceClassifiers trained side by side, member m on the training series outside fold
+    m (``fold_split``), so that each series has one member that never trained on it: the
+    out-of-fold predictions score every epoch on all of TRAIN, and the members' average
+    predicts. forward(x, lengths) -> member logits (M, B, C); backward(dlogits (M, B, C)) -> dx;
+    predict(x, lengths) -> log of the members' mean softmax (B, C)."""
+
+    def __init__(self, input_size, num_classes, members=2, seed=None, **kw):
+        super().__init__()
+        if int(members) != members or members < 2:
+            raise ValueError(f"an ensemble has 2 or more members, got {members!r}")
+        for m in range(int(members)):
+            setattr(self, f"member{m}", SequenceClassifier(input_size, num_classes, seed=None if seed is None
+                                                           else seed + 2 * m, **kw))
+        first = self.members[0]
+        self.cell, self.pool, self.patch, self.dtype = first.cell, first.pool, first.patch, first.dtype
+        self.num_classes = num_classes
+
+    @property
+    def members(self):
+        return [m for m in self._modules.values()]
+
+    def forward(self, x, lengths=None):
+        return np.stack([m(x, lengths) for m in self.members])  # (M, B, C)
+
+    def backward(self, dlogits):
+        dx = [m.backward(d) for m, d in zip(self.members[::-1], dlogits[::-1])]  # the reverse order
+        return sum(dx[1:], dx[0])
+
+    def predict(self, x, lengths=None):
+        return mean_softmax_log(self(x, lengths))
+
+    def extra_repr(self):
+        return f"members={len(self.members)}"
+
+
+def mean_softmax_log(member_logits):
+    """member logits (M, B, C) -> log of the mean of the members' softmax (B, C)."""
+    z = member_logits - member_logits.max(axis=2, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=2, keepdims=True)
+    return np.log(p.mean(axis=0))
+
+
+def fold_split(labels, folds, rng):
+    """A fold 0..folds-1 for every series, each class spread evenly over the folds."""
+    labels = np.asarray(labels)
+    fold = np.empty(len(labels), np.int64)
+    start = 0
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        fold[idx] = (start + np.arange(len(idx))) % folds
+        start += len(idx)  # the next class continues where this one stopped: even fold sizes
+    return fold
+
+
+def masked_cross_entropy(logits, y, weight):
+    """Mean softmax cross-entropy of each member over its own series: logits (M, B, C), y (B,),
+    weight (M, B) with 1 where member m trains on series b -> (loss, dlogits (M, B, C)); the
+    loss is the mean over members of each member's mean over its series."""
+    M, B, C = logits.shape
+    z = logits - logits.max(axis=2, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=2, keepdims=True))  # (M, B, C)
+    w = weight / np.maximum(weight.sum(axis=1, keepdims=True), 1) / M  # (M, B)
+    loss = float(-(w * logp[:, np.arange(B), y]).sum())
+    dlogits = np.exp(logp)
+    dlogits[:, np.arange(B), y] -= 1
+    return loss, (dlogits * w[..., None]).astype(logits.dtype)
+
+
+def patch_forward(x, lengths, K):
+    """K consecutive steps as one: x (T0, B, D), lengths (B,) -> x (T, B, K*D) with
+    T = ceil(T0 / K), step t holding x[t*K : t*K + K] in order, and lengths ceil(lengths / K).
+    The steps past each length (in a series' last, partial patch) are zeros, as in pad_batch."""
+    if K == 1:
+        return x, lengths
+    T0, B, D = x.shape
+    T = -(-T0 // K)
+    xp = np.zeros((T * K, B, D), x.dtype)
+    xp[:T0] = x * (np.arange(T0)[:, None] < lengths)[..., None]  # (T0, B, D), zero past each length
+    xp = xp.reshape(T, K, B, D).transpose(0, 2, 1, 3).reshape(T, B, K * D)
+    return xp, -(-lengths // K)
+
+
+def patch_backward(dxp, lengths0, T0, K):
+    """The reverse of patch_forward: dx (T, B, K*D) -> (T0, B, D), zero past each series'
+    own length lengths0 (B,) (the steps patch_forward set to zero)."""
+    if K == 1:
+        return dxp
+    T, B, KD = dxp.shape
+    D = KD // K
+    dx = dxp.reshape(T, B, K, D).transpose(0, 2, 1, 3)  # (T, K, B, D)
+    dx = dx.reshape(T * K, B, D)[:T0]  # (T0, B, D)
+    return dx * (np.arange(T0)[:, None] < lengths0)[..., None]
 
 
 # ----------------------------------------------------------------------------- evaluation
-def predict_logits(model, series, batch_size=64):
-    """Logits (N, C) for every series (eval mode, nothing recorded), in the given order."""
+def predict_logits(model, series, batch_size=64, members=False):
+    """Logits (N, C) for every series (eval mode, nothing recorded), in the given order (an
+    ensemble: the log of its members' mean softmax); members=True: each member's (M, N, C)."""
     was = model.training
     model.eval()
-    out = np.empty((len(series), model.head.out_features), np.float64)
+    M = len(model.members) if members else None
+    out = np.empty(((M,) if members else ()) + (len(series), model.num_classes), np.float64)
     try:
         with no_grad():
             for idx in bucket_batches([len(s) for s in series], batch_size):
                 x, lengths = pad_batch(series, idx, model.dtype)
-                out[idx] = model(x, lengths)
+                if members:
+                    out[:, idx] = model(x, lengths)
+                else:
+                    out[idx] = model.predict(x, lengths)
     finally:
         model.train(was)
     return out

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+from .argtypes import nonneg_float as _nonneg_float
 from .argtypes import positive_int as _positive_int
 
 # bptt train options (argparse dest) that a classify run takes -> ClassifyConfig field
@@ -18,8 +19,9 @@ OPTIONS = {"data": "data", "test": "test", "cell": "cell", "hidden_size": "hidde
            "num_layers": "num_layers", "bidirectional": "bidirectional", "pool": "pool",
            "dropout": "dropout", "batch_size": "batch_size", "epochs": "epochs",
            "optimizer": "optimizer", "lr": "lr", "clip": "clip", "val_fraction": "val_fraction",
-           "seed": "seed", "dtype": "dtype", "out": "out"}
-_IGNORED = {"func", "option_names", "command", "task", "quiet", "resume"}
+           "seed": "seed", "dtype": "dtype", "out": "out", "patch": "patch",
+           "weight_decay": "weight_decay", "augment": "augment", "ensemble": "ensemble"}
+_IGNORED = {"func", "option_names", "command", "task", "quiet", "resume", "threads"}
 
 
 def add_train_options(p):
@@ -29,9 +31,25 @@ def add_train_options(p):
     a("--bidirectional", action="store_true", default=None, help="classify: both directions")
     a("--pool", choices=["last", "mean"], help="classify: the last valid state (default) or the mean over the valid steps")
     a("--epochs", type=_positive_int, help="classify: passes over the training part (default 60)")
+    a("--patch", type=_positive_int, help="classify: K consecutive values as one step of K*D features "
+      "(a long series is K times fewer steps; default 1)")
+    a("--weight-decay", type=_nonneg_float, help="classify: the optimizer's weight decay (default 0)")
+    a("--augment", type=_nonneg_float, metavar="A", help="classify: train on random variants of the "
+      "series, new every epoch: time stretched by 1+-A and shifted by up to A of the length, values "
+      "scaled by 1+N(0,A) plus N(0,A/4) noise (default 0: off)")
+
+    a("--ensemble", type=_positive_int, metavar="M", help="classify: M models trained side by side, "
+      "TRAIN split into M folds and model m trained on all but fold m; every epoch is scored on the "
+      "out-of-fold predictions (all of TRAIN; --val-fraction is not used), the mean of the models' "
+      "probabilities predicts (default 1: one model)")
+
+    a("--threads", type=_positive_int, metavar="N", help="classify: threads of the compiled loops for this "
+      "run (default: all cores); small models on a busy machine train fastest with 1. Results do not "
+      "depend on it; it may differ when resuming")
 
 
-CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs")
+CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "weight_decay", "augment", "ensemble",
+                 "threads")
 
 
 def wants_classify(args):
@@ -45,6 +63,16 @@ def wants_classify(args):
 
         return is_classify_run(args.resume)
     return False
+
+
+def _set_threads(n):
+    """The compiled loops' threads for this process (at most the cores numba started with)
+    -> the number before."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    return before
 
 
 def _flag(name):
@@ -71,11 +99,19 @@ def run_train(args):
         run = new_run(ClassifyConfig(**{OPTIONS[k]: v for k, v in given.items()}))
         m, c = run.model, run.cfg
         lens = [len(s) for s in run.train_x + run.val_x]
-        print(f"data: {c.data}: {len(lens)} series ({len(run.train_y)} train, {len(run.val_y)} validation), "
+        split = (f"{c.ensemble} folds, each model trained on the others" if c.ensemble > 1 else
+                 f"{len(run.train_y)} train, {len(run.val_y)} validation")
+        print(f"data: {c.data}: {len(lens)} series ({split}), "
               f"lengths {min(lens)}-{max(lens)}, {run.D} dimensions, {len(run.classes)} classes\n"
-              f"model: {c.cell.upper()} {c.num_layers}x{c.hidden_size}{' bidirectional' if c.bidirectional else ''}, "
-              f"pool {c.pool}, {m.num_parameters():,} parameters; run directory {c.out}", file=sys.stderr)
-    fit(run, progress=not args.quiet)
+              f"model: {str(c.ensemble) + ' x ' if c.ensemble > 1 else ''}"
+              f"{c.cell.upper()} {c.num_layers}x{c.hidden_size}{' bidirectional' if c.bidirectional else ''}, "
+              f"pool {c.pool}, patch {c.patch}, {m.num_parameters():,} parameters; run directory {c.out}", file=sys.stderr)
+    before = _set_threads(args.threads) if args.threads else None
+    try:
+        fit(run, progress=not args.quiet)
+    finally:
+        if before is not None:
+            _set_threads(before)
     b = run.best
     print(f"finished {run.epoch} epochs in {run.elapsed:.1f} s; best epoch {b['epoch']}: validation accuracy "
           f"{b['val_accuracy']:.4f}, loss {b['val_loss']:.4f}; best checkpoint {os.path.join(run.cfg.out, 'best')}")

@@ -5,7 +5,8 @@
                                optimizer buffers, the training set's statistics, the classes,
                                the config, RNG states, epoch, history
       best/                    a checkpoint of the epoch with the best validation accuracy
-                               (ties: the lower validation loss), replaced atomically
+                               (ties: the lower validation loss), replaced atomically; with
+                               --ensemble M the validation is out of fold on all of TRAIN
       metrics.jsonl            one line per epoch
 
 The epoch is the checkpoint step. Everything that decides the next epoch is in the checkpoint,
@@ -21,7 +22,8 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from . import checkpoint as ckpt_io
-from .classify import (SequenceClassifier, Standardizer, bucket_batches, check_dims, encode_labels,
+from .classify import (EnsembleClassifier, SequenceClassifier, Standardizer, augment, bucket_batches, fold_split,
+                       masked_cross_entropy, check_dims, encode_labels,
                        natural_key, pad_batch, predict_logits, scores, stratified_split)
 from .data import DataError
 from .loss import CrossEntropyLoss
@@ -41,11 +43,15 @@ class ClassifyConfig:
     num_layers: int = 1
     bidirectional: bool = False
     pool: str = "last"
+    patch: int = 1
     dropout: float = 0.0
     batch_size: int = 16
     epochs: int = 60
     optimizer: str = "adam"
     lr: float = 3e-3
+    weight_decay: float = 0.0
+    augment: float = 0.0  # strength of classify.augment on the training part (0: off)
+    ensemble: int = 1  # members; > 1: member m holds out fold m of TRAIN (instead of val_fraction)
     clip: float = 1.0
     val_fraction: float = 0.2
     seed: int = 0
@@ -77,16 +83,21 @@ class ClassifyRun:
         check_dims(series, self.D, cfg.data)
         y = encode_labels(labels, self.classes, cfg.data)
         split_rng = np.random.default_rng([cfg.seed, 1])
-        tr, va = stratified_split(y, cfg.val_fraction, split_rng)
+        if cfg.ensemble > 1:  # every series trains all members but one, and validates that one
+            self.fold = fold_split(y, cfg.ensemble, split_rng)
+            tr, va = np.arange(len(y)), np.array([], np.int64)
+        else:
+            self.fold = None
+            tr, va = stratified_split(y, cfg.val_fraction, split_rng)
         self.norm = (Standardizer.fit([series[i] for i in tr]) if meta is None
                      else Standardizer(meta["norm_mean"], meta["norm_std"]))
         dt = np.dtype(cfg.dtype)
         z = self.norm.transform(series, dt)
         self.train_x, self.train_y = [z[i] for i in tr], y[tr]
         self.val_x, self.val_y = [z[i] for i in va], y[va]
-        self.model = SequenceClassifier(self.D, len(self.classes), cfg.cell, cfg.hidden_size, cfg.num_layers,
-                                        cfg.bidirectional, cfg.dropout, cfg.pool, cfg.dtype, cfg.seed)
-        self.opt = make_optimizer(cfg.optimizer, self.model, lr=cfg.lr)
+        self.model = build_model(cfg, self.D, len(self.classes))
+        wd = {"weight_decay": cfg.weight_decay} if cfg.weight_decay else {}
+        self.opt = make_optimizer(cfg.optimizer, self.model, lr=cfg.lr, **wd)
         self.loss = CrossEntropyLoss()
         self.rng = np.random.default_rng([cfg.seed, 2])  # batch order
         self.epoch, self.best, self.history, self.elapsed = 0, None, [], 0.0
@@ -95,14 +106,19 @@ class ClassifyRun:
     def train_epoch(self):
         total, n = 0.0, 0
         for idx in bucket_batches([len(s) for s in self.train_x], self.cfg.batch_size, self.rng):
-            x, lengths = pad_batch(self.train_x, idx, self.model.dtype)
+            x, lengths = pad_batch(self._batch_series(idx), range(len(idx)), self.model.dtype)
             self.model.zero_grad()
-            logits = self.model(x, lengths)
-            loss = self.loss(logits, self.train_y[idx])
+            logits = self.model(x, lengths)  # (B, C), or (M, B, C) for an ensemble
+            if self.fold is None:
+                loss = self.loss(logits, self.train_y[idx])
+                dlogits = self.loss.backward()
+            else:  # member m learns from the series outside its fold
+                own = (self.fold[idx][None, :] != np.arange(self.cfg.ensemble)[:, None]).astype(logits.dtype)
+                loss, dlogits = masked_cross_entropy(logits, self.train_y[idx], own)
             if not np.isfinite(loss):
                 raise DataError(f"the loss became {loss} at epoch {self.epoch + 1}; training stopped "
                                 f"(try a lower --lr); the last checkpoint is kept")
-            self.model.backward(self.loss.backward())
+            self.model.backward(dlogits)
             if self.cfg.clip > 0:
                 clip_grad_norm(self.model.grads, self.cfg.clip)
             self.opt.step()
@@ -110,11 +126,26 @@ class ClassifyRun:
         self.epoch += 1
         return total / n
 
+    def _batch_series(self, idx):
+        """The training series at idx, or random variants of them with augment > 0 (drawn from
+        the batch-order RNG, which the checkpoint keeps, so a resumed run draws the same)."""
+        if not self.cfg.augment:
+            return [self.train_x[i] for i in idx]
+        return [augment(self.train_x[i], self.cfg.augment, self.rng) for i in idx]
+
     def validate(self):
-        """(accuracy, loss) on the validation part, or the training set when there is none."""
+        """(accuracy, loss) on the validation part, or the training set when there is none; an
+        ensemble: each series scored by the one member that did not train on it (out of fold)."""
+        if self.fold is not None:
+            logits = predict_logits(self.model, self.train_x, members=True)  # (M, N, C)
+            s = scores(logits[self.fold, np.arange(len(self.fold))], self.train_y, len(self.classes))
+            return s["accuracy"], s["loss"]
         x, y = (self.val_x, self.val_y) if len(self.val_y) else (self.train_x, self.train_y)
         s = scores(predict_logits(self.model, x), y, len(self.classes))
         return s["accuracy"], s["loss"]
+
+    def _dropout_rngs(self):
+        return [m.rnn.rng for m in getattr(self.model, "members", [self.model])]
 
     # -- checkpoints
     def meta(self):
@@ -123,7 +154,7 @@ class ClassifyRun:
             "norm_mean": self.norm.mean.tolist(), "norm_std": self.norm.std.tolist(),
             "optimizer": {k: v for k, v in self.opt.state_dict().items() if k != "buffers"},
             "rng": {"batches": self.rng.bit_generator.state,
-                    "dropout": self.model.rnn.rng.bit_generator.state},
+                    "dropout": [r.bit_generator.state for r in self._dropout_rngs()]},
             "best": self.best, "history": self.history, "elapsed": self.elapsed,
         }
 
@@ -148,11 +179,22 @@ class ClassifyRun:
                     buffers.setdefault(b, {})[p] = v
             self.opt.load_state_dict({**meta["optimizer"], "buffers": buffers})
             self.rng.bit_generator.state = meta["rng"]["batches"]
-            self.model.rnn.rng.bit_generator.state = meta["rng"]["dropout"]
+            states = meta["rng"]["dropout"]
+            for r, state in zip(self._dropout_rngs(), [states] if isinstance(states, dict) else states):
+                r.bit_generator.state = state
             self.epoch, self.best = int(meta["step"]), meta["best"]
             self.history, self.elapsed = list(meta["history"]), float(meta["elapsed"])
         except (ValueError, TypeError, KeyError) as e:
             raise ckpt_io.CheckpointError(f"{where}: the training state does not fit: {e}") from None
+
+
+def build_model(cfg, D, C):
+    """The run's model: a SequenceClassifier, or an EnsembleClassifier of cfg.ensemble of them."""
+    kw = dict(cell=cfg.cell, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, bidirectional=cfg.bidirectional,
+              dropout=cfg.dropout, pool=cfg.pool, dtype=cfg.dtype, seed=cfg.seed, patch=cfg.patch)
+    if cfg.ensemble > 1:
+        return EnsembleClassifier(D, C, members=cfg.ensemble, **kw)
+    return SequenceClassifier(D, C, **kw)
 
 
 def is_classify_run(path):
@@ -170,6 +212,8 @@ def new_run(cfg):
         cfg.out = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + "-classify")
     if os.path.isdir(cfg.out) and any(n.startswith("ckpt-") for n in os.listdir(cfg.out)):
         raise ValueError(f"{cfg.out} already holds a run; choose another --out or --resume it")
+    if not 1 <= cfg.ensemble <= 50:
+        raise ValueError(f"--ensemble must be 1..50 members, got {cfg.ensemble}")
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise ValueError(f"--val-fraction must be in [0, 1), got {cfg.val_fraction}")
     run = ClassifyRun(cfg)
@@ -246,8 +290,10 @@ def load_for_eval(path):
     if meta.get("task") != TASK:
         raise ValueError(f"{path} is not a classify run")
     c = meta["config"]
-    model = SequenceClassifier(int(meta["input_size"]), len(meta["classes"]), c["cell"], c["hidden_size"],
-                               c["num_layers"], c["bidirectional"], 0.0, c["pool"], c["dtype"])
+    known = {f.name for f in fields(ClassifyConfig)}
+    cfg = ClassifyConfig(**{k: v for k, v in c.items() if k in known})
+    cfg.dropout, cfg.seed = 0.0, None
+    model = build_model(cfg, int(meta["input_size"]), len(meta["classes"]))
     try:
         model.load_state_dict(weights)
     except (ValueError, TypeError) as e:

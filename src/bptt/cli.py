@@ -263,10 +263,12 @@ def cmd_eval(args):
 
 
 def _add_export(sub):
-    p = sub.add_parser("export", help="write a trained character model as an ONNX file",
+    p = sub.add_parser("export", help="write a trained character model or classifier as an ONNX file",
                        description="Write the model of a run (or checkpoint) as ONNX (opset 17, float32) "
                        "for ONNX Runtime and other runtimes: input ids (T, B) int64 and optional h0/c0, "
-                       "outputs logits (T, B, V) and h_n/c_n; the vocabulary is in the metadata. "
+                       "outputs logits (T, B, V) and h_n/c_n; the vocabulary is in the metadata. A classify run "
+                       "(its best checkpoint): series (T, B, D) float32 and sequence_lens (B,) int32 -> logits "
+                       "(B, classes), standardisation inside, class labels in the metadata. "
                        "Needs: pip install 'bptt[onnx]'.")
     p.add_argument("run", metavar="RUN_OR_CHECKPOINT")
     p.add_argument("--onnx", metavar="FILE", required=True, help="the .onnx file to write")
@@ -282,6 +284,14 @@ def cmd_export(args):
     except ModuleNotFoundError as e:
         print(f"bptt: error: {e}", file=sys.stderr)
         return EXIT_ERROR
+    from . import classify_run
+
+    if classify_run.is_classify_run(args.run):
+        model, norm, classes, _ = classify_run.load_for_eval(args.run)
+        path = export.to_onnx(model, args.onnx, vocab=classes, norm=norm)
+        print(f"wrote {path}: series (T, B, {len(norm.mean)}) float32 + sequence_lens (B,) "
+              f"int32 -> logits (B, {len(classes)}); classes {', '.join(classes)} in the metadata")
+        return 0
     model, vocab, _ = load_model(args.run)
     path = export.to_onnx(model, args.onnx, vocab=vocab)
     states = "h0, c0" if model.is_lstm else "h0"

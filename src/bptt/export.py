@@ -138,14 +138,18 @@ def layer_kind(layer):
     raise ExportError(f"{type(layer).__name__} is not an RNN, LSTM or GRU layer")
 
 
-def recurrent_nodes(g, layer, x, batch, prefix="rnn"):
+def recurrent_nodes(g, layer, x, batch, prefix="rnn", seq_lens="", initial_states=True, state_names=("h_n", "c_n")):
     """Add ``layer``'s stack to graph g: x (T, B, D) -> (out (T, B, K*H), final-state names).
 
-    The graph inputs ``h0`` (and ``c0``) (L*K, B, H) are added as optional inputs; the final
-    states are (L*K, B, H) under the names ``h_n`` (and ``c_n``), index k*K + direction."""
+    With ``initial_states`` the graph inputs ``h0`` (and ``c0``) (L*K, B, H) are added as
+    optional inputs (else the states start at zero); the final states are (L*K, B, H) under the
+    names ``h_n`` (and ``c_n``), index k*K + direction. ``seq_lens``: the name of a (B,) int32
+    tensor of lengths, given to every layer (ONNX's ``sequence_lens``), or "" for full length;
+    ``state_names``: the names of the final states."""
     kind, L, K, H = layer_kind(layer), layer.num_layers, layer.num_directions, layer.hidden_size
     n_states = 2 if kind == "LSTM" else 1
-    states0 = [g.optional_state(s, L * K, H, batch) for s in ("h0", "c0")[:n_states]]
+    states0 = ([g.optional_state(s, L * K, H, batch) for s in ("h0", "c0")[:n_states]]
+               if initial_states else [])
     attrs = {"hidden_size": H, "direction": "bidirectional" if K == 2 else "forward"}
     if kind == "GRU":
         attrs["linear_before_reset"] = 1
@@ -160,14 +164,14 @@ def recurrent_nodes(g, layer, x, batch, prefix="rnn"):
                       g.const("end", np.array([(k + 1) * K], np.int64)),
                       g.const("axis", np.array([0], np.int64))]) for s in states0]
         ins = [x, g.const(f"{lk}_W", W), g.const(f"{lk}_R", R),
-               g.const(f"{lk}_B", B) if B is not None else "", ""] + inits
+               g.const(f"{lk}_B", B) if B is not None else "", seq_lens] + inits
         Y, *states = g.node(kind, ins, n_out=1 + n_states, name=lk, **attrs)
         # Y (T, K, B, H) -> (T, B, K, H) -> (T, B, K*H): the forward half first, as in torch
         Yt = g.node("Transpose", [Y], perm=[0, 2, 1, 3])
         x = g.node("Reshape", [Yt, g.const("shape", np.array([0, 0, K * H], np.int64))])
         for f, s in zip(finals, states):
             f.append(s)
-    names = ("h_n", "c_n")[:n_states]
+    names = tuple(state_names)[:n_states]
     for f, name in zip(finals, names):
         g.node("Concat", f, outputs=[name], axis=0) if L > 1 else g.node("Identity", f, outputs=[name])
     return x, list(names)
@@ -232,37 +236,137 @@ def _char_model_graph(g, model, vocab):
     return meta
 
 
+def _classifier_graph(g, model, vocab, norm=None):
+    """A SequenceClassifier (or an EnsembleClassifier of them): series (T, B, D) float32,
+    sequence_lens (B,) int32 -> logits (B, C).
+
+    In the graph, as in ``bptt predict``: standardise with the checkpoint's statistics (a missing
+    value, NaN, becomes 0), zero every step at or past each series' length, K consecutive steps
+    as one (patch K: pad T to a multiple of K, (T/K, B, K*D), lengths ceil(len/K)), the recurrent
+    stack with ``sequence_lens``, the top layer's final states (pool last) or its outputs averaged
+    over the valid steps (pool mean), then the Linear head; an ensemble: each member so, then the
+    log of the members' mean softmax. ``vocab``: the class labels."""
+    onnx = g.onnx
+    F, I64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
+    members = getattr(model, "members", [model])
+    K, C = model.patch, model.num_classes
+    D = members[0].rnn.input_size // K
+    classes = list(vocab) if vocab is not None else [str(c) for c in range(C)]
+    if len(classes) != C:
+        raise ExportError(f"{len(classes)} class labels given for a model of {C} classes")
+    if norm is None:
+        raise ExportError("a classifier is exported with its run's standardisation (the checkpoint's "
+                          "statistics): export the run with bptt export RUN --onnx FILE")
+    x = g.input("series", F, ["time", "batch", D])
+    lens = g.input("sequence_lens", onnx.TensorProto.INT32, ["batch"])
+    mean, std = (np.asarray(a, np.float32).reshape(D) for a in (norm.mean, norm.std))
+    z = g.node("Div", [g.node("Sub", [x, g.const("norm_mean", mean)]), g.const("norm_std", std)])
+    z = g.node("Where", [g.node("IsNaN", [z]), g.const("zero", np.array(0.0, np.float32)), z])
+    lens64 = g.node("Cast", [lens], to=I64)
+    z = g.node("Mul", [z, _step_mask(g, z, lens64)])  # (T, B, D), zero past each length
+    if K > 1:
+        z, lens64 = _patch_nodes(g, z, lens64, K, D)  # (T/K, B, K*D), ceil(len / K)
+    seq_lens = g.node("Cast", [lens64], to=onnx.TensorProto.INT32)
+    logits = [_member_nodes(g, m, z, lens64, seq_lens, f"m{i}") for i, m in enumerate(members)]  # each (B, C)
+    if len(members) == 1:
+        g.node("Identity", logits, outputs=["logits"])
+    else:
+        axis0 = g.const("axis", np.array([0], np.int64))
+        probs = [g.node("Unsqueeze", [g.node("Softmax", [v], axis=1), axis0]) for v in logits]  # (1, B, C)
+        mean_p = g.node("ReduceMean", [g.node("Concat", probs, axis=0)], axes=[0], keepdims=0)  # (B, C)
+        g.node("Log", [mean_p], outputs=["logits"])
+    g.output("logits", F, ["batch", C])
+    first = members[0]
+    args = {"class": type(model).__name__, "cell": model.cell, "input_size": D, "num_classes": C,
+            "hidden_size": first.rnn.hidden_size, "num_layers": first.rnn.num_layers,
+            "bidirectional": first.rnn.bidirectional, "pool": model.pool, "patch": K, "members": len(members)}
+    return {"model": args, "classes": classes}
+
+
+def _member_nodes(g, model, z, lens64, seq_lens, prefix):
+    """One SequenceClassifier's recurrent stack, pooling and head on z (T, B, K*D) -> (B, C)."""
+    rnn, P = model.rnn, model.params
+    out, states = recurrent_nodes(g, rnn, z, _batch_of(g, z, 1), prefix=f"{prefix}_rnn", seq_lens=seq_lens,
+                                  initial_states=False, state_names=(f"{prefix}_h_n", f"{prefix}_c_n"))
+    nd, H = rnn.num_directions, rnn.hidden_size
+    if model.pool == "last":
+        top = g.node("Slice", [states[0], g.const("start", np.array([-nd], np.int64)),
+                               g.const("end", np.array([rnn.num_layers * nd], np.int64)),
+                               g.const("axis", np.array([0], np.int64))])  # (K, B, H)
+        feat = g.node("Reshape", [g.node("Transpose", [top], perm=[1, 0, 2]),
+                                  g.const("shape", np.array([0, nd * H], np.int64))])  # (B, K*H)
+    else:
+        summed = g.node("ReduceSum", [g.node("Mul", [out, _step_mask(g, out, lens64)]),
+                                      g.const("axis", np.array([0], np.int64))], keepdims=0)  # (B, K*H)
+        count = g.node("Unsqueeze", [g.node("Cast", [lens64], to=g.onnx.TensorProto.FLOAT),
+                                     g.const("axis", np.array([1], np.int64))])
+        feat = g.node("Div", [summed, count])
+    W = g.const(f"{prefix}_head_weight_T", np.ascontiguousarray(P["head.weight"].T, np.float32))  # (K*H, C)
+    y = g.node("MatMul", [feat, W], name=f"{prefix}_head_matmul")
+    return g.node("Add", [y, g.const(f"{prefix}_head_bias", P["head.bias"].astype(np.float32))], name=f"{prefix}_head_bias")
+
+
+def _step_mask(g, x, lens64):
+    """(T, B, 1) float32: 1 where t < length of series b, for x (T, B, ...)."""
+    T = g.node("Squeeze", [g.node("Shape", [x], start=0, end=1)])
+    t = g.node("Range", [g.const("t0", np.array(0, np.int64)), T, g.const("dt", np.array(1, np.int64))])
+    valid = g.node("Less", [g.node("Unsqueeze", [t, g.const("axis", np.array([1], np.int64))]), lens64])  # (T, B)
+    return g.node("Unsqueeze", [g.node("Cast", [valid], to=g.onnx.TensorProto.FLOAT),
+                                g.const("axis", np.array([2], np.int64))])
+
+
+def _patch_nodes(g, z, lens64, K, D):
+    """z (T, B, D) -> (ceil(T/K), B, K*D) (zeros appended to a multiple of K), lens -> ceil(lens/K)."""
+    c = lambda base, v: g.const(base, np.array(v, np.int64))  # noqa: E731
+    T = g.node("Shape", [z], start=0, end=1)  # (1,)
+    extra = g.node("Mod", [g.node("Sub", [c("K", [K]), g.node("Mod", [T, c("K", [K])])]), c("K", [K])])
+    pads = g.node("Concat", [c("zeros", [0, 0, 0]), extra, c("zeros", [0, 0])], axis=0)  # (6,)
+    z = g.node("Pad", [z, pads])  # (T', B, D), T' a multiple of K
+    shape = g.node("Concat", [c("m1", [-1, K]), _batch_of(g, z, 1), c("D", [D])], axis=0)
+    z = g.node("Transpose", [g.node("Reshape", [z, shape])], perm=[0, 2, 1, 3])  # (T'/K, B, K, D)
+    z = g.node("Reshape", [z, c("shape", [0, 0, K * D])])
+    lens64 = g.node("Div", [g.node("Add", [lens64, c("Km1", K - 1)]), c("K", K)])
+    return z, lens64
+
+
 def _exporter(model):
     """The graph builder for this kind of model. A new kind is one function
     ``(graph, model, vocab) -> metadata`` and one line here."""
+    from .classify import EnsembleClassifier, SequenceClassifier
     from .model import CharModel
     from .recurrent import GRU, LSTM, RNN
 
     if isinstance(model, CharModel):
         return _char_model_graph
+    if isinstance(model, (SequenceClassifier, EnsembleClassifier)):
+        return _classifier_graph
     if isinstance(model, (RNN, LSTM, GRU)):
         return _layer_graph
     raise ExportError(f"cannot export a {type(model).__name__} to ONNX: "
-                      "supported are CharModel and RNN, LSTM, GRU layers")
+                      "supported are CharModel, SequenceClassifier and RNN, LSTM, GRU layers")
 
 
 # ----------------------------------------------------------------------------- entry points
-def build_onnx(model, vocab=None):
+def build_onnx(model, vocab=None, norm=None):
     """-> an ``onnx.ModelProto`` (checked with ``onnx.checker``) computing ``model``'s forward
-    in float32. vocab: a ``bptt.data.Vocab`` or list of characters, stored in the metadata."""
+    in float32. vocab: a ``bptt.data.Vocab`` or list of characters (a classifier: its class
+    labels), stored in the metadata; norm: a classifier's ``Standardizer``."""
     build = _exporter(model)
     onnx = require_onnx()
     g = _Graph(onnx)
-    meta = build(g, model, vocab)
+    if norm is not None and build is not _classifier_graph:
+        raise ExportError("standardisation statistics belong to a sequence classifier")
+    meta = build(g, model, vocab, norm) if build is _classifier_graph else build(g, model, vocab)
     m = g.model(f"bptt_{type(model).__name__}", meta)
     onnx.checker.check_model(m, full_check=True)
     return m
 
 
-def to_onnx(model, path, vocab=None):
-    """Write ``model`` (a CharModel or an RNN / LSTM / GRU layer) to ``path`` as ONNX; the file
-    is written under a temporary name and renamed, so a failure leaves no half file. -> path."""
-    data = build_onnx(model, vocab).SerializeToString()
+def to_onnx(model, path, vocab=None, norm=None):
+    """Write ``model`` (a CharModel, a SequenceClassifier with its ``norm``, or an RNN / LSTM /
+    GRU layer) to ``path`` as ONNX; the file is written under a temporary name and renamed, so a
+    failure leaves no half file. -> path."""
+    data = build_onnx(model, vocab, norm).SerializeToString()
     path = os.fspath(path)
     tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp-{os.getpid()}")
     try:

@@ -92,6 +92,14 @@ def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
     return _resolve().lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths)
 
 
+def lstmp_forward_loop(xw, h0, c0, W_hh, W_hr, lengths=None):
+    return _resolve().lstmp_forward_loop(xw, h0, c0, W_hh, W_hr, lengths)
+
+
+def lstmp_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, W_hr, lengths=None):
+    return _resolve().lstmp_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, W_hr, lengths)
+
+
 def gru_forward_loop(xw, h0, W_hh, b_hh, lengths=None):
     return _resolve().gru_forward_loop(xw, h0, W_hh, b_hh, lengths)
 
@@ -101,6 +109,6 @@ def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh, lengths=None):
 
 
 for _f in (matmul, input_projection, sequence_grads, rnn_forward_loop, rnn_backward_loop, lstm_forward_loop, lstm_backward_loop,
-           gru_forward_loop, gru_backward_loop):
+           lstmp_forward_loop, lstmp_backward_loop, gru_forward_loop, gru_backward_loop):
     _f.__doc__ = getattr(_numpy_loops, _f.__name__).__doc__
 del _f

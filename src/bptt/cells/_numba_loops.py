@@ -868,6 +868,23 @@ def _lstm_bwd_step(dout, cs, gates, tcs, t, dh, dc, dz, lengths):
             _fill(dz[t, b], zero)
 
 
+@njit(**_OPTS)
+def _lstmp_bwd_step(dm, dhsum, cs, gates, tcs, t, dc, dz, dhs, zeros, lengths):
+    """The LSTM with projections, step t of the backward for all rows: dm (B, H) = dhsum @ W_hr
+    is the gradient on m = o * tanh(c) (``_lstm_cell_bwd`` with it as dh and no dh_next);
+    dhs[t] = dhsum, the total gradient on h_t (for dW_hr); rows past their length: zeros, dc
+    unchanged."""
+    _, B, H = cs.shape
+    zero = dz.dtype.type(0.0)
+    for b in range(B):
+        if t < lengths[b]:
+            _lstm_cell_bwd(dm[b], zeros, dc[b], cs[t, b], gates[t, b], tcs[t, b], dz[t, b], H)
+            dhs[t, b] = dhsum[b]
+        else:
+            _fill(dz[t, b], zero)
+            _fill(dhs[t, b], zero)
+
+
 # ----------------------------------------------------------------------------- GRU
 @njit(**_OPTS)
 def _gru_cell_fwd(xr, ghr, b_hh, h_prev, gr, ghn_out, h_out, H):
@@ -1349,6 +1366,53 @@ def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
         _lstm_bwd_step(dout, cs, gates, tcs, t, dh, dc, dz, lens)
         _step_product(dz[t], W_hh, dh, (lens, t), lengths is None, tmp)
     return dz, dh, dc
+
+
+def lstmp_forward_loop(xw, h0, c0, W_hh, W_hr, lengths=None):
+    """LSTM with projections: xw (T, B, 4H), h0 (B, P), c0 (B, H), W_hh (4H, P), W_hr (P, H)
+    -> hs (T+1, B, P), cs (T+1, B, H), gates (T, B, 4H), tcs (T, B, H). The gate math of each
+    step is the LSTM's compiled step (``_lstm_fwd_step``, its h being m = o * tanh(c)); the two
+    products of a step (W_hh, then the projection W_hr) are np.matmul calls from this loop."""
+    if _dtype_of(xw, h0, c0, W_hh, W_hr) is None:
+        return _reference().lstmp_forward_loop(xw, h0, c0, W_hh, W_hr, lengths)
+    xw = _c(xw)
+    T, B, H4 = xw.shape
+    H, P = H4 // 4, W_hr.shape[0]
+    lens = _lengths(lengths, T, B)
+    hs = np.empty((T + 1, B, P), dtype=xw.dtype)
+    ms = np.zeros((T + 1, B, H), dtype=xw.dtype)  # m_t = o * tanh(c_t), [0] unused
+    cs = np.empty((T + 1, B, H), dtype=xw.dtype)
+    gates = np.empty((T, B, H4), dtype=xw.dtype)
+    tcs = np.empty((T, B, H), dtype=xw.dtype)
+    hs[0], cs[0] = h0, c0
+    W_hhT, W_hrT = W_hh.T, W_hr.T
+    for t in range(T):
+        np.matmul(hs[t], W_hhT, out=gates[t])
+        _lstm_fwd_step(xw, ms, cs, gates, tcs, t, lens)  # zero past each length
+        np.matmul(ms[t + 1], W_hrT, out=hs[t + 1])  # (B, P)
+    return hs, cs, gates, tcs
+
+
+def lstmp_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, W_hr, lengths=None):
+    """-> da (T, B, 4H), dhs (T, B, P) the total gradient reaching each h_t, dh0 (B, P), dc0 (B, H)."""
+    if _dtype_of(dout, dh_T, dc_T, cs, gates, tcs, W_hh, W_hr) is None:
+        return _reference().lstmp_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, W_hr, lengths)
+    dout, cs, gates, tcs = _c(dout), _c(cs), _c(gates), _c(tcs)
+    T, B, P = dout.shape
+    H = cs.shape[2]
+    lens = _lengths(lengths, T, B)
+    da = np.empty_like(gates)
+    dhs = np.empty_like(dout)
+    dh = _state_grad(dh_T, dout)  # (B, P)
+    dc = np.zeros((B, H), dout.dtype) if dc_T is None else np.array(dc_T, order="C")
+    zeros = np.zeros(H, dout.dtype)
+    dm, tmp = np.empty((B, H), dout.dtype), np.empty_like(dh)
+    for t in range(T - 1, -1, -1):
+        dhsum = dout[t] + dh  # (B, P)
+        np.matmul(dhsum, W_hr, out=dm)  # (B, H)
+        _lstmp_bwd_step(dm, dhsum, cs, gates, tcs, t, dc, da, dhs, zeros, lens)
+        _step_product(da[t], W_hh, dh, (lens, t), lengths is None, tmp)
+    return da, dhs, dh, dc
 
 
 def gru_forward_loop(xw, h0, W_hh, b_hh, lengths=None):

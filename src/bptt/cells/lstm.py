@@ -33,7 +33,7 @@ Dimensions: T time, B batch, D input, H hidden, P projection.
 
 import numpy as np
 
-from . import _kernels, _numpy_loops
+from . import _kernels
 from ._common import last_state, sigmoid, step_grads
 
 GATES = 4
@@ -87,8 +87,8 @@ def forward(x, state0, params, lengths=None):
     lengths (B,) or None: as in ``rnn.forward``."""
     h0, c0 = state0
     xw = _kernels.input_projection(x, params, with_hh_bias=True)  # (T, B, 4H)
-    if "weight_hr" in params:  # projections: the NumPy loop (no compiled one)
-        hs, cs, gates, tcs = _numpy_loops.lstmp_forward_loop(
+    if "weight_hr" in params:  # projections: h = W_hr m, m = o * tanh(c)
+        hs, cs, gates, tcs = _kernels.lstmp_forward_loop(
             xw, h0, c0, params["weight_hh"], params["weight_hr"], lengths
         )  # hs (T+1, B, P)
     else:
@@ -119,7 +119,7 @@ def _backward_proj(dout, dh_T, dc_T, cache):
     """``backward`` with projections: dout (T, B, P), dh_T (B, P), dc_T (B, H)."""
     x, hs, cs, gates, tcs, params, lengths = cache
     T, B, H = tcs.shape
-    da, dhs, dh0, dc0 = _numpy_loops.lstmp_backward_loop(
+    da, dhs, dh0, dc0 = _kernels.lstmp_backward_loop(
         dout, dh_T, dc_T, cs, gates, tcs, params["weight_hh"], params["weight_hr"], lengths
     )  # da (T, B, 4H), dhs (T, B, P)
     dx, dparams = _kernels.sequence_grads(x, hs[:-1], da, da, params)
