@@ -209,9 +209,11 @@ def worker(args):
     vocab, train_batches, val_batches = prepare(text, 0.1, args.batch, args.seq_len)
     weights = load_file(args.init)
     side = (BpttSide if args.worker == "bptt" else TorchSide)(args, len(vocab), weights)
+    initial_val = side.evaluate(val_batches)  # the same weights on the same data: the same loss
     load_before = os.getloadavg()[0]
     record = train(side, train_batches, val_batches, args)
     record.update(library=args.worker, load_before=load_before, load_after=os.getloadavg()[0],
+                  initial_val=initial_val,
                   val_chars=len(val_batches) * val_batches.batch_size * val_batches.seq_len)
     with open(args.result, "w", encoding="utf-8") as f:
         json.dump(record, f)
@@ -317,6 +319,9 @@ def report(args, runs, argv):
               f"loss bptt {s['bptt']['best_val_median']:.4f}, PyTorch {s['torch']['best_val_median']:.4f} "
               f"nats/char (medians; {s['bptt']['best_val_median'] / math.log(2):.3f} and "
               f"{s['torch']['best_val_median'] / math.log(2):.3f} bits/char).",
+              "", f"Validation loss of the initial weights, before training: "
+              + ", ".join(f"{NAMES[r['library']]} {r['initial_val']:.6f}" for r in runs)
+              + " (the same weights and data in each process).",
               "", f"Command: `{cmd}`. Machine: {machine_line()}."]
     return "\n".join(lines)
 

@@ -103,3 +103,27 @@ def test_cli_time_budget_cosine_decays_to_the_end_and_resumes(tmp_path, capsys):
     assert rc == 0, err
     after = metrics(out)[len(rows)]
     assert after["lr"] == pytest.approx(f(len(rows), rows[-1]["time"] / (2 * minutes * 60)), rel=1e-3)
+
+
+def test_charlm_benchmark_runs_each_library_in_its_own_process_from_the_same_weights(tmp_path):
+    """benchmarks/charlm.py (a smoke run of a few seconds each): one child process per library,
+    in the order asked, the same initial weights (the same validation loss before training)."""
+    import subprocess
+    import sys
+
+    from training_helpers import REPO
+
+    data = write_text(tmp_path / "t.txt", make_text(400))
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "charlm.py"), "--data", data,
+                           "--minutes", "0.01", "--hidden", "8", "--layers", "1", "--embedding-dim", "4",
+                           "--batch", "2", "--seq-len", "8", "--warmup", "2", "--eval-every", "5",
+                           "--order", "torch-first"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| 1 |")
+            or line.startswith("| 2 |")]
+    assert [r[1].strip() for r in rows] == ["PyTorch", "bptt"]
+    assert all(int(r[2].replace(",", "")) > 0 for r in rows)  # steps
+    initial = [float(v.split()[-1]) for v in
+               proc.stdout.split("before training: ")[1].split(" (the same")[0].split(", ")]
+    assert initial[0] == pytest.approx(initial[1], abs=1e-5)
+    assert proc.stderr.count("run ") == 2  # one line per run, each a separate worker process
