@@ -292,7 +292,7 @@ def report(args, runs, argv):
         "## Character language model at equal time (`benchmarks/charlm.py`)",
         "",
         f"The recipe `bptt train --preset {PRESET}`: {recipe_line(args)}. Each run is a fresh "
-        f"Python process that trains one library for {args.minutes:g} minutes of training time "
+        f"Python process that trains one library for {args.minutes:g} minute{'' if args.minutes == 1 else 's'} of training time "
         f"({threads} threads), one run after the other ({order}), all from the same initial weights "
         f"(bptt's, saved to a file) on the same batches with the same schedule; only the dropout masks "
         f"differ. Validation: every {args.eval_every} steps and at the end of the budget, over the whole "

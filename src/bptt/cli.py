@@ -142,7 +142,8 @@ def cmd_train(args):
         m = run.model
         say(f"data: {run.data_desc}, vocabulary {len(run.vocab)} characters\n"
             f"model: {m.config.cell.upper()} {m.config.num_layers}x{m.config.hidden_size}, "
-            f"{m.num_parameters():,} parameters; run directory {run.cfg.out}")
+            f"{m.num_parameters():,} parameters; run directory {run.cfg.out}"
+            + (f"\npreset {cfg.preset}: {describe_run(cfg)}" if cfg.preset else ""))
     result = _fit_on_ranks(run, fit, args, say) if dist.size() > 1 else fit(run, progress=not args.quiet)
     if not dist.is_root():
         return 0
@@ -161,6 +162,15 @@ def cmd_train(args):
     print("sample:\n" + sample_text(run, 400, seed=-1 % 2**31))
     print(f"\nsample more with: bptt sample {out}")
     return 0
+
+
+def describe_run(cfg):
+    """The settings that decide a run's result, as one line."""
+    budget = f"{cfg.steps} steps" if cfg.steps else f"{cfg.minutes:g} min of training time"
+    sched = f", warm-up {cfg.warmup} then cosine to 0 over the budget" if cfg.schedule == "cosine" else \
+        (f", {cfg.schedule} schedule" if cfg.schedule != "constant" else "")
+    return (f"{cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}, dropout {cfg.dropout:g}, batch "
+            f"{cfg.batch_size}, seq {cfg.seq_len}, {cfg.optimizer} {cfg.lr:g}{sched}, clip {cfg.clip:g}, {budget}")
 
 
 def _with_preset(given):
