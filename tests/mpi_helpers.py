@@ -71,6 +71,13 @@ def rank_pids(stderr_text):
     return {int(k): (int(p), h) for k, p, h in re.findall(r"(\d+) (\d+)@(\S+?)(?:,|$)", m.group(1))}
 
 
+def guard_pids(stderr_text):
+    """The 'mpi: the processes the launcher started (each guards its rank): 0 122, 1 123' line
+    -> {rank: pid}."""
+    m = re.search(r"^mpi: the processes the launcher started .*: (.*)$", stderr_text, re.M)
+    return {int(k): int(p) for k, p in re.findall(r"(\d+) (\d+)", m.group(1))} if m else {}
+
+
 def kill_group(proc):
     """End a launcher we started and everything it started (its own session)."""
     if proc.poll() is None:

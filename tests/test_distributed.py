@@ -5,9 +5,10 @@
   weights, the optimizer buffers and the carried states after 20 steps equal one process's to
   <= 1e-12 relative; float32 to the stated bound.
 - A checkpoint written by 3 ranks resumes on 2 (and on 1) and ends as the straight run.
-- Faults: a rank killed with SIGKILL ends the whole job within 30 s, non-zero, with a line
-  naming the dead rank's PID (MPICH's mpiexec) that bptt's start-up line maps to its rank, or,
-  when the launcher leaves the others running, bptt's own line naming the rank; the last
+- Faults: a rank killed with SIGKILL ends the whole job within 30 s, non-zero, with its guard's
+  line naming the rank (and the checkpoint to resume from), no process left behind; a guard
+  killed takes its rank with it; when the launcher leaves the others running, a rank of the
+  same host names the dead one. The last
   checkpoint is intact and resumes. Ctrl-C to mpiexec saves a checkpoint and exits 0. A NaN on
   one rank stops every rank with the single-process message. Bad input (a batch the ranks
   cannot split, more ranks than streams, --task, mpi4py missing) is one line and exit 1.
@@ -124,13 +125,16 @@ def _start_and_wait_for_checkpoint(tmp_path, text, launcher_opts=()):
 
 
 def test_sigkill_of_a_rank_ends_the_job_naming_it(text, tmp_path):
-    """MPICH's mpiexec kills every rank as soon as one dies and prints the dead PID, which
-    bptt's start-up line maps to its rank; the newest checkpoint is intact and resumes."""
+    """SIGKILL of rank 1: its guard (the process mpiexec started) writes one line naming rank 1
+    and ends by the same signal; mpiexec ends the job within 30 s; no process is left behind; the
+    newest checkpoint is intact and resumes."""
     proc, run, log = _start_and_wait_for_checkpoint(tmp_path, text)
     try:
         pids = mh.rank_pids(open(log).read())
         assert sorted(pids) == [0, 1]
         pid, host = pids[1]
+        guards = mh.guard_pids(open(log).read())
+        assert sorted(guards) == [0, 1] and guards[1] != pid
         time.sleep(0.3)  # well into training
         with open(os.path.join(run, "latest")) as f:  # (not the checkpoint itself: rank 0 may be pruning it)
             before = int(f.read().strip()[len("ckpt-"):])
@@ -140,16 +144,49 @@ def test_sigkill_of_a_rank_ends_the_job_naming_it(text, tmp_path):
         took = time.monotonic() - t0
     finally:
         mh.kill_group(proc)
-    err, out = open(log).read(), open(tmp_path / "stdout.txt").read()  # mpiexec's own report: stdout
-    assert rc == 9 and took < 30, (rc, took, err)
+    err = open(log).read()
+    assert rc != 0 and took < 30, (rc, took, err)
     assert "Traceback" not in err
-    assert f"PID {pid} RUNNING AT {host}" in out and "EXIT CODE: 9" in out, out
-    assert re.search(rf"rank pid@host: 0 \d+@\S+, 1 {pid}@{re.escape(host)}$", err, re.M), err
+    dead = [line for line in err.splitlines() if "killed" in line]
+    assert len(dead) == 1, err
+    m = re.fullmatch(rf"bptt: error: rank 1 \(pid {pid} on {re.escape(host)}\) was killed by SIGKILL; the job "
+                     rf"stops\. The last checkpoint is kept: {re.escape(run)}/(ckpt-\d+); resume with: "
+                     rf"bptt train --resume {re.escape(run)}", dead[0])
+    assert m, dead[0]
+    out = open(tmp_path / "stdout.txt").read()  # mpiexec's own report names one of the guards
+    assert re.search(rf"PID ({guards[0]}|{guards[1]}) RUNNING AT {re.escape(host)}", out) and "EXIT CODE: 9" in out, out
+    mh.wait_for(lambda: not any(_alive(p) for p in [pids[0][0], pid, *guards.values()]), timeout=10)
     meta, w, _ = mh.weights(run)  # the newest checkpoint loads (checksums verified)
     assert meta["step"] >= before and meta["step"] % 20 == 0
+    assert m.group(1) == f"ckpt-{meta['step']:08d}"
     p = mh.run(2, "train", "--resume", run, "--steps", meta["step"] + 20)
     assert p.returncode == 0, p.stderr
     assert mh.weights(run)[0]["step"] == meta["step"] + 20
+
+
+def test_sigkill_of_a_guard_ends_the_job_and_its_rank(text, tmp_path):
+    """The process mpiexec started (rank 1's guard) killed: its rank dies with it (no orphan
+    left computing or waiting) and the job ends non-zero within 30 s."""
+    proc, run, log = _start_and_wait_for_checkpoint(tmp_path, text)
+    try:
+        pids, guards = mh.rank_pids(open(log).read()), mh.guard_pids(open(log).read())
+        os.kill(guards[1], signal.SIGKILL)
+        rc = proc.wait(timeout=30)
+    finally:
+        mh.kill_group(proc)
+    assert rc == 9, open(tmp_path / "stdout.txt").read()
+    mh.wait_for(lambda: not any(_alive(p) for p in [pid for pid, _ in pids.values()] + list(guards.values())),
+                timeout=10)
+    assert mh.weights(run)[0]["step"] % 20 == 0  # the newest checkpoint loads
+
+
+def _alive(pid):
+    """pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][:1] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def test_watch_names_a_dead_rank_of_this_host_and_aborts(monkeypatch, capfd):

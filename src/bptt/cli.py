@@ -116,6 +116,7 @@ def cmd_train(args):
         return tasks_cli.run(args)
     from .train import TrainConfig, build_run, fit
 
+    dist.guard(_rank_killed)  # under an MPI launcher: a guard process names this rank if it is killed
     dist.init()  # under an MPI launcher: join the job (mpi4py); else nothing
     say = functools.partial(print, file=sys.stderr) if dist.is_root() else _silent
 
@@ -144,6 +145,7 @@ def cmd_train(args):
             f"model: {m.config.cell.upper()} {m.config.num_layers}x{m.config.hidden_size}, "
             f"{m.num_parameters():,} parameters; run directory {run.cfg.out}"
             + (f"\npreset {cfg.preset}: {describe_run(cfg)}" if cfg.preset else ""))
+    dist.guard_note(run.cfg.out)
     result = _fit_on_ranks(run, fit, args, say) if dist.size() > 1 else fit(run, progress=not args.quiet)
     if not dist.is_root():
         return 0
@@ -184,6 +186,16 @@ def _with_preset(given):
     return {**base, **given}
 
 
+def _rank_killed(rank, pid, host, signal_name, run_dir):
+    """The guard's line when its rank was killed by a signal (``distributed.guard``)."""
+    from .train import _last_good
+
+    line = f"bptt: error: rank {rank} (pid {pid} on {host}) was killed by {signal_name}; the job stops."
+    if not run_dir:
+        return line
+    return f"{line} {_last_good(run_dir)}; resume with: bptt train --resume {run_dir}"
+
+
 def _launched_ranks():
     from .distributed import launch_size
 
@@ -201,10 +213,13 @@ def _fit_on_ranks(run, fit, args, say):
     from . import distributed as dist
     from .train import _last_good
 
-    table = dist.rank_table()
+    table, guards = dist.rank_table(), dist.guard_table()
     b = run.cfg.batch_size // dist.size()
     say(f"mpi: {dist.size()} ranks x {b} streams (batch {run.cfg.batch_size}); rank pid@host: "
         + ", ".join(f"{k} {pid}@{host}" for k, (pid, host) in enumerate(table)))
+    if any(guards):
+        say("mpi: the processes the launcher started (each guards its rank): "
+            + ", ".join(f"{k} {g}" for k, g in enumerate(guards)))
 
     def died(k, pid, host):
         return (f"bptt: error: rank {k} (pid {pid} on {host}) died; stopping every rank. "

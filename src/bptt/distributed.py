@@ -21,11 +21,14 @@ function below works and does nothing, and mpi4py is never imported.
 Besides these, the training loop uses a few collectives of its own kind, all here: the carried
 states gathered into rank 0 (``gather_batch``), a checkpoint read by rank 0 and sent to all
 (``broadcast_bytes``), an error on any rank made the error of every rank (``agree``,
-``on_root``), a checksum of the weights compared across ranks (``check_same``) and a watch on
-the other ranks of this host (``watch_peers``).
+``on_root``), a checksum of the weights compared across ranks (``check_same``), a watch on
+the other ranks of this host (``watch_peers``), and a guard process per rank (``guard``) that
+outlives the rank to say which rank died when one is killed.
 """
 
+import ctypes
 import os
+import signal
 import socket
 import sys
 import threading
@@ -326,6 +329,106 @@ def rank_table():
     """[(pid, host)] of every rank, in rank order (collective)."""
     me = f"{os.getpid()} {socket.gethostname()}".encode("utf-8")
     return [(int(p), h) for p, h in (m.decode("utf-8").split(" ", 1) for m in allgather_bytes(me))]
+
+
+def guard_table():
+    """[pid of the guard process or None] of every rank, in rank order (collective)."""
+    me = str(_guard["pid"] or "").encode("ascii")
+    return [int(m) if m else None for m in allgather_bytes(me)]
+
+
+# ----------------------------------------------------------------------------- a guard per rank
+# MPICH's mpiexec ends the whole job the moment one rank dies, and reports the dead process by
+# its PID only; a rank killed with SIGKILL can say nothing itself. So the process the launcher
+# starts splits in two: the child runs the rank, the parent (the guard) only waits for it. When
+# the child dies of a signal, the guard -- still alive, its output still read by the launcher --
+# writes one line naming the rank and the signal, then exits with 128 + signal, and the launcher
+# ends the job. If the guard dies, the kernel kills its child (PR_SET_PDEATHSIG), so a rank never
+# outlives its guard.
+_guard = {"pid": None, "fd": None}
+PR_SET_PDEATHSIG = 1
+
+
+def guard(report):
+    """Under a launcher, on Linux: fork. The child returns at once and goes on as the rank. The
+    parent never returns: it forwards SIGINT/SIGTERM/SIGHUP to the child, waits for it, and
+    exits with its exit code; when the child was killed by a signal it writes
+    ``report(rank, pid, host, signal_name, note)`` to stderr, ``note`` being the last text the
+    child passed to ``guard_note`` ("" if none), and ends itself by the same signal. Without a launcher (or fork, or prctl):
+    nothing."""
+    if not launched() or _guard["pid"] is not None or not hasattr(os, "fork") or not sys.platform.startswith("linux"):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
+    guard_pid = os.getpid()
+    child = os.fork()
+    if child == 0:
+        os.close(read_fd)
+        _die_with_parent(guard_pid)
+        _guard.update(pid=guard_pid, fd=write_fd)
+        return
+    os.close(write_fd)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: _send(child, signum))
+    _, status = os.waitpid(child, 0)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        note = _last_note(read_fd)
+        line = report(launch_rank(), child, socket.gethostname(), signal.Signals(sig).name, note)
+        os.write(2, (line + "\n").encode("utf-8", "replace"))
+        _die_of(sig)
+    os._exit(os.waitstatus_to_exitcode(status))
+
+
+def _die_of(sig):
+    """End this process by the signal that ended its child, so that the launcher reports this
+    process (the one it started) as killed by that signal."""
+    try:
+        signal.signal(sig, signal.SIG_DFL)
+    except (OSError, ValueError):  # SIGKILL/SIGSTOP cannot be caught anyway
+        pass
+    os.kill(os.getpid(), sig)
+    os._exit(128 + sig)  # a signal whose default is not to terminate
+
+
+def guard_note(text):
+    """Pass a line of text (e.g. the run directory) to this rank's guard, for its report."""
+    if _guard["fd"] is not None:
+        try:
+            os.write(_guard["fd"], (text.replace("\n", " ") + "\n").encode("utf-8", "replace"))
+        except OSError:
+            pass
+
+
+def _die_with_parent(parent_pid):
+    """The kernel sends this process SIGKILL when its parent dies (Linux prctl)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before the prctl took effect
+        os._exit(1)
+
+
+def _send(pid, signum):
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _last_note(fd):
+    os.set_blocking(fd, False)
+    data = b""
+    try:
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    except BlockingIOError:
+        pass
+    lines = data.decode("utf-8", "replace").splitlines()
+    return lines[-1] if lines else ""
 
 
 _watch = {"armed": False}
