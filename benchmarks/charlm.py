@@ -37,7 +37,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "..", "shared", "data", "tinyshakespeare.txt")
 PRESET = "shakespeare-10min"
 ORDERS = {"both": ["bptt", "torch", "torch", "bptt"], "bptt-first": ["bptt", "torch"],
-          "torch-first": ["torch", "bptt"]}
+          "torch-first": ["torch", "bptt"], "bptt": ["bptt"], "torch": ["torch"]}
 NAMES = {"bptt": "bptt", "torch": "PyTorch"}
 
 
@@ -49,7 +49,10 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = ap.add_argument
     a("--minutes", type=float, default=p["minutes"], help="training time of each run (evaluations not counted)")
-    a("--order", choices=list(ORDERS), default="both", help="both: bptt, torch, torch, bptt")
+    a("--order", choices=list(ORDERS), default="both", help="both: bptt, torch, torch, bptt; bptt or torch: "
+      "that library alone")
+    a("--steps", type=int, help="a budget of this many steps instead of --minutes (the schedule decays over "
+      "them): compares recipes by validation loss against steps, whatever the machine's load")
     a("--data", default=DATA)
     a("--cell", default=p["cell"], choices=["lstm", "gru", "rnn"])
     a("--hidden", type=int, default=p["hidden_size"])
@@ -78,6 +81,18 @@ def recipe_line(args):
     return (f"tiny-shakespeare (90/10 split), Embedding {args.embedding_dim} -> {args.layers}-layer "
             f"{args.cell.upper()} {args.hidden} (dropout {args.dropout:g}) -> Linear, batch {args.batch}, "
             f"seq {args.seq_len}, {sched}, clip {args.clip:g}")
+
+
+def is_preset(args):
+    """True when the recipe is the preset's own (no option changed it)."""
+    from bptt.presets import preset
+
+    p = preset(PRESET)
+    mine = {"cell": args.cell, "hidden_size": args.hidden, "num_layers": args.layers,
+            "embedding_dim": args.embedding_dim, "dropout": args.dropout, "batch_size": args.batch,
+            "seq_len": args.seq_len, "lr": args.lr, "schedule": args.schedule, "warmup": args.warmup,
+            "clip": args.clip, "minutes": None if args.steps else args.minutes}
+    return all(p[k] == v for k, v in mine.items())
 
 
 def lr_torch_side(args, step, progress):
@@ -182,12 +197,16 @@ def train(side, train_batches, val_batches, args):
     the end, off the clock. -> the run's record."""
     budget, steps, elapsed, state, loss = args.minutes * 60, 0, 0.0, None, float("nan")
     curve = []
-    while elapsed < budget:
+
+    def progress():  # the used fraction of the budget
+        return steps / args.steps if args.steps else elapsed / budget
+
+    while progress() < 1:
         t = time.perf_counter()
         x, y, new_epoch = train_batches.next()
         if new_epoch:
             state = None
-        loss, state = side.step(x, y, state, side.lr_at(steps, elapsed / budget))
+        loss, state = side.step(x, y, state, side.lr_at(steps, progress()))
         steps += 1
         elapsed += time.perf_counter() - t
         if steps % args.eval_every == 0:
@@ -257,7 +276,8 @@ def run_all(args, argv):
         initial_weights(args, init)
         for k, lib in enumerate(ORDERS[args.order]):
             result = os.path.join(tmp, f"run{k}.json")
-            print(f"run {k + 1}/{len(ORDERS[args.order])}: {NAMES[lib]} for {args.minutes:g} min "
+            what = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min"
+            print(f"run {k + 1}/{len(ORDERS[args.order])}: {NAMES[lib]} for {what} "
                   f"(load average {os.getloadavg()[0]:.2f}) ...", file=sys.stderr, flush=True)
             cmd = [sys.executable, os.path.abspath(__file__), *forwarded(argv), "--worker", lib,
                    "--init", init, "--result", result]
@@ -288,11 +308,15 @@ def report(args, runs, argv):
     cmd = " ".join(["python benchmarks/charlm.py", *[a for a in argv if a != "--write"], "--write"])
     drift = ("so the libraries run in turn in both orders" if args.order == "both" else
              f"so a single order ({args.order}) is only a quick look; the reported figures use both orders")
+    which = (f"`bptt train --preset {PRESET}`" if is_preset(args) else
+             f"(`bptt train --preset {PRESET}` with the options of the command below)")
+    budget = (f"{args.steps:,} steps" if args.steps else
+              f"{args.minutes:g} minute{'' if args.minutes == 1 else 's'} of training time")
     lines = [
-        "## Character language model at equal time (`benchmarks/charlm.py`)",
+        f"## Character language model at equal {'steps' if args.steps else 'time'} (`benchmarks/charlm.py`)",
         "",
-        f"The recipe `bptt train --preset {PRESET}`: {recipe_line(args)}. Each run is a fresh "
-        f"Python process that trains one library for {args.minutes:g} minute{'' if args.minutes == 1 else 's'} of training time "
+        f"The recipe {which}: {recipe_line(args)}. Each run is a fresh "
+        f"Python process that trains one library for {budget} "
         f"({threads} threads), one run after the other ({order}), all from the same initial weights "
         f"(bptt's, saved to a file) on the same batches with the same schedule; only the dropout masks "
         f"differ. Validation: every {args.eval_every} steps and at the end of the budget, over the whole "
@@ -307,19 +331,24 @@ def report(args, runs, argv):
         lines.append(f"| {k} | {NAMES[r['library']]} | {r['steps']:,} | {r['chars_per_s']:,.0f} | "
                      f"{r['final_val']:.4f} | {r['best_val']:.4f} | {r['best_step']:,} | "
                      f"{r['load_before']:.2f} / {r['load_after']:.2f} |")
-    s = {lib: summary(runs, lib) for lib in NAMES}
+    s = {lib: summary(runs, lib) for lib in NAMES if any(r["library"] == lib for r in runs)}
     lines += ["", "| library | runs | chars/s median | chars/s mean | steps mean | best val median | "
               "best val mean | final val mean |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for lib, v in s.items():
         lines.append(f"| {NAMES[lib]} | {v['runs']} | {v['chars_per_s_median']:,.0f} | {v['chars_per_s_mean']:,.0f} | "
                      f"{v['steps_mean']:,.0f} | {v['best_val_median']:.4f} | {v['best_val_mean']:.4f} | "
                      f"{v['final_val_mean']:.4f} |")
-    ratio = s["bptt"]["chars_per_s_median"] / s["torch"]["chars_per_s_median"]
-    lines += ["", f"bptt trains **{ratio:.2f}x** PyTorch's characters per second (medians); best validation "
-              f"loss bptt {s['bptt']['best_val_median']:.4f}, PyTorch {s['torch']['best_val_median']:.4f} "
-              f"nats/char (medians; {s['bptt']['best_val_median'] / math.log(2):.3f} and "
-              f"{s['torch']['best_val_median'] / math.log(2):.3f} bits/char).",
-              "", f"Validation loss of the initial weights, before training: "
+    if len(s) == 2:
+        ratio = s["bptt"]["chars_per_s_median"] / s["torch"]["chars_per_s_median"]
+        lines += ["", f"bptt trains **{ratio:.2f}x** PyTorch's characters per second (medians); best "
+                  f"validation loss bptt {s['bptt']['best_val_median']:.4f}, PyTorch "
+                  f"{s['torch']['best_val_median']:.4f} nats/char (medians; "
+                  f"{s['bptt']['best_val_median'] / math.log(2):.3f} and "
+                  f"{s['torch']['best_val_median'] / math.log(2):.3f} bits/char)."]
+    lines += ["", "Validation loss curves (step: nats/char): " + "; ".join(
+        f"run {k} {NAMES[r['library']]}: " + ", ".join(f"{st:,}: {v:.4f}" for st, v in r["curve"])
+        for k, r in enumerate(runs, 1))]
+    lines += ["", f"Validation loss of the initial weights, before training: "
               + ", ".join(f"{NAMES[r['library']]} {r['initial_val']:.6f}" for r in runs)
               + " (the same weights and data in each process).",
               "", f"Command: `{cmd}`. Machine: {machine_line()}."]
