@@ -5,7 +5,7 @@ checkpoint keeps the resolved settings and the preset's name, so ``--resume`` co
 shakespeare-10min: the best validation loss in 10 minutes of training on tiny-shakespeare on a
 2-core CPU (found and measured with ``benchmarks/charlm.py``, which trains PyTorch with the same
 recipe; BENCHMARKS.md). A GRU, because bptt's GRU step costs about three quarters of its LSTM
-step and PyTorch's GRU step on the CPU costs more than its LSTM step; dropout between the layers
+step while PyTorch's GRU step on the CPU costs about as much as its LSTM step at this size; dropout between the layers
 because at this size the model sees the 1 MB text more than ten times in 10 minutes and overfits;
 a learning rate warmed up for the first steps and decayed with a cosine to zero at the end of the
 budget (the budget is training time: evaluations are not counted).
