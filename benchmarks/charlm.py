@@ -17,6 +17,8 @@ torch, bptt, and the report gives every run and each library's median and mean.
     python benchmarks/charlm.py                        # 4 runs of 10 minutes (the reported figures)
     python benchmarks/charlm.py --minutes 1 --order bptt-first  # a quick look: 2 runs of 1 minute
     python benchmarks/charlm.py --write                # ... and write its section of BENCHMARKS.md
+    python benchmarks/charlm.py --order bptt --steps 5000   # bptt alone, a budget of steps: how the
+                                                       # recipe was compared on a loaded machine
 """
 
 import argparse
