@@ -279,6 +279,23 @@ def test_cosine_with_warmup():
     assert g(0) == 2.0 and g(5) == pytest.approx(1.0) and g(10) == 0.0
 
 
+def test_cosine_to_budget_follows_the_used_fraction_of_the_budget():
+    f = optim.cosine_to_budget(1.0, warmup_steps=4, min_lr=0.1)
+    assert [f(k, 0.0) for k in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]  # warm-up by steps
+    assert f(10, 0.5) == pytest.approx(0.55)  # half the budget used: (base + min) / 2
+    assert f(1, 0.5) == pytest.approx(0.55 / 2)  # still warming up: the ramp times the cosine
+    assert f(10, 1.0) == pytest.approx(0.1) and f(10, 1.7) == pytest.approx(0.1)  # the end, and past it
+    assert f(10, -0.2) == 1.0  # clamped below too
+    values = [f(50, q) for q in np.linspace(0, 1, 11)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+    g = optim.cosine_to_budget(2.0)  # no warm-up, min_lr 0
+    assert g(0, 0.0) == 2.0 and g(0, 0.25) == pytest.approx(1 + math.cos(math.pi / 4)) and g(7, 1.0) == 0.0
+    with pytest.raises(ValueError, match="warmup_steps"):
+        optim.cosine_to_budget(1.0, warmup_steps=-1)
+    with pytest.raises(ValueError, match="progress"):
+        g(0, float("nan"))
+
+
 def test_schedule_sets_optimizer_lr():
     params, grads = make_params()
     opt = optim.make_optimizer("sgd", params, grads, lr=1.0)

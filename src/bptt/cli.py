@@ -48,6 +48,7 @@ DEFAULT_MINUTES = 3.0
 
 def _add_train(sub):
     from .optim import OPTIMIZERS
+    from .presets import PRESETS, describe
     from .train import TrainConfig
 
     d = TrainConfig()
@@ -71,7 +72,10 @@ def _add_train(sub):
                    help=f"wall-clock minutes to train for (default {DEFAULT_MINUTES:g} when --steps is not given)")
     a("--optimizer", choices=list(OPTIMIZERS), help=f"optimizer (default {d.optimizer})")
     a("--lr", type=_positive_float, help=f"learning rate (default {d.lr:g})")
-    a("--schedule", choices=["constant", "step", "cosine"], help=f"learning-rate schedule (default {d.schedule}; step and cosine need --steps)")
+    a("--schedule", choices=["constant", "step", "cosine"],
+      help=f"learning-rate schedule (default {d.schedule}): step (needs --steps) multiplies it by 0.1 "
+      "after each third of the steps; cosine warms it up over --warmup steps, then decays it with a "
+      "cosine to 0 at the end of --steps, or of --minutes of training time")
     a("--warmup", type=int, help=f"warm-up steps of the cosine schedule (default {d.warmup})")
     a("--clip", type=_nonneg_float, help=f"clip the global gradient norm to this, 0 = off (default {d.clip:g})")
     a("--clip-value", type=_nonneg_float, help=f"clip each gradient entry to +-this, 0 = off (default {d.clip_value:g})")
@@ -85,6 +89,8 @@ def _add_train(sub):
     a("--memory", choices=["full", "sqrt"], help="BPTT's memory: full keeps every step's cache; sqrt a state "
       "every ceil(sqrt(seq-len)) steps, recomputing each segment in backward (far less memory for "
       f"long --seq-len, about one more forward pass of time) (default {d.memory})")
+    a("--preset", choices=list(PRESETS), help="a named recipe (default none); options given explicitly "
+      "override its settings, the defaults above do not. " + "; ".join(f"{name}: {describe(name)}" for name in PRESETS))
     a("--out", metavar="RUN_DIR", help="run directory (default runs/<date-time>)")
     a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where its last checkpoint left it")
     a("--quiet", action="store_true", help="no progress bar")
@@ -128,16 +134,17 @@ def cmd_train(args):
         run = build_run(None, resume=args.resume, overrides=over)
         say(f"resuming {run.cfg.out} at step {run.step}")
     else:
+        if "preset" in given:
+            given = _with_preset(given)
         if "steps" not in given and "minutes" not in given:
             given["minutes"] = DEFAULT_MINUTES
-        if given.get("schedule", "constant") != "constant" and "steps" not in given:
-            raise ValueError(f"--schedule {given['schedule']} needs --steps")
         cfg = TrainConfig(**given)
         run = build_run(cfg)
         m = run.model
         say(f"data: {run.data_desc}, vocabulary {len(run.vocab)} characters\n"
             f"model: {m.config.cell.upper()} {m.config.num_layers}x{m.config.hidden_size}, "
-            f"{m.num_parameters():,} parameters; run directory {run.cfg.out}")
+            f"{m.num_parameters():,} parameters; run directory {run.cfg.out}"
+            + (f"\npreset {cfg.preset}: {describe_run(cfg)}" if cfg.preset else ""))
     dist.guard_note(run.cfg.out)
     result = _fit_on_ranks(run, fit, args, say) if dist.size() > 1 else fit(run, progress=not args.quiet)
     if not dist.is_root():
@@ -157,6 +164,26 @@ def cmd_train(args):
     print("sample:\n" + sample_text(run, 400, seed=-1 % 2**31))
     print(f"\nsample more with: bptt sample {out}")
     return 0
+
+
+def describe_run(cfg):
+    """The settings that decide a run's result, as one line."""
+    budget = f"{cfg.steps} steps" if cfg.steps else f"{cfg.minutes:g} min of training time"
+    sched = f", warm-up {cfg.warmup} then cosine to 0 over the budget" if cfg.schedule == "cosine" else \
+        (f", {cfg.schedule} schedule" if cfg.schedule != "constant" else "")
+    return (f"{cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}, dropout {cfg.dropout:g}, batch "
+            f"{cfg.batch_size}, seq {cfg.seq_len}, {cfg.optimizer} {cfg.lr:g}{sched}, clip {cfg.clip:g}, {budget}")
+
+
+def _with_preset(given):
+    """The preset's settings, overridden by the options given (--steps replaces its --minutes)."""
+    from .presets import preset
+
+    base = preset(given["preset"])
+    for budget, other in (("steps", "minutes"), ("minutes", "steps")):
+        if budget in given:
+            base.pop(other, None)
+    return {**base, **given}
 
 
 def _rank_killed(rank, pid, host, signal_name, run_dir):

@@ -498,6 +498,31 @@ def cosine_with_warmup(base_lr, warmup_steps, total_steps, min_lr=0):
     return lr_at
 
 
+def cosine_to_budget(base_lr, warmup_steps=0, min_lr=0.0):
+    """Warm-up, then cosine decay over a budget counted in anything — seconds of a time budget
+    (``bptt train --minutes M --schedule cosine``) or steps: ``lr_at(step, progress)`` with
+    ``progress`` the fraction of the budget used before this update, in [0, 1] (clamped):
+
+        lr = min(1, (step + 1) / warmup_steps) · (min_lr + (base_lr − min_lr) · (1 + cos(π·progress)) / 2)
+
+    so the first update gets base_lr/warmup_steps, the rate reaches the cosine at update number
+    warmup_steps and falls to min_lr as the budget runs out, however many steps that is.
+    """
+    _check_nonneg(base_lr, "base_lr")
+    _check_nonneg(min_lr, "min_lr")
+    _require(min_lr <= base_lr, f"min_lr ({min_lr}) must be <= base_lr ({base_lr})")
+    _require(isinstance(warmup_steps, (int, np.integer)) and warmup_steps >= 0,
+             f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+
+    def lr_at(step, progress):
+        _check_step(step)
+        _require(math.isfinite(progress), f"progress must be a finite number, got {progress!r}")
+        q = min(max(float(progress), 0.0), 1.0)
+        warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+        return float(warm * (min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * q))))
+    return lr_at
+
+
 def make_schedule(name, base_lr, total_steps, **kw):
     """A callable step -> lr by name:
 

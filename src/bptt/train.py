@@ -31,9 +31,11 @@ from .data import Batches, DataError, Vocab, default_corpus, load_text, prepare
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .memory import check_mode
 from .model import CharModel, ModelConfig
-from .optim import OPTIMIZERS, clip_grad_norm, clip_grad_value, make_optimizer, make_schedule
+from .optim import (OPTIMIZERS, clip_grad_norm, clip_grad_value, cosine_to_budget, make_optimizer,
+                    make_schedule)
 
 LN2 = math.log(2.0)
+SCHEDULES = ("constant", "step", "cosine")
 CHECK_EVERY = 100  # steps between two comparisons of the weights across ranks (MPI)
 
 
@@ -56,8 +58,8 @@ class TrainConfig:
     minutes: float = None
     optimizer: str = "adam"
     lr: float = 2e-3
-    schedule: str = "constant"
-    warmup: int = 0
+    schedule: str = "constant"  # "step" needs steps; "cosine" decays to the end of steps or minutes
+    warmup: int = 0  # warm-up steps of "cosine"
     clip: float = 5.0  # max global gradient norm; 0 = off
     clip_value: float = 0.0  # clamp each gradient entry to +-clip_value; 0 = off
     val_fraction: float = 0.1
@@ -69,6 +71,7 @@ class TrainConfig:
     dtype: str = "float32"
     memory: str = "full"  # "sqrt": bptt.memory's checkpointed BPTT (any seq_len in less memory)
     out: str = None
+    preset: str = None  # the name of the preset (bptt.presets) these settings started from
 
     def model_config(self, vocab_size):
         return ModelConfig(vocab_size, self.cell, self.hidden_size, self.num_layers,
@@ -95,6 +98,10 @@ class TrainConfig:
             raise ValueError(f"val-fraction must be in [0, 1), got {self.val_fraction!r}")
         if self.steps is None and self.minutes is None:
             raise ValueError("give --steps or --minutes")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.schedule == "step" and self.steps is None:
+            raise ValueError("--schedule step needs --steps")
         self.model_config(1)  # checks cell, dropout
         check_mode(self.memory)
 
@@ -220,12 +227,19 @@ class Run:
         if dist.size() > 1:
             self._split(cfg.batch_size)
         self.opt = make_optimizer(cfg.optimizer, self.model.params, self.model.grads, cfg.lr)
-        total = cfg.steps or 10**9
-        kw = {"warmup_steps": cfg.warmup} if cfg.schedule == "cosine" else {}
-        self.schedule = make_schedule(cfg.schedule, cfg.lr, total, **kw)
+        self.schedule = self._schedule(cfg)
         self.step, self.elapsed, self.state = 0, 0.0, None
         self.metrics_bytes = 0
         self.best = None  # {"step", "val_loss"} of the best validation so far (RUN_DIR/best)
+
+    def _schedule(self, cfg):
+        """step -> lr. A cosine schedule with a time budget (--minutes) decays with the training
+        time used (evaluations and checkpoints are not counted), to its end."""
+        if cfg.schedule == "cosine" and cfg.steps is None:
+            by_time = cosine_to_budget(cfg.lr, cfg.warmup)
+            return lambda step: by_time(step, self.elapsed / (cfg.minutes * 60))
+        kw = {"warmup_steps": cfg.warmup} if cfg.schedule == "cosine" else {}
+        return make_schedule(cfg.schedule, cfg.lr, cfg.steps or 1, **kw)
 
     def _split(self, B):
         """Rank r of N takes streams [r*B/N, (r+1)*B/N); its dropout masks are its columns of

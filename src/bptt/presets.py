@@ -1,0 +1,46 @@
+"""Named training recipes for ``bptt train --preset NAME``: a preset fills in the settings of a
+``TrainConfig``; options given explicitly on the command line override it. The run's
+checkpoint keeps the resolved settings and the preset's name, so ``--resume`` continues with them.
+
+shakespeare-10min: the best validation loss in 10 minutes of training on tiny-shakespeare on a
+2-core CPU (found and measured with ``benchmarks/charlm.py``, which trains PyTorch with the same
+recipe; BENCHMARKS.md). A GRU, because bptt's GRU step costs about three quarters of its LSTM
+step while PyTorch's GRU step on the CPU costs about as much as its LSTM step at this size; dropout between the layers
+because at this size the model sees the 1 MB text more than ten times in 10 minutes and overfits;
+a learning rate warmed up for the first steps and decayed with a cosine to zero at the end of the
+budget (the budget is training time: evaluations are not counted).
+"""
+
+PRESETS = {
+    "shakespeare-10min": {
+        "cell": "gru",
+        "hidden_size": 256,
+        "num_layers": 2,
+        "embedding_dim": 64,
+        "dropout": 0.2,
+        "seq_len": 64,
+        "batch_size": 64,
+        "optimizer": "adam",
+        "lr": 3e-3,
+        "schedule": "cosine",
+        "warmup": 100,
+        "clip": 5.0,
+        "minutes": 10.0,
+        "eval_every": 250,
+        "eval_batches": 0,  # the whole validation split
+    },
+}
+
+
+def preset(name):
+    """The settings of preset ``name`` (a new dict); ValueError naming the presets otherwise."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return dict(PRESETS[name])
+
+
+def describe(name):
+    """One line: the preset's settings as the options of bptt train."""
+    flags = {"hidden_size": "hidden", "num_layers": "layers", "batch_size": "batch"}
+    return " ".join(f"--{flags.get(k, k).replace('_', '-')} {v:g}" if isinstance(v, float) else
+                    f"--{flags.get(k, k).replace('_', '-')} {v}" for k, v in PRESETS[name].items())
