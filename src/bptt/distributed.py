@@ -333,7 +333,7 @@ def rank_table():
 
 def guard_table():
     """[pid of the guard process or None] of every rank, in rank order (collective)."""
-    me = str(_guard["pid"] or "").encode("ascii")
+    me = str(os.getppid() if _guard["fd"] is not None else "").encode("ascii")  # the guard is our parent
     return [int(m) if m else None for m in allgather_bytes(me)]
 
 
@@ -345,7 +345,7 @@ def guard_table():
 # writes one line naming the rank and the signal, then exits with 128 + signal, and the launcher
 # ends the job. If the guard dies, the kernel kills its child (PR_SET_PDEATHSIG), so a rank never
 # outlives its guard.
-_guard = {"pid": None, "fd": None}
+_guard = {"fd": None}  # in a guarded rank: the write end of the pipe to its guard (parent)
 PR_SET_PDEATHSIG = 1
 
 
@@ -356,7 +356,7 @@ def guard(report):
     ``report(rank, pid, host, signal_name, note)`` to stderr, ``note`` being the last text the
     child passed to ``guard_note`` ("" if none), and ends itself by the same signal. Without a launcher (or fork, or prctl):
     nothing."""
-    if not launched() or _guard["pid"] is not None or not hasattr(os, "fork") or not sys.platform.startswith("linux"):
+    if not launched() or _guard["fd"] is not None or not hasattr(os, "fork") or not sys.platform.startswith("linux"):
         return
     sys.stdout.flush()
     sys.stderr.flush()
@@ -366,7 +366,7 @@ def guard(report):
     if child == 0:
         os.close(read_fd)
         _die_with_parent(guard_pid)
-        _guard.update(pid=guard_pid, fd=write_fd)
+        _guard["fd"] = write_fd
         return
     os.close(write_fd)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
