@@ -167,3 +167,30 @@ def test_cli_memory_limit_and_sqrt(tmp_path, capsys, monkeypatch, backend):
     rc, out, err = cli(capsys, "train", "--resume", run, "--steps", "4", "--quiet")  # its own memory: sqrt
     assert rc == 0, err
     assert latest(run).endswith("ckpt-00000004")
+
+
+def test_recent_reading_of_available_memory_is_reused(monkeypatch):
+    """A small step reuses a reading less than RECENT_SECONDS old; a step needing more than
+    1/RECENT_SHARE of it, or an old reading, reads the machine again (and still refuses)."""
+    monkeypatch.delenv("BPTT_MEMORY_LIMIT", raising=False)
+    reads = []
+    have = [1 << 30]
+
+    def fake_available():
+        reads.append(1)
+        return have[0], "MemAvailable"
+
+    monkeypatch.setattr(memory, "available_bytes", fake_available)
+    monkeypatch.setattr(memory, "_recent", [-float("inf"), 0])
+    layer = LSTM(3, 4, seed=0)
+    memory.check_fits(layer, 5, 2)
+    memory.check_fits(layer, 5, 2)
+    assert len(reads) == 1
+    big_T = have[0] // memory.step_bytes(layer, 1, 2)  # about the whole reading
+    have[0] = 1 << 20  # the machine's memory is gone: the large step must look again
+    with pytest.raises(memory.MemoryLimitError):
+        memory.check_fits(layer, big_T, 2)
+    assert len(reads) == 2
+    memory._recent[0] -= 2 * memory.RECENT_SECONDS  # an old reading: read again
+    memory.check_fits(layer, 5, 2)
+    assert len(reads) == 3

@@ -33,6 +33,7 @@ G gates, L layers, K directions, n segment length, S segments.
 
 import math
 import os
+import time
 
 import numpy as np
 
@@ -247,13 +248,27 @@ def _gib(n):
     return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n / (1 << 10):.1f} KiB"
 
 
+# The last reading of the machine's memory: (time.monotonic(), bytes). Reading /proc and the
+# cgroup's files costs about half a millisecond, as much as a small layer's whole step; a step
+# that needs at most 1/RECENT_SHARE of what was available less than RECENT_SECONDS ago fits
+# without a new reading. BPTT_MEMORY_LIMIT, when set, is always read afresh (it is cheap).
+RECENT_SECONDS = 1.0
+RECENT_SHARE = 4
+_recent = [-math.inf, 0]
+
+
 def check_fits(layer, T, B, keep=True):
     """Raise ``MemoryLimitError`` when the step the layer is about to run (``step_bytes``) needs
     more than ``available_bytes``; nothing when it fits or nothing is known."""
+    need = step_bytes(layer, T, B, keep=keep)
+    if (_read_limit() is None and time.monotonic() - _recent[0] < RECENT_SECONDS
+            and need * RECENT_SHARE <= _recent[1]):
+        return
     have, where = available_bytes()
     if have is None:
         return
-    need = step_bytes(layer, T, B, keep=keep)
+    if where != LIMIT_ENV:
+        _recent[:] = [time.monotonic(), have]
     if need <= have:
         return
     what = "a training step" if keep else "a forward"
