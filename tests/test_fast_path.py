@@ -113,6 +113,22 @@ def test_loops_take_strided_inputs(cell):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("bias", [True, False])
+def test_lstm_forward_with_projection_inside_loop(dtype, bias, shards):
+    """lstm_forward_x (float32: x W_ih^T computed step by step inside the loop, biases added in
+    the gate math) against the reference's projection + loop, all rows and variable lengths,
+    a reversed (strided) input; H = 37: whole 16-column panels and a partial one."""
+    T, B, D, H = 6, 5, 7, 37
+    rng = np.random.default_rng(3)
+    params = {k: v.astype(dtype) for k, v in _cell_params(4, D, H, bias, rng).items()}
+    x = rng.standard_normal((T, B, D)).astype(dtype)[::-1]
+    h0, c0 = (rng.standard_normal((B, H)).astype(dtype) for _ in range(2))
+    for lengths in (None, np.array([6, 6, 4, 1, 0])):
+        _assert_same(fast.lstm_forward_x(x, h0, c0, params, lengths),
+                     ref.lstm_forward_x(x, h0, c0, params, lengths), TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_products_match_reference(cell, dtype, shards):
     """The input projection and the weight gradients on bptt's threads (row blocks, one BLAS
@@ -290,6 +306,28 @@ def test_tanh_kernel(dtype):
     nan = np.array([np.nan], dtype)
     fast._tanh_array(nan, nan)
     assert np.isnan(nan[0])
+
+
+def test_vector_gate_tanh():
+    """The float32 forward gate math in 16-float vectors (on AVX-512 CPUs; elsewhere the scalar
+    loop runs the same check): with i = 1 (pre-activation +inf) and f = 0 (-inf), c = g =
+    tanh(x), within the scalar kernel's 3 ulp; o = sigmoid(0) = 1/2; NaN stays NaN."""
+    x = np.concatenate([np.linspace(-25, 25, 200001), [0.0, -0.0, 1e-30, -1e-8, 1e-3, 19.5, 40.0, 1e30,
+                                                        np.inf, -np.inf, np.nan]]).astype(np.float32)
+    H = len(x) // 16 * 16 + 16
+    xr = np.zeros(4 * H, np.float32)
+    xr[:H], xr[H : 2 * H], xr[2 * H : 2 * H + len(x)] = np.inf, -np.inf, x
+    zr = np.zeros(4 * H, np.float32)
+    c_prev = np.ones(H, np.float32)
+    c, tc, h = (np.empty(H, np.float32) for _ in range(3))
+    fast._lstm_cell_fwd(xr, zr, c_prev, c, tc, h, H)
+    g = zr[2 * H : 2 * H + len(x)]
+    assert np.isnan(g[-1]) and np.isnan(c[len(x) - 1])
+    want = np.tanh(x[:-1].astype(np.float64))
+    rel = np.abs(g[:-1] - want) / np.maximum(np.abs(want), np.finfo(np.float32).tiny)
+    assert np.max(rel) <= 3 * np.finfo(np.float32).eps
+    assert np.array_equal(c[: len(x) - 1], g[:-1])
+    assert np.all(zr[:H] == 1.0) and np.all(zr[H : 2 * H] == 0.0) and np.all(zr[3 * H :] == 0.5)
 
 
 # ----------------------------------------------------------------------------- cell and layer level

@@ -88,8 +88,16 @@ def lstm_forward_loop(xw, h0, c0, W_hh, lengths=None):
     return _resolve().lstm_forward_loop(xw, h0, c0, W_hh, lengths)
 
 
+def lstm_forward_x(x, h0, c0, params, lengths=None):
+    return _resolve().lstm_forward_x(x, h0, c0, params, lengths)
+
+
 def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
     return _resolve().lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths)
+
+
+def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=None):
+    return _resolve().lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths)
 
 
 def lstmp_forward_loop(xw, h0, c0, W_hh, W_hr, lengths=None):
@@ -108,7 +116,8 @@ def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh, lengths=None):
     return _resolve().gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh, lengths)
 
 
-for _f in (matmul, input_projection, sequence_grads, rnn_forward_loop, rnn_backward_loop, lstm_forward_loop, lstm_backward_loop,
+for _f in (matmul, input_projection, sequence_grads, rnn_forward_loop, rnn_backward_loop, lstm_forward_loop, lstm_forward_x,
+           lstm_backward_loop, lstm_backward_x,
            lstmp_forward_loop, lstmp_backward_loop, gru_forward_loop, gru_backward_loop):
     _f.__doc__ = getattr(_numpy_loops, _f.__name__).__doc__
 del _f

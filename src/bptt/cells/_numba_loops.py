@@ -170,6 +170,114 @@ def _tanh_ov(x):
     return None
 
 
+# The float32 forward gate math in 16-float vectors, written in LLVM IR like the micro-kernel:
+# LLVM vectorises ``_tanh`` loops in 8-float vectors only (it prefers 256-bit vectors on these
+# CPUs). The same operations as ``_tanh_ov``'s float32 ``impl`` and ``_sigmoid``, in 16 lanes
+# (the multiply-adds that numba's "contract" may fuse are fused here), so results agree with
+# the scalar code to an ulp or two.
+_LANES = 16
+
+
+def _ir_tanh16(builder, x):
+    """IR of tanh over a <16 x float> (``_tanh_ov``'s float32 form)."""
+    f32, i32 = ir.FloatType(), ir.IntType(32)
+    vt, it = ir.VectorType(f32, _LANES), ir.VectorType(i32, _LANES)
+    mod = builder.module
+
+    def fn(name, n=1):
+        return cgutils.get_or_insert_function(mod, ir.FunctionType(vt, [vt] * n), f"llvm.{name}.v16f32")
+
+    c = lambda v: ir.Constant(vt, [float(np.float32(v))] * _LANES)  # noqa: E731
+    fma = fn("fma", 3)
+    ax = builder.call(fn("fabs"), [x])
+    ax = builder.select(builder.fcmp_ordered(">", ax, c(30.0)), c(30.0), ax)
+    y = builder.fneg(builder.fadd(ax, ax))
+    k = builder.call(fn("floor"), [builder.call(fma, [y, c(1.4426950408889634), c(0.5)])])
+    nk = builder.fneg(k)
+    r = builder.call(fma, [nk, c(0.693359375), y])
+    r = builder.call(fma, [nk, c(-2.12194440e-4), r])
+    p = c(_TAYLOR[6])
+    for q in range(5, -1, -1):  # 1/7!, ..., 1/2!
+        p = builder.call(fma, [r, p, c(_TAYLOR[q])])
+    q_ = builder.call(fma, [builder.fmul(r, r), p, r])
+    e = builder.shl(builder.add(builder.fptosi(k, it), ir.Constant(it, [127] * _LANES)),
+                    ir.Constant(it, [23] * _LANES))
+    s2k = builder.bitcast(e, vt)
+    em = builder.call(fma, [s2k, q_, builder.fsub(s2k, c(1.0))])
+    t = builder.fdiv(builder.fneg(em), builder.fadd(c(2.0), em))
+    return builder.select(builder.fcmp_ordered(">=", x, c(0.0)), t, builder.fneg(t))
+
+
+def _ir_sigmoid16(builder, x):
+    vt = ir.VectorType(ir.FloatType(), _LANES)
+    half = ir.Constant(vt, [0.5] * _LANES)
+    t = _ir_tanh16(builder, builder.fmul(half, x))
+    return builder.fmul(half, builder.fadd(ir.Constant(vt, [1.0] * _LANES), t))
+
+
+@intrinsic
+def _lstm_fwd16(typingctx, n, xr, zr, cp, co, tco, ho, H):
+    """``_lstm_cell_fwd`` on elements 0:n of a float32 row (n a multiple of 16); xr ... ho
+    addresses, H the row's hidden size (the gate blocks of xr and zr lie H apart)."""
+    sig = types.void(n, xr, zr, cp, co, tco, ho, H)
+
+    def codegen(context, builder, signature, args):
+        i64, f32 = ir.IntType(64), ir.FloatType()
+        vt = ir.VectorType(f32, _LANES)
+        vp = vt.as_pointer()
+        n_, x_, z_, cp_, co_, tco_, ho_, H_ = [context.cast(builder, v, t, types.int64)
+                                               for v, t in zip(args, signature.args)]
+        xp, zp, cpp, cop, tcp, hp = (builder.inttoptr(v, f32.as_pointer()) for v in (x_, z_, cp_, co_, tco_, ho_))
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, vt, vt]), "llvm.fma.v16f32")
+        entry = builder.basic_block
+        loop = builder.function.append_basic_block("g16_loop")
+        done = builder.function.append_basic_block("g16_done")
+        builder.cbranch(builder.icmp_signed(">", n_, ir.Constant(i64, 0)), loop, done)
+        builder.position_at_end(loop)
+        j = builder.phi(i64)
+        j.add_incoming(ir.Constant(i64, 0), entry)
+
+        def at(ptr, off):
+            return builder.bitcast(builder.gep(ptr, [off]), vp)
+
+        offs = [j, builder.add(j, H_), builder.add(j, builder.mul(H_, ir.Constant(i64, 2))),
+                builder.add(j, builder.mul(H_, ir.Constant(i64, 3)))]
+        pre = [builder.fadd(builder.load(at(xp, o), align=4), builder.load(at(zp, o), align=4)) for o in offs]
+        i_, f_, o_ = _ir_sigmoid16(builder, pre[0]), _ir_sigmoid16(builder, pre[1]), _ir_sigmoid16(builder, pre[3])
+        g_ = _ir_tanh16(builder, pre[2])
+        c_ = builder.call(fma, [f_, builder.load(at(cpp, j), align=4), builder.fmul(i_, g_)])
+        tc = _ir_tanh16(builder, c_)
+        for v, o in zip((i_, f_, g_, o_), offs):
+            builder.store(v, at(zp, o), align=4)
+        builder.store(c_, at(cop, j), align=4)
+        builder.store(tc, at(tcp, j), align=4)
+        builder.store(builder.fmul(o_, tc), at(hp, j), align=4)
+        j_next = builder.add(j, ir.Constant(i64, _LANES))
+        j.add_incoming(j_next, builder.basic_block)
+        builder.cbranch(builder.icmp_signed("<", j_next, n_), loop, done)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _fwd_vector(xr, zr, c_prev, c_out, tc_out, h_out, H):
+    """The first elements of a row ``_lstm_cell_fwd`` leaves to ``_lstm_fwd16``: how many."""
+    raise NotImplementedError("only callable from numba-compiled code")
+
+
+@overload(_fwd_vector, jit_options=dict(_OPTS, cache=False))
+def _fwd_vector_ov(xr, zr, c_prev, c_out, tc_out, h_out, H):
+    if xr.dtype == types.float32 and WIDE_MICROKERNEL:
+        def impl(xr, zr, c_prev, c_out, tc_out, h_out, H):
+            n = H // _LANES * _LANES
+            _lstm_fwd16(n, xr.ctypes.data, zr.ctypes.data, c_prev.ctypes.data, c_out.ctypes.data,
+                        tc_out.ctypes.data, h_out.ctypes.data, H)
+            return n
+        return impl
+    return lambda xr, zr, c_prev, c_out, tc_out, h_out, H: 0
+
+
 @njit(**_OPTS)
 def _sigmoid(x):
     """The reference's overflow-free form 1/(1+e^-x) = (1 + tanh(x/2)) / 2."""
@@ -724,8 +832,9 @@ def _rnn_bwd_step(dout, hs, t, relu, dh, da, lengths):
 @njit(**_OPTS)
 def _lstm_cell_fwd(xr, zr, c_prev, c_out, tc_out, h_out, H):
     """One row: zr (4H) holds the recurrent product -> activated gates i, f, g, o in zr, c,
-    tanh(c), h."""
-    for j in range(H):
+    tanh(c), h. In float32 on AVX-512 CPUs the first H // 16 * 16 elements go through
+    ``_lstm_fwd16`` (the same math in 16-float vectors), the rest through this loop."""
+    for j in range(_fwd_vector(xr, zr, c_prev, c_out, tc_out, h_out, H), H):
         i = _sigmoid(xr[j] + zr[j])
         f = _sigmoid(xr[H + j] + zr[H + j])
         g = _tanh(xr[2 * H + j] + zr[2 * H + j])
@@ -833,6 +942,76 @@ def _lstm_fwd_par(gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, lengths, n):
     for s in prange(n):
         b0, b1 = _block(s, n, B)
         _lstm_fwd_rows(gemm, Wp, xw, W_hhT, hs, cs, gates, tcs, lengths, b0, b1)
+
+
+@njit(**_OPTS)
+def _lstm_fwdx_rows(Wxp, Wp, x, bsum, hs, cs, gates, tcs, lengths, b0, b1):
+    """``_lstm_fwd_rows`` with the input projection inside the loop (float32, micro-kernel):
+    gates[t] = x_t W_ih^T, += h_t W_hh^T, then the gate math with bsum = b_ih + b_hh in the place
+    of a row of xw. xw (T, B, 4H) is never written nor read back: a pass over memory less."""
+    T = x.shape[0]
+    H = cs.shape[2]
+    scratch = np.empty((_MR, _NR), np.float32)
+    for t in range(T):
+        e = _running_end(lengths, t, b0, b1)
+        _uk_mm(x[t, b0:e], Wxp, gates[t, b0:e], 0, scratch)
+        _uk_mm(hs[t, b0:e], Wp, gates[t, b0:e], 1, scratch)
+        for b in range(b0, b1):
+            if t >= lengths[b]:
+                _lstm_ended(gates, cs, tcs, hs, t, b)
+                continue
+            _lstm_cell_fwd(bsum, gates[t, b], cs[t, b], cs[t + 1, b], tcs[t, b], hs[t + 1, b], H)
+
+
+@njit(**_POPTS)
+def _lstm_fwdx_par(Wxp, Wp, x, bsum, hs, cs, gates, tcs, lengths, n):
+    B = x.shape[1]
+    if n == 1:  # one block: no threads to start
+        _lstm_fwdx_rows(Wxp, Wp, x, bsum, hs, cs, gates, tcs, lengths, 0, B)
+        return
+    for s in prange(n):
+        b0, b1 = _block(s, n, B)
+        _lstm_fwdx_rows(Wxp, Wp, x, bsum, hs, cs, gates, tcs, lengths, b0, b1)
+
+
+@njit(**_OPTS)
+def _lstm_bwdx_rows(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db, lengths, b0, b1):
+    """``_lstm_bwd_rows`` (float32, micro-kernel) with, while each step's da is in cache, the
+    input gradient dx_t = da W_ih (Wxp: W_ih packed) and the bias gradient: db (4H,) float64
+    += the rows' da."""
+    T, _, H = dout.shape
+    zero = dout.dtype.type(0.0)
+    scratch = np.empty((_MR, _NR), np.float32)
+    H4 = 4 * H
+    for t in range(T - 1, -1, -1):
+        e = _running_end(lengths, t, b0, b1)
+        gap = False  # a row in b0:e has ended: the product adds into dh instead of replacing it
+        for b in range(b0, b1):
+            if t >= lengths[b]:
+                _fill(dz[t, b], zero)
+                _fill(dx[t, b], zero)
+                gap = gap or b < e
+                continue
+            _lstm_cell_bwd(dout[t, b], dh[b], dc[b], cs[t, b], gates[t, b], tcs[t, b], dz[t, b], H)
+            dzr = dz[t, b]
+            for j in range(H4):
+                db[j] += dzr[j]
+        if gap:
+            _clear_running(dh, lengths, t, b0, e)
+        _uk_mm(dz[t, b0:e], Wp, dh[b0:e], 1 if gap else 0, scratch)
+        _uk_mm(dz[t, b0:e], Wxp, dx[t, b0:e], 0, scratch)
+
+
+@njit(**_POPTS)
+def _lstm_bwdx_par(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db, lengths, n):
+    """db (n, 4H) float64: one partial sum per block."""
+    B = dout.shape[1]
+    if n == 1:  # one block: no threads to start
+        _lstm_bwdx_rows(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db[0], lengths, 0, B)
+        return
+    for s in prange(n):
+        b0, b1 = _block(s, n, B)
+        _lstm_bwdx_rows(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db[s], lengths, b0, b1)
 
 
 @njit(**_POPTS)
@@ -1238,22 +1417,12 @@ def sequence_grads(x, h_prev, dgx, dgh, params):
     if plan is None:
         return _sequence_grads_ref(x, h_prev, dgx, dgh, params)
     n, blas = plan
-    gemm = blas.gemm(dt)
     GH, H, K = dgx.shape[-1], h_prev.shape[-1], dgh.shape[-1]  # K < GH: GRU's dghn
     x2, h2 = _c(x.reshape(T * B, D)), _c(h_prev.reshape(T * B, H))
     dgx2, dgh2 = _c(dgx.reshape(T * B, GH)), _c(dgh.reshape(T * B, K))
     dx = np.empty((T * B, D), dt)
     _rows_product(dgx2, W, dx, n, blas)  # (T*B, D); first: its packed W is freed before the dW's exist
-    dparams = {"weight_ih": np.empty((GH, D), dt), "weight_hh": np.empty((GH, H), dt)}
-    dW_hh = dparams["weight_hh"]
-    ng = max(1, min(n, GH))
-    with _blas.single_threaded(blas):
-        _mm_par(gemm, True, dgx2, False, x2, dparams["weight_ih"], ng)  # (G*H, D)
-        if K == GH:
-            _mm_par(gemm, True, dgh2, False, h2, dW_hh, ng)  # (G*H, H)
-        else:  # the rows of dgx's leading gates, then dghn's
-            _mm_par(gemm, True, dgx2[:, : GH - K], False, h2, dW_hh[: GH - K], ng)
-            _mm_par(gemm, True, dgh2, False, h2, dW_hh[GH - K :], max(1, min(n, K)))
+    dparams = _weight_grads(x2, h2, dgx2, dgh2, n, blas)
     if "bias_ih" in params:
         db = _colsum_par(dgx2, n)
         dparams["bias_ih"] = db
@@ -1264,6 +1433,25 @@ def sequence_grads(x, h_prev, dgx, dgh, params):
         else:
             dparams["bias_hh"] = np.concatenate([db[: GH - K], _colsum_par(dgh2, n)])
     return dx.reshape(T, B, D), dparams
+
+
+def _weight_grads(x2, h2, dgx2, dgh2, n, blas):
+    """{"weight_ih": dgx2^T x2 (G*H, D), "weight_hh": dgh2^T h2 (G*H, H)} (GRU's narrower dgh2:
+    dgx2's leading gates for the first rows), each by one BLAS call per block of rows."""
+    dt = x2.dtype
+    gemm = blas.gemm(dt)
+    GH, D, H, K = dgx2.shape[1], x2.shape[1], h2.shape[1], dgh2.shape[1]
+    dparams = {"weight_ih": np.empty((GH, D), dt), "weight_hh": np.empty((GH, H), dt)}
+    dW_hh = dparams["weight_hh"]
+    ng = max(1, min(n, GH))
+    with _blas.single_threaded(blas):
+        _mm_par(gemm, True, dgx2, False, x2, dparams["weight_ih"], ng)  # (G*H, D)
+        if K == GH:
+            _mm_par(gemm, True, dgh2, False, h2, dW_hh, ng)  # (G*H, H)
+        else:  # the rows of dgx's leading gates, then dghn's
+            _mm_par(gemm, True, dgx2[:, : GH - K], False, h2, dW_hh[: GH - K], ng)
+            _mm_par(gemm, True, dgh2, False, h2, dW_hh[GH - K :], max(1, min(n, K)))
+    return dparams
 
 
 def _step_product(a, W, dh, lengths, full, tmp):
@@ -1346,6 +1534,32 @@ def lstm_forward_loop(xw, h0, c0, W_hh, lengths=None):
     return hs, cs, gates, tcs
 
 
+def lstm_forward_x(x, h0, c0, params, lengths=None):
+    """x (T, B, D) -> as ``lstm_forward_loop``: in float32 with the micro-kernel, the input
+    projection step by step inside the loop (``_lstm_fwdx_par``); otherwise the projection and
+    then the loop."""
+    W_ih, W_hh = params["weight_ih"], params["weight_hh"]
+    b1, b2 = params.get("bias_ih"), params.get("bias_hh")
+    dt = _dtype_of(x, h0, c0, W_ih, W_hh, b1, b2)
+    T, B, D = x.shape
+    H4 = W_hh.shape[0]
+    H = H4 // 4
+    plan = _Plan(dt, B, H4, H + D, T=T) if dt is not None else None
+    if plan is None or not plan.micro:
+        return lstm_forward_loop(input_projection(x, params, with_hh_bias=True), h0, c0, W_hh, lengths)
+    x = _c(x)
+    lens = _lengths(lengths, T, B)
+    # a = (b_ih + b_hh) + (x W_ih^T + h W_hh^T): the reference's terms, summed in another order
+    bsum = np.zeros(H4, dt) if b1 is None else b1 + b2
+    hs = np.empty((T + 1, B, H), dtype=dt)
+    cs = np.empty((T + 1, B, H), dtype=dt)
+    gates = np.empty((T, B, H4), dtype=dt)
+    tcs = np.empty((T, B, H), dtype=dt)
+    hs[0], cs[0] = h0, c0
+    _lstm_fwdx_par(_pack(W_ih.T), _pack(W_hh.T), x, bsum, hs, cs, gates, tcs, lens, plan.n)
+    return hs, cs, gates, tcs
+
+
 def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
     """-> dz (T, B, 4H) gradient on the pre-activations, dh0, dc0 (B, H)."""
     if _dtype_of(dout, dh_T, dc_T, cs, gates, tcs, W_hh) is None:
@@ -1366,6 +1580,37 @@ def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
         _lstm_bwd_step(dout, cs, gates, tcs, t, dh, dc, dz, lens)
         _step_product(dz[t], W_hh, dh, (lens, t), lengths is None, tmp)
     return dz, dh, dc
+
+
+def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=None):
+    """The backward loop and the products after it in one: -> dx (T, B, D), dh0, dc0 (B, H),
+    dparams. In float32 with the micro-kernel each step's dx_t = da_t W_ih and the bias gradient
+    are taken inside the loop while da_t is in cache (``_lstm_bwdx_par``), then the weight
+    gradients as in ``sequence_grads``; otherwise the loop, then ``sequence_grads``."""
+    W_ih, W_hh = params["weight_ih"], params["weight_hh"]
+    dt = _dtype_of(dout, dh_T, dc_T, x, hs, cs, gates, tcs, W_ih, W_hh)
+    T, B, H = dout.shape
+    D = x.shape[2]
+    plan = _Plan(dt, B, 4 * H, H, backward=True, T=T) if dt is not None else None
+    big = _bigplan(dt, T * B, T * B * 4 * H * (D + H)) if dt is not None else None
+    if plan is None or not plan.micro or big is None:
+        da, dh0, dc0 = lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths)
+        dx, dparams = sequence_grads(x, hs[:-1], da, da, params)
+        return dx, dh0, dc0, dparams
+    dout, cs, gates, tcs, x = _c(dout), _c(cs), _c(gates), _c(tcs), _c(x)
+    lens = _lengths(lengths, T, B)
+    dz = np.empty_like(gates)
+    dx = np.empty((T, B, D), dt)
+    dh = _state_grad(dh_T, dout)
+    dc = _state_grad(dc_T, dout)
+    db = np.zeros((plan.n, 4 * H), np.float64)  # one partial sum per block, in float64
+    _lstm_bwdx_par(_pack(W_hh), _pack(W_ih), dout, cs, gates, tcs, dz, dh, dc, dx, db, lens, plan.n)
+    dparams = _weight_grads(x.reshape(T * B, D), _c(hs[:-1]).reshape(T * B, H), dz.reshape(T * B, 4 * H),
+                            dz.reshape(T * B, 4 * H), big[0], big[1])
+    if "bias_ih" in params:
+        dparams["bias_ih"] = db.sum(axis=0).astype(dt)
+        dparams["bias_hh"] = dparams["bias_ih"]  # the same gradient; callers only read it
+    return dx, dh, dc, dparams
 
 
 def lstmp_forward_loop(xw, h0, c0, W_hh, W_hr, lengths=None):

@@ -87,6 +87,14 @@ def lstm_forward_loop(xw, h0, c0, W_hh, lengths=None):
     return hs, cs, gates, tcs
 
 
+def lstm_forward_x(x, h0, c0, params, lengths=None):
+    """The input projection and the forward loop in one: x (T, B, D) -> as ``lstm_forward_loop``.
+    Here the two calls one after the other; the compiled loops may do the projection step by
+    step inside the loop instead."""
+    xw = input_projection(x, params, with_hh_bias=True)  # (T, B, 4H)
+    return lstm_forward_loop(xw, h0, c0, params["weight_hh"], lengths)
+
+
 def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
     """dh_T, dc_T (B, H) or None (zeros) -> da (T, B, 4H) gradient on the pre-activations
     a = [a_i, a_f, a_g, a_o], dh0, dc0 (B, H).
@@ -111,6 +119,15 @@ def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
 
 
 # ----------------------------------------------------------------------------- GRU
+def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=None):
+    """The backward loop and the products after it in one: ``lstm_backward_loop``, then
+    ``sequence_grads`` -> dx (T, B, D), dh0, dc0 (B, H), dparams. The compiled loops may take dx
+    and the bias gradient step by step inside the loop instead."""
+    da, dh0, dc0 = lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, params["weight_hh"], lengths)
+    dx, dparams = sequence_grads(x, hs[:-1], da, da, params)
+    return dx, dh0, dc0, dparams
+
+
 def gru_forward_loop(xw, h0, W_hh, b_hh, lengths=None):
     """xw (T, B, 3H) = x W_ih^T + b_ih; b_hh (3H,) or None
     -> hs (T+1, B, H), gates (T, B, 3H) activated r, z, n, ghn (T, B, H) = W_hn h + b_hn."""

@@ -86,13 +86,13 @@ def forward(x, state0, params, lengths=None):
     """x (T, B, D), state0 (h0, c0) each (B, H) -> out (T, B, H), (h_T, c_T), cache.
     lengths (B,) or None: as in ``rnn.forward``."""
     h0, c0 = state0
-    xw = _kernels.input_projection(x, params, with_hh_bias=True)  # (T, B, 4H)
     if "weight_hr" in params:  # projections: h = W_hr m, m = o * tanh(c)
+        xw = _kernels.input_projection(x, params, with_hh_bias=True)  # (T, B, 4H)
         hs, cs, gates, tcs = _kernels.lstmp_forward_loop(
             xw, h0, c0, params["weight_hh"], params["weight_hr"], lengths
         )  # hs (T+1, B, P)
-    else:
-        hs, cs, gates, tcs = _kernels.lstm_forward_loop(xw, h0, c0, params["weight_hh"], lengths)
+    else:  # x W_ih^T + b_ih + b_hh, then the loop (compiled: the projection inside the loop)
+        hs, cs, gates, tcs = _kernels.lstm_forward_x(x, h0, c0, params, lengths)
     # hs, cs (T+1, B, H) with [0] the initial state; gates (T, B, 4H); tcs = tanh(cs[1:])
     state_T = (last_state(hs, lengths), last_state(cs, lengths))
     return hs[1:], state_T, (x, hs, cs, gates, tcs, params, lengths)
@@ -108,10 +108,9 @@ def backward(dout, dstate_T, cache):
         dh_T = np.zeros(hs.shape[1:], hs.dtype) if dh_T is None else dh_T
         dc_T = np.zeros(cs.shape[1:], cs.dtype) if dc_T is None else dc_T
         return _backward_proj(dout, dh_T, dc_T, cache)
-    da, dh0, dc0 = _kernels.lstm_backward_loop(
-        dout, dh_T, dc_T, cs, gates, tcs, params["weight_hh"], lengths
-    )  # da (T, B, 4H) on the pre-activations, zero past each length
-    dx, dparams = _kernels.sequence_grads(x, hs[:-1], da, da, params)
+    # the loop (da (T, B, 4H) on the pre-activations, zero past each length), then dx = da W_ih
+    # and the weight gradients from da (compiled: dx and the bias gradient inside the loop)
+    dx, dh0, dc0, dparams = _kernels.lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths)
     return dx, (dh0, dc0), dparams
 
 
