@@ -35,6 +35,11 @@ Below that, the machinery:
   products, split into row blocks over the same threads, each block one BLAS call on one
   thread (``input_projection``, ``sequence_grads``, ``matmul``), with the bias additions and
   sums as compiled parallel passes.
+- the LSTM in float32 (``lstm_forward_x``, ``lstm_backward_x``) does the input side inside the
+  loops instead: each step's x_t W_ih^T before its recurrent product (the biases added in the
+  gate math), and each step's dx_t = da_t W_ih and bias gradient while da_t is in cache, which
+  saves passes over the (T, B, 4H) arrays and the threads' start and join of each pass; only
+  the weight gradients stay after the loop (``_weight_grads``).
 
 - variable lengths (``lengths`` (B,), any order) are handled inside the same loops: at each
   step a block's product covers its rows up to the last one still running (in a batch sorted
@@ -636,6 +641,22 @@ def _mm_par(gemm, ta, A, tb, Bm, C, n):
             _mm(gemm, True, A[:, m0:m1], tb, Bm, C.dtype.type(0.0), C[m0:m1])
         else:
             _mm(gemm, False, A[m0:m1], tb, Bm, C.dtype.type(0.0), C[m0:m1])
+
+
+@njit(**_POPTS)
+def _mm2_par(gemm, A, X1, C1, X2, C2, n):
+    """C1 = A^T @ X1 and C2 = A^T @ X2 in one parallel region: the rows of both in n blocks
+    (the LSTM's two weight gradients from the same da)."""
+    M = C1.shape[0]
+    zero = C1.dtype.type(0.0)
+    if n == 1:  # one block: no threads to start
+        _mm(gemm, True, A, False, X1, zero, C1)
+        _mm(gemm, True, A, False, X2, zero, C2)
+        return
+    for s in prange(n):
+        m0, m1 = _block(s, n, M)
+        _mm(gemm, True, A[:, m0:m1], False, X1, zero, C1[m0:m1])
+        _mm(gemm, True, A[:, m0:m1], False, X2, zero, C2[m0:m1])
 
 
 @njit(**_POPTS)
@@ -1419,7 +1440,8 @@ def sequence_grads(x, h_prev, dgx, dgh, params):
     n, blas = plan
     GH, H, K = dgx.shape[-1], h_prev.shape[-1], dgh.shape[-1]  # K < GH: GRU's dghn
     x2, h2 = _c(x.reshape(T * B, D)), _c(h_prev.reshape(T * B, H))
-    dgx2, dgh2 = _c(dgx.reshape(T * B, GH)), _c(dgh.reshape(T * B, K))
+    dgx2 = _c(dgx.reshape(T * B, GH))
+    dgh2 = dgx2 if dgh is dgx else _c(dgh.reshape(T * B, K))
     dx = np.empty((T * B, D), dt)
     _rows_product(dgx2, W, dx, n, blas)  # (T*B, D); first: its packed W is freed before the dW's exist
     dparams = _weight_grads(x2, h2, dgx2, dgh2, n, blas)
@@ -1445,6 +1467,9 @@ def _weight_grads(x2, h2, dgx2, dgh2, n, blas):
     dW_hh = dparams["weight_hh"]
     ng = max(1, min(n, GH))
     with _blas.single_threaded(blas):
+        if dgh2 is dgx2:  # RNN, LSTM: both from the same array, in one parallel region
+            _mm2_par(gemm, dgx2, x2, dparams["weight_ih"], h2, dW_hh, ng)
+            return dparams
         _mm_par(gemm, True, dgx2, False, x2, dparams["weight_ih"], ng)  # (G*H, D)
         if K == GH:
             _mm_par(gemm, True, dgh2, False, h2, dW_hh, ng)  # (G*H, H)
@@ -1605,8 +1630,8 @@ def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=Non
     dc = _state_grad(dc_T, dout)
     db = np.zeros((plan.n, 4 * H), np.float64)  # one partial sum per block, in float64
     _lstm_bwdx_par(_pack(W_hh), _pack(W_ih), dout, cs, gates, tcs, dz, dh, dc, dx, db, lens, plan.n)
-    dparams = _weight_grads(x.reshape(T * B, D), _c(hs[:-1]).reshape(T * B, H), dz.reshape(T * B, 4 * H),
-                            dz.reshape(T * B, 4 * H), big[0], big[1])
+    dz2 = dz.reshape(T * B, 4 * H)
+    dparams = _weight_grads(x.reshape(T * B, D), _c(hs[:-1]).reshape(T * B, H), dz2, dz2, big[0], big[1])
     if "bias_ih" in params:
         dparams["bias_ih"] = db.sum(axis=0).astype(dt)
         dparams["bias_hh"] = dparams["bias_ih"]  # the same gradient; callers only read it
