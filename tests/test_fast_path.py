@@ -114,18 +114,31 @@ def test_loops_take_strided_inputs(cell):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("bias", [True, False])
-def test_lstm_forward_with_projection_inside_loop(dtype, bias, shards):
-    """lstm_forward_x (float32: x W_ih^T computed step by step inside the loop, biases added in
-    the gate math) against the reference's projection + loop, all rows and variable lengths,
-    a reversed (strided) input; H = 37: whole 16-column panels and a partial one."""
+@pytest.mark.parametrize("min_rows", [1, 1 << 30])
+def test_lstm_input_side_inside_loops(dtype, bias, shards, min_rows, monkeypatch):
+    """lstm_forward_x / lstm_backward_x (float32 with FUSED_MIN_ROWS rows per thread: x W_ih^T
+    step by step inside the forward loop, biases added in the gate math; dx and the bias
+    gradient inside the backward loop; else the loops and the products apart) against the
+    reference, all rows and variable lengths, a reversed (strided) input; H = 37: whole
+    16-column panels and a partial one."""
+    monkeypatch.setattr(fast, "FUSED_MIN_ROWS", min_rows)
     T, B, D, H = 6, 5, 7, 37
     rng = np.random.default_rng(3)
     params = {k: v.astype(dtype) for k, v in _cell_params(4, D, H, bias, rng).items()}
     x = rng.standard_normal((T, B, D)).astype(dtype)[::-1]
-    h0, c0 = (rng.standard_normal((B, H)).astype(dtype) for _ in range(2))
-    for lengths in (None, np.array([6, 6, 4, 1, 0])):
-        _assert_same(fast.lstm_forward_x(x, h0, c0, params, lengths),
-                     ref.lstm_forward_x(x, h0, c0, params, lengths), TOL[dtype])
+    h0, c0, dh_T, dc_T = (rng.standard_normal((B, H)).astype(dtype) for _ in range(4))
+    dout = rng.standard_normal((T, B, H)).astype(dtype)
+    for lengths in (None, np.array([6, 6, 4, 1, 0]), np.array([2, 6, 0, 6, 3])):
+        got = fast.lstm_forward_x(x, h0, c0, params, lengths)
+        want = ref.lstm_forward_x(x, h0, c0, params, lengths)
+        _assert_same(got, want, TOL[dtype])
+        hs, cs, gates, tcs = want
+        for ds in ((dh_T, dc_T), (None, None)):
+            dx, dh0, dc0, dp = fast.lstm_backward_x(dout, *ds, x, hs, cs, gates, tcs, params, lengths)
+            rdx, rdh0, rdc0, rdp = ref.lstm_backward_x(dout, *ds, x, hs, cs, gates, tcs, params, lengths)
+            assert sorted(dp) == sorted(rdp)
+            _assert_same([dx, dh0, dc0] + [dp[k] for k in sorted(dp)],
+                         [rdx, rdh0, rdc0] + [rdp[k] for k in sorted(rdp)], TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

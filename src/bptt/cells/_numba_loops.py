@@ -87,6 +87,10 @@ SHARDS = None
 ONE_THREAD_WORK = 1 << 20
 USE_BLAS_POINTER = True
 USE_MICROKERNEL = True  # float32 steps' products by the micro-kernel below
+# The LSTM's input-side products inside the loops (``lstm_forward_x``, ``lstm_backward_x``) only
+# when each thread has at least this many rows: each step then reads W_ih too, which a few rows
+# do not repay (one big product before or after the loop reads it once).
+FUSED_MIN_ROWS = 8
 
 # ----------------------------------------------------------------------------- scalar math
 @intrinsic
@@ -1570,7 +1574,7 @@ def lstm_forward_x(x, h0, c0, params, lengths=None):
     H4 = W_hh.shape[0]
     H = H4 // 4
     plan = _Plan(dt, B, H4, H + D, T=T) if dt is not None else None
-    if plan is None or not plan.micro:
+    if plan is None or not plan.micro or -(-B // plan.n) < FUSED_MIN_ROWS:
         return lstm_forward_loop(input_projection(x, params, with_hh_bias=True), h0, c0, W_hh, lengths)
     x = _c(x)
     lens = _lengths(lengths, T, B)
@@ -1618,7 +1622,7 @@ def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=Non
     D = x.shape[2]
     plan = _Plan(dt, B, 4 * H, H, backward=True, T=T) if dt is not None else None
     big = _bigplan(dt, T * B, T * B * 4 * H * (D + H)) if dt is not None else None
-    if plan is None or not plan.micro or big is None:
+    if plan is None or not plan.micro or big is None or -(-B // plan.n) < FUSED_MIN_ROWS:
         da, dh0, dc0 = lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths)
         dx, dparams = sequence_grads(x, hs[:-1], da, da, params)
         return dx, dh0, dc0, dparams
