@@ -44,6 +44,7 @@ class ClassifyConfig:
     bidirectional: bool = False
     pool: str = "last"
     patch: int = 1
+    diff: bool = False  # first differences as more input features (classify.with_diff)
     dropout: float = 0.0
     batch_size: int = 16
     epochs: int = 60
@@ -89,8 +90,8 @@ class ClassifyRun:
         else:
             self.fold = None
             tr, va = stratified_split(y, cfg.val_fraction, split_rng)
-        self.norm = (Standardizer.fit([series[i] for i in tr]) if meta is None
-                     else Standardizer(meta["norm_mean"], meta["norm_std"]))
+        self.norm = (Standardizer.fit([series[i] for i in tr], cfg.diff) if meta is None
+                     else Standardizer(meta["norm_mean"], meta["norm_std"], cfg.diff))
         dt = np.dtype(cfg.dtype)
         z = self.norm.transform(series, dt)
         self.train_x, self.train_y = [z[i] for i in tr], y[tr]
@@ -189,7 +190,9 @@ class ClassifyRun:
 
 
 def build_model(cfg, D, C):
-    """The run's model: a SequenceClassifier, or an EnsembleClassifier of cfg.ensemble of them."""
+    """The run's model: a SequenceClassifier, or an EnsembleClassifier of cfg.ensemble of them, reading
+    D features (2D with cfg.diff)."""
+    D = 2 * D if cfg.diff else D
     kw = dict(cell=cfg.cell, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, bidirectional=cfg.bidirectional,
               dropout=cfg.dropout, pool=cfg.pool, dtype=cfg.dtype, seed=cfg.seed, patch=cfg.patch)
     if cfg.ensemble > 1:
@@ -300,7 +303,7 @@ def load_for_eval(path):
         raise ckpt_io.CheckpointError(f"{ckpt}: weights do not fit the model config: {e}") from None
     model.eval()
     meta["_path"] = ckpt
-    return model, Standardizer(meta["norm_mean"], meta["norm_std"]), meta["classes"], meta
+    return model, Standardizer(meta["norm_mean"], meta["norm_std"], cfg.diff), meta["classes"], meta
 
 
 def evaluate_file(path, run_path):

@@ -316,7 +316,7 @@ def cmd_export(args):
     if classify_run.is_classify_run(args.run):
         model, norm, classes, _ = classify_run.load_for_eval(args.run)
         path = export.to_onnx(model, args.onnx, vocab=classes, norm=norm)
-        print(f"wrote {path}: series (T, B, {len(norm.mean)}) float32 + sequence_lens (B,) "
+        print(f"wrote {path}: series (T, B, {norm.input_size}) float32 + sequence_lens (B,) "
               f"int32 -> logits (B, {len(classes)}); classes {', '.join(classes)} in the metadata")
         return 0
     model, vocab, _ = load_model(args.run)
