@@ -4,6 +4,7 @@ one real archive dataset shipped by sktime."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -246,8 +247,24 @@ def test_resume_continues_exactly(toy, capsys):
                 for line in open(os.path.join(run, "metrics.jsonl"))]
 
     assert log(a) == log(b) and len(log(b)) == 4
+    assert [row["lr"] for row in log(b)] == [0.02] * 4
     assert main(["train", "--resume", b, "--lr", "0.1"]) == 1
     assert "cannot change when resuming" in capsys.readouterr().err
+
+    # --schedule cosine: the lr of epoch e is lr (1 + cos(pi e / epochs)) / 2; resumed from epoch 2 of 3
+    # (a copy of the run without its third checkpoint), the third epoch is the same
+    c, d = str(toy["dir"] / "c"), str(toy["dir"] / "d")
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--schedule", "cosine", "--epochs", "3",
+                 "--out", c] + TRAIN_ARGS) == 0
+    want = [0.02 * 0.5 * (1 + np.cos(np.pi * e / 3)) for e in range(3)]
+    np.testing.assert_allclose([row["lr"] for row in log(c)], want, rtol=1e-12)
+    shutil.copytree(c, d)
+    shutil.rmtree(os.path.join(d, "ckpt-00000003"))
+    assert main(["train", "--resume", os.path.join(d, "ckpt-00000002"), "--quiet"]) == 0
+    for name in ("model.safetensors", "state.safetensors"):
+        assert (open(os.path.join(c, "ckpt-00000003", name), "rb").read()
+                == open(os.path.join(d, "ckpt-00000003", name), "rb").read()), name
+    assert log(c) == log(d)
 
 
 def _one_line_error(capsys, argv, expected):

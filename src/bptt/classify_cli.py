@@ -20,7 +20,8 @@ OPTIONS = {"data": "data", "test": "test", "cell": "cell", "hidden_size": "hidde
            "dropout": "dropout", "batch_size": "batch_size", "epochs": "epochs",
            "optimizer": "optimizer", "lr": "lr", "clip": "clip", "val_fraction": "val_fraction",
            "seed": "seed", "dtype": "dtype", "out": "out", "patch": "patch",
-           "weight_decay": "weight_decay", "augment": "augment", "ensemble": "ensemble", "diff": "diff"}
+           "weight_decay": "weight_decay", "augment": "augment", "ensemble": "ensemble", "diff": "diff",
+           "schedule": "schedule"}
 _IGNORED = {"func", "option_names", "command", "task", "quiet", "resume", "threads"}
 
 
@@ -108,7 +109,8 @@ def run_train(args):
               f"lengths {min(lens)}-{max(lens)}, {run.D} dimensions, {len(run.classes)} classes\n"
               f"model: {str(c.ensemble) + ' x ' if c.ensemble > 1 else ''}"
               f"{c.cell.upper()} {c.num_layers}x{c.hidden_size}{' bidirectional' if c.bidirectional else ''}, "
-              f"pool {c.pool}, patch {c.patch}{', diff' if c.diff else ''}, {m.num_parameters():,} parameters; run directory {c.out}", file=sys.stderr)
+              f"pool {c.pool}, patch {c.patch}{', diff' if c.diff else ''}"
+              f"{', lr schedule ' + c.schedule if c.schedule != 'constant' else ''}, {m.num_parameters():,} parameters; run directory {c.out}", file=sys.stderr)
     before = _set_threads(args.threads) if args.threads else None
     try:
         fit(run, progress=not args.quiet)
