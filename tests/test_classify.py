@@ -345,3 +345,7 @@ def test_export_classify_run_to_onnx(toy, capsys):
     assert float(np.abs(logits - want).max()) <= 1e-5
     assert main(["predict", out, "--data", toy["test"]]) == 0
     assert capsys.readouterr().out.split() == [classes[k] for k in logits.argmax(axis=1)]
+    _, labels = bptt.data.read_ts(toy["test"])
+    assert main(["eval", out, "--data", toy["test"], "--json"]) == 0  # eval reads the --diff run the same way
+    r = json.loads(capsys.readouterr().out)
+    assert r["accuracy"] == np.mean([classes[k] == t for k, t in zip(logits.argmax(axis=1), labels)])
