@@ -33,25 +33,44 @@ DTW_SRC = ("1-NN DTW (full window): the UCR archive's DataSummary.csv (Dau et al
            "cs.ucr.edu/~eamonn/time_series_data_2018/), column 'DTW (w=100)' (error rate), as accuracy = "
            "1 - error; read from the copy of that file at DataSummary.csv in github.com/Chang-George-Dong/TrojanTime "
            "(commit 72aef95), the same values in the copy in github.com/sensorlab/KAN_TS (commit 5b57adf): "
-           "ArrowHead 0.2971, GunPoint 0.0933, ItalyPowerDemand 0.0496")
+           "ArrowHead 0.2971, GunPoint 0.0933, ItalyPowerDemand 0.0496, OSULeaf 0.4091")
 # dataset -> (1-NN DTW accuracy, ROCKET accuracy), both from the sources above
 PUBLISHED = {
     "GunPoint": (1 - 0.0933, 1.0),
     "ItalyPowerDemand": (1 - 0.0496, 0.96958212),
     "ArrowHead": (1 - 0.2971, 0.81428571),
+    "OSULeaf": (1 - 0.4091, 0.94090909),
 }
 # one recipe for every dataset; the patch from the training lengths by the rule in patch_rule
 SETUP = dict(hidden_size=64, lr=3e-3, pool="mean", bidirectional=True, batch_size=16, ensemble=4)
 STEPS = 32  # patch_rule: about this many recurrent steps per series
 
 
-SELECTION = ("How the recipe was chosen (by scores on TRAIN; the exploratory runs printed test accuracy too, so the choice was not blind to it): patching (ArrowHead's 251 steps as 32), both "
+SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's exploratory runs printed test accuracy too, so that round was not blind to it): patching (ArrowHead's 251 steps as 32), both "
              "directions and mean pooling were set first, by judgement and single-model runs whose validation "
              "part (20% of ArrowHead's TRAIN: 6 series) could not tell settings or epochs apart; the "
              "out-of-fold score of --ensemble uses all 36. Variants compared by that out-of-fold accuracy (GRU, 2 seeds): --augment 0.1 scored lower on "
              "all three datasets, 128 hidden units or 300 epochs no better on ArrowHead and slower, 6 models "
              "instead of 4 (1 seed) equal on ArrowHead and ItalyPowerDemand and lower on GunPoint; so they "
-             "are not used.")
+             "are not used. A second round, blind to test accuracy (the search printed only out-of-fold "
+             "scores on TRAIN; the only test accuracies read are this table's, of the final recipe): each "
+             "variant's best out-of-fold accuracy, mean of seeds 0 and 1, GRU unless named, as "
+             "ItalyPowerDemand / GunPoint / ArrowHead (- not run): the recipe 0.985 / 0.990 / 0.806 "
+             "(LSTM 0.970 / 0.900 / 0.681); --diff (first differences as more features) 0.970 / 0.970 / 0.667 "
+             "(LSTM 0.978 / 0.980 / 0.639); K = ceil(median length / 16) - / 0.980 (seed 1 only) / 0.708; "
+             "K = ceil(median length / 64) - / 0.960 / 0.694; --schedule cosine - / 0.980 / 0.764; 8 models "
+             "of 32 units 0.978 / 0.960 / 0.722; batch 8 - / 0.990 / 0.792; --weight-decay 0.001 - / 0.600 / "
+             "0.625. No variant scored above the "
+             "recipe on any dataset for the GRU (the better cell on all three), so the recipe is unchanged; "
+             "--diff and --schedule stay as options.")
+DATASETS_NOTE = ("Datasets: the archive datasets the issue names that sktime ships, whose 1-NN DTW and ROCKET "
+                 "figures both sources below give (the univariate UCR ones), and whose run of the recipe "
+                 "trains in about a minute or less on this machine: GunPoint, ItalyPowerDemand, ArrowHead, "
+                 "OSULeaf (OSULeaf added in the second round, on this rule, before any of its test accuracies "
+                 "was seen: one GRU run took 49 s then, on a busy machine; the table's seconds say whether "
+                 "each cell's runs stay under a minute). Not in the table: PLAID (unequal lengths, 537 series up to 1,344 steps: about 1 s "
+                 "per epoch here, some 150 s for the 150 epochs), BasicMotions (multivariate: neither source "
+                 "has it).")
 
 
 def patch_rule(train_lengths):
@@ -134,7 +153,10 @@ def table(rows, args):
         f"`python benchmarks/classify.py --write`: each dataset's own train/test split (sktime's shipped "
         f".ts files); one recipe for all: bidirectional, {SETUP['hidden_size']} hidden units, mean over the "
         f"valid steps, patch K = ceil(median TRAIN length / {STEPS}) consecutive values per step (`--patch`), "
-        f"{args.epochs} epochs, Adam lr {SETUP['lr']:g}, batch {SETUP['batch_size']}, an ensemble of "
+        + ("each value's first difference as one more feature (`--diff`), " if SETUP.get("diff") else "")
+        + f"{args.epochs} epochs, Adam lr {SETUP['lr']:g}"
+        + (f" with the `--schedule {SETUP['schedule']}` over the epochs" if SETUP.get("schedule", "constant") != "constant" else "")
+        + f", batch {SETUP['batch_size']}, an ensemble of "
         f"{SETUP['ensemble']} (`--ensemble {SETUP['ensemble']}`: TRAIN in {SETUP['ensemble']} folds, model m trained "
         f"on all but fold m, the best epoch chosen by the out-of-fold accuracy on all of TRAIN, the models' mean "
         f"probability predicts); median test accuracy "
@@ -155,11 +177,15 @@ def table(rows, args):
         yn = lambda ok: "-" if ok is None else ("yes" if ok else "no")  # noqa: E731
         lines.append(f"| {name} | {ntr} | {nte} | {span} | {D} | {patch} | {la:.3f} | {ls:.0f} | {ga:.3f} | {gs:.0f} | "
                      f"{_f(dtw)} | {_f(rocket)} | {yn(ok_dtw)} | {yn(ok_rocket)} |")
-    goal = n_dtw == len(rows) and n_rocket > len(rows) / 2
+    slow = [f"{name} {cell.upper()} ({res[cell][1]:.0f} s)" for name, *_, res, _, _ in rows
+            for cell in ("lstm", "gru") if res[cell][1] >= 60]
+    goal = n_dtw == len(rows) and n_rocket > len(rows) / 2 and not slow
     lines += ["", f"The better of LSTM and GRU reaches 1-NN DTW on {n_dtw} of {len(rows)} datasets and comes within "
-              f"2 points of ROCKET on {n_rocket} of {len(rows)}: the goal (DTW on every dataset, ROCKET on most) is "
+              f"2 points of ROCKET on {n_rocket} of {len(rows)}; "
+              + (f"runs of a minute or more (median): {', '.join(slow)}" if slow else "every run under a minute")
+              + ": the goal (DTW on every dataset, ROCKET on most, each in under a minute) is "
               + ("met." if goal else "not met.")]
-    lines += ["", SELECTION]
+    lines += ["", DATASETS_NOTE, "", SELECTION]
     lines += ["", f"Sources: {DTW_SRC}; {ROCKET_SRC}."]
     return "\n".join(lines)
 

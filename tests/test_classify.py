@@ -4,6 +4,7 @@ one real archive dataset shipped by sktime."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -45,6 +46,24 @@ def test_classifier_gradcheck(cell, pool, bidirectional, layers, patch, restore_
     x2[3:, 0] = 100.0
     model.eval()
     np.testing.assert_array_equal(model(x, lengths), model(x2, lengths))
+
+
+def test_diff_features_and_their_statistics():
+    """with_diff appends x[t] - x[t-1] (0 at t = 0, NaN next to a missing value); a diff
+    Standardizer fits and applies its own statistics to them; a run's model reads 2D features."""
+    from bptt.classify import Standardizer, with_diff
+    from bptt.classify_run import ClassifyConfig, build_model
+
+    x = np.array([[1.0, 10.0], [3.0, np.nan], [6.0, 13.0]])  # (T=3, D=2)
+    np.testing.assert_array_equal(with_diff([x])[0], [[1, 10, 0, 0], [3, np.nan, 2, np.nan], [6, 13, 3, np.nan]])
+    y = np.array([[0.0, 0.0], [0.0, 4.0]])
+    norm = Standardizer.fit([x, y], diff=True)
+    assert norm.diff and norm.input_size == 2 and len(norm.mean) == 4
+    np.testing.assert_allclose(norm.mean, [2.0, 27 / 4, 1.0, 4 / 3])  # differences: [0, 2, 3, 0, 0] and [0, 0, 4]
+    z = norm.transform([x], np.float64)[0]
+    assert z.shape == (3, 4) and z[1, 1] == 0 and z[1, 3] == 0 and z[2, 3] == 0  # NaN -> 0 (the mean)
+    np.testing.assert_allclose(z[:, 2], (np.array([0, 2, 3]) - 1.0) / norm.std[2])
+    assert build_model(ClassifyConfig(diff=True, patch=2), 2, 3).rnn.input_size == 2 * 2 * 2
 
 
 def test_patch_is_a_reshape_of_consecutive_steps():
@@ -214,7 +233,7 @@ def test_train_eval_predict_resume(toy, capsys):
 def test_resume_continues_exactly(toy, capsys):
     a, b = str(toy["dir"] / "a"), str(toy["dir"] / "b")
     args = ["train", "--task", "classify", "--data", toy["train"], "--dropout", "0.3", "--layers", "2",
-            "--augment", "0.1", "--ensemble", "2"] + TRAIN_ARGS
+            "--augment", "0.1", "--ensemble", "2", "--diff"] + TRAIN_ARGS
     assert main(args + ["--epochs", "4", "--out", a]) == 0
     assert main(args + ["--epochs", "2", "--out", b]) == 0
     assert main(["train", "--resume", b, "--epochs", "4", "--quiet"]) == 0
@@ -228,8 +247,24 @@ def test_resume_continues_exactly(toy, capsys):
                 for line in open(os.path.join(run, "metrics.jsonl"))]
 
     assert log(a) == log(b) and len(log(b)) == 4
+    assert [row["lr"] for row in log(b)] == [0.02] * 4
     assert main(["train", "--resume", b, "--lr", "0.1"]) == 1
     assert "cannot change when resuming" in capsys.readouterr().err
+
+    # --schedule cosine: the lr of epoch e is lr (1 + cos(pi e / epochs)) / 2; resumed from epoch 2 of 3
+    # (a copy of the run without its third checkpoint), the third epoch is the same
+    c, d = str(toy["dir"] / "c"), str(toy["dir"] / "d")
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--schedule", "cosine", "--epochs", "3",
+                 "--out", c] + TRAIN_ARGS) == 0
+    want = [0.02 * 0.5 * (1 + np.cos(np.pi * e / 3)) for e in range(3)]
+    np.testing.assert_allclose([row["lr"] for row in log(c)], want, rtol=1e-12)
+    shutil.copytree(c, d)
+    shutil.rmtree(os.path.join(d, "ckpt-00000003"))
+    assert main(["train", "--resume", os.path.join(d, "ckpt-00000002"), "--quiet"]) == 0
+    for name in ("model.safetensors", "state.safetensors"):
+        assert (open(os.path.join(c, "ckpt-00000003", name), "rb").read()
+                == open(os.path.join(d, "ckpt-00000003", name), "rb").read()), name
+    assert log(c) == log(d)
 
 
 def _one_line_error(capsys, argv, expected):
@@ -293,7 +328,7 @@ def test_export_classify_run_to_onnx(toy, capsys):
     from bptt.classify_run import load_for_eval
 
     out, path = str(toy["dir"] / "onnxrun"), str(toy["dir"] / "clf.onnx")
-    assert main(["train", "--task", "classify", "--data", toy["train"], "--epochs", "2", "--patch", "3",
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--epochs", "2", "--patch", "3", "--diff",
                  "--pool", "mean", "--bidirectional", "--ensemble", "2", "--out", out] + TRAIN_ARGS) == 0
     assert main(["export", out, "--onnx", path]) == 0
     assert "sequence_lens" in capsys.readouterr().out
@@ -305,7 +340,12 @@ def test_export_classify_run_to_onnx(toy, capsys):
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     logits = sess.run(["logits"], {"series": x, "sequence_lens": lengths.astype(np.int32)})[0]
     model, norm, classes, _ = load_for_eval(out)
+    assert norm.diff and len(norm.mean) == 4 and model.members[0].rnn.input_size == 3 * 4  # --diff kept
     want = predict_logits(model, norm.transform(series, np.float32))
     assert float(np.abs(logits - want).max()) <= 1e-5
     assert main(["predict", out, "--data", toy["test"]]) == 0
     assert capsys.readouterr().out.split() == [classes[k] for k in logits.argmax(axis=1)]
+    _, labels = bptt.data.read_ts(toy["test"])
+    assert main(["eval", out, "--data", toy["test"], "--json"]) == 0  # eval reads the --diff run the same way
+    r = json.loads(capsys.readouterr().out)
+    assert r["accuracy"] == np.mean([classes[k] == t for k, t in zip(logits.argmax(axis=1), labels)])

@@ -111,19 +111,20 @@ def test_char_model_matches_onnx_runtime(cell, layers, tmp_path):
         assert max_err(got, [logits, *state_arrays(state)]) <= TOL
 
 
-@pytest.mark.parametrize("cell,pool,bidirectional,layers,patch,members", [
-    ("lstm", "last", False, 1, 1, 1), ("gru", "mean", True, 2, 3, 1), ("rnn", "last", True, 2, 4, 1),
-    ("lstm", "mean", True, 1, 2, 1), ("gru", "mean", True, 1, 2, 3)])
-def test_classifier_matches_onnx_runtime(cell, pool, bidirectional, layers, patch, members):
+@pytest.mark.parametrize("cell,pool,bidirectional,layers,patch,members,diff", [
+    ("lstm", "last", False, 1, 1, 1, False), ("gru", "mean", True, 2, 3, 1, False), ("rnn", "last", True, 2, 4, 1, False),
+    ("lstm", "mean", True, 1, 2, 1, True), ("gru", "mean", True, 1, 2, 3, False), ("gru", "last", False, 1, 3, 2, True)])
+def test_classifier_matches_onnx_runtime(cell, pool, bidirectional, layers, patch, members, diff):
     """Raw series of unequal lengths (garbage past each length, a NaN inside) -> the graph's
     logits equal the model's on the standardised, zero-padded series (an ensemble: the log of
-    its members' mean softmax)."""
+    its members' mean softmax; diff: the first differences computed in the graph)."""
     from bptt.classify import EnsembleClassifier, SequenceClassifier, Standardizer
 
     D, C = 2, 3
     kw = dict(cell=cell, hidden_size=4, num_layers=layers, bidirectional=bidirectional, pool=pool, seed=1, patch=patch)
-    model = (SequenceClassifier(D, C, **kw) if members == 1 else EnsembleClassifier(D, C, members, **kw)).eval()
-    norm = Standardizer([0.5, -1.0], [2.0, 0.5])
+    F = 2 * D if diff else D  # the model's input features
+    model = (SequenceClassifier(F, C, **kw) if members == 1 else EnsembleClassifier(F, C, members, **kw)).eval()
+    norm = Standardizer([0.5, -1.0, 0.1, -0.2][:F], [2.0, 0.5, 1.5, 0.7][:F], diff=diff)
     sess = ort.InferenceSession(build_onnx(model, ["a", "b", "c"], norm).SerializeToString(),
                                 providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(3)
@@ -131,7 +132,7 @@ def test_classifier_matches_onnx_runtime(cell, pool, bidirectional, layers, patc
         raw = rng.standard_normal((T, len(lengths), D)).astype(np.float32) * 3
         raw[0, 0, 1] = np.nan
         z = norm.transform([raw[:n, b] for b, n in enumerate(lengths)], np.float32)
-        x = np.zeros_like(raw)
+        x = np.zeros((T, len(lengths), F), np.float32)
         for b, n in enumerate(lengths):
             x[:n, b] = z[b]
         want = model.predict(x, np.array(lengths))
@@ -139,7 +140,8 @@ def test_classifier_matches_onnx_runtime(cell, pool, bidirectional, layers, patc
         assert got.shape == (len(lengths), C) and float(np.abs(got - want).max()) <= TOL
     meta = {p.key: json.loads(p.value) for p in build_onnx(model, ["a", "b", "c"], norm).metadata_props}
     assert meta["classes"] == ["a", "b", "c"] and meta["model"]["patch"] == patch
-    assert meta["model"]["members"] == members
+    assert meta["model"]["members"] == members and meta["model"]["diff"] == diff
+    assert meta["model"]["input_size"] == D
     with pytest.raises(bptt.export.ExportError, match="standardisation"):
         build_onnx(model, ["a", "b", "c"])
 

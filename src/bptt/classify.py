@@ -31,28 +31,47 @@ POOLS = ("last", "mean")
 # ----------------------------------------------------------------------------- data
 class Standardizer:
     """Per-feature (x - mean) / std with the training set's statistics; missing values (NaN)
-    become 0 afterwards (the mean)."""
+    become 0 afterwards (the mean). diff=True: each series (T, D) first gets its first
+    differences as D more features (``with_diff``), standardised with their own statistics, so
+    mean and std are (2D,)."""
 
-    def __init__(self, mean, std):
-        self.mean = np.asarray(mean, np.float64)  # (D,)
-        self.std = np.asarray(std, np.float64)  # (D,)
+    def __init__(self, mean, std, diff=False):
+        self.mean = np.asarray(mean, np.float64)  # (D,) or (2D,) with diff
+        self.std = np.asarray(std, np.float64)
+        self.diff = bool(diff)
+
+    @property
+    def input_size(self):
+        """D, the features of a series as read (before with_diff)."""
+        return len(self.mean) // 2 if self.diff else len(self.mean)
 
     @classmethod
-    def fit(cls, series):
-        allx = np.concatenate(series, axis=0)  # (sum T_i, D)
+    def fit(cls, series, diff=False):
+        allx = np.concatenate(with_diff(series) if diff else series, axis=0)  # (sum T_i, D or 2D)
         with np.errstate(all="ignore"):
             seen = np.isfinite(allx).any(axis=0)
             mean = np.where(seen, np.nanmean(np.where(seen, allx, 0.0), axis=0), 0.0)
             std = np.where(seen, np.nanstd(np.where(seen, allx, 0.0), axis=0), 1.0)
         std = np.where(std > 1e-12, std, 1.0)
-        return cls(mean, std)
+        return cls(mean, std, diff)
 
     def transform(self, series, dtype):
         out = []
-        for x in series:
+        for x in with_diff(series) if self.diff else series:
             z = (x - self.mean) / self.std
             out.append(np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0).astype(dtype))
         return out
+
+
+def with_diff(series):
+    """Each series x (T, D) -> (T, 2D): x, then its first differences x[t] - x[t-1] (0 at t = 0;
+    NaN next to a missing value)."""
+    out = []
+    for x in series:
+        d = np.zeros_like(x, dtype=np.float64)
+        d[1:] = x[1:] - x[:-1]
+        out.append(np.concatenate([x, d], axis=1))
+    return out
 
 
 def natural_key(label):

@@ -20,7 +20,8 @@ OPTIONS = {"data": "data", "test": "test", "cell": "cell", "hidden_size": "hidde
            "dropout": "dropout", "batch_size": "batch_size", "epochs": "epochs",
            "optimizer": "optimizer", "lr": "lr", "clip": "clip", "val_fraction": "val_fraction",
            "seed": "seed", "dtype": "dtype", "out": "out", "patch": "patch",
-           "weight_decay": "weight_decay", "augment": "augment", "ensemble": "ensemble"}
+           "weight_decay": "weight_decay", "augment": "augment", "ensemble": "ensemble", "diff": "diff",
+           "schedule": "schedule"}
 _IGNORED = {"func", "option_names", "command", "task", "quiet", "resume", "threads"}
 
 
@@ -33,6 +34,9 @@ def add_train_options(p):
     a("--epochs", type=_positive_int, help="classify: passes over the training part (default 60)")
     a("--patch", type=_positive_int, help="classify: K consecutive values as one step of K*D features "
       "(a long series is K times fewer steps; default 1)")
+    a("--diff", action="store_true", default=None, help="classify: the first differences x[t] - x[t-1] as D "
+      "more input features, standardised with their own TRAIN statistics; kept in the checkpoint and "
+      "applied by eval, predict and the ONNX export (default: off)")
     a("--weight-decay", type=_nonneg_float, help="classify: the optimizer's weight decay (default 0)")
     a("--augment", type=_nonneg_float, metavar="A", help="classify: train on random variants of the "
       "series, new every epoch: time stretched by 1+-A and shifted by up to A of the length, values "
@@ -48,7 +52,7 @@ def add_train_options(p):
       "depend on it; it may differ when resuming")
 
 
-CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "weight_decay", "augment", "ensemble",
+CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "diff", "weight_decay", "augment", "ensemble",
                  "threads")
 
 
@@ -105,7 +109,8 @@ def run_train(args):
               f"lengths {min(lens)}-{max(lens)}, {run.D} dimensions, {len(run.classes)} classes\n"
               f"model: {str(c.ensemble) + ' x ' if c.ensemble > 1 else ''}"
               f"{c.cell.upper()} {c.num_layers}x{c.hidden_size}{' bidirectional' if c.bidirectional else ''}, "
-              f"pool {c.pool}, patch {c.patch}, {m.num_parameters():,} parameters; run directory {c.out}", file=sys.stderr)
+              f"pool {c.pool}, patch {c.patch}{', diff' if c.diff else ''}"
+              f"{', lr schedule ' + c.schedule if c.schedule != 'constant' else ''}, {m.num_parameters():,} parameters; run directory {c.out}", file=sys.stderr)
     before = _set_threads(args.threads) if args.threads else None
     try:
         fit(run, progress=not args.quiet)

@@ -27,7 +27,7 @@ from .classify import (EnsembleClassifier, SequenceClassifier, Standardizer, aug
                        natural_key, pad_batch, predict_logits, scores, stratified_split)
 from .data import DataError
 from .loss import CrossEntropyLoss
-from .optim import clip_grad_norm, make_optimizer
+from .optim import clip_grad_norm, make_optimizer, make_schedule
 from .series_files import read_series
 
 TASK = "classify"
@@ -44,11 +44,13 @@ class ClassifyConfig:
     bidirectional: bool = False
     pool: str = "last"
     patch: int = 1
+    diff: bool = False  # first differences as more input features (classify.with_diff)
     dropout: float = 0.0
     batch_size: int = 16
     epochs: int = 60
     optimizer: str = "adam"
     lr: float = 3e-3
+    schedule: str = "constant"  # the lr of each epoch: constant, step (x0.1 per third), cosine (to 0 at the end)
     weight_decay: float = 0.0
     augment: float = 0.0  # strength of classify.augment on the training part (0: off)
     ensemble: int = 1  # members; > 1: member m holds out fold m of TRAIN (instead of val_fraction)
@@ -89,8 +91,8 @@ class ClassifyRun:
         else:
             self.fold = None
             tr, va = stratified_split(y, cfg.val_fraction, split_rng)
-        self.norm = (Standardizer.fit([series[i] for i in tr]) if meta is None
-                     else Standardizer(meta["norm_mean"], meta["norm_std"]))
+        self.norm = (Standardizer.fit([series[i] for i in tr], cfg.diff) if meta is None
+                     else Standardizer(meta["norm_mean"], meta["norm_std"], cfg.diff))
         dt = np.dtype(cfg.dtype)
         z = self.norm.transform(series, dt)
         self.train_x, self.train_y = [z[i] for i in tr], y[tr]
@@ -105,6 +107,7 @@ class ClassifyRun:
     # -- one epoch
     def train_epoch(self):
         total, n = 0.0, 0
+        self.opt.lr = make_schedule(self.cfg.schedule, self.cfg.lr, self.cfg.epochs)(self.epoch)  # per epoch
         for idx in bucket_batches([len(s) for s in self.train_x], self.cfg.batch_size, self.rng):
             x, lengths = pad_batch(self._batch_series(idx), range(len(idx)), self.model.dtype)
             self.model.zero_grad()
@@ -189,7 +192,9 @@ class ClassifyRun:
 
 
 def build_model(cfg, D, C):
-    """The run's model: a SequenceClassifier, or an EnsembleClassifier of cfg.ensemble of them."""
+    """The run's model: a SequenceClassifier, or an EnsembleClassifier of cfg.ensemble of them, reading
+    D features (2D with cfg.diff)."""
+    D = 2 * D if cfg.diff else D
     kw = dict(cell=cfg.cell, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, bidirectional=cfg.bidirectional,
               dropout=cfg.dropout, pool=cfg.pool, dtype=cfg.dtype, seed=cfg.seed, patch=cfg.patch)
     if cfg.ensemble > 1:
@@ -214,6 +219,8 @@ def new_run(cfg):
         raise ValueError(f"{cfg.out} already holds a run; choose another --out or --resume it")
     if not 1 <= cfg.ensemble <= 50:
         raise ValueError(f"--ensemble must be 1..50 members, got {cfg.ensemble}")
+    if cfg.schedule not in ("constant", "step", "cosine"):
+        raise ValueError(f"--schedule must be constant, step or cosine, got {cfg.schedule!r}")
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise ValueError(f"--val-fraction must be in [0, 1), got {cfg.val_fraction}")
     run = ClassifyRun(cfg)
@@ -259,12 +266,13 @@ def fit(run, progress=True):
         while run.epoch < run.cfg.epochs:
             t0 = time.perf_counter()
             train_loss = run.train_epoch()
+            lr = run.opt.lr
             val_acc, val_loss = run.validate()
             run.elapsed += time.perf_counter() - t0
             better = run.best is None or (val_acc, -val_loss) > (run.best["val_accuracy"], -run.best["val_loss"])
             if better:
                 run.best = {"epoch": run.epoch, "val_accuracy": val_acc, "val_loss": val_loss}
-            row = {"epoch": run.epoch, "train_loss": train_loss, "val_accuracy": val_acc,
+            row = {"epoch": run.epoch, "lr": lr, "train_loss": train_loss, "val_accuracy": val_acc,
                    "val_loss": val_loss, "seconds": round(run.elapsed, 3)}
             run.history.append(row)
             run.save(best=better)
@@ -300,7 +308,7 @@ def load_for_eval(path):
         raise ckpt_io.CheckpointError(f"{ckpt}: weights do not fit the model config: {e}") from None
     model.eval()
     meta["_path"] = ckpt
-    return model, Standardizer(meta["norm_mean"], meta["norm_std"]), meta["classes"], meta
+    return model, Standardizer(meta["norm_mean"], meta["norm_std"], cfg.diff), meta["classes"], meta
 
 
 def evaluate_file(path, run_path):

@@ -75,7 +75,8 @@ def _add_train(sub):
     a("--schedule", choices=["constant", "step", "cosine"],
       help=f"learning-rate schedule (default {d.schedule}): step (needs --steps) multiplies it by 0.1 "
       "after each third of the steps; cosine warms it up over --warmup steps, then decays it with a "
-      "cosine to 0 at the end of --steps, or of --minutes of training time")
+      "cosine to 0 at the end of --steps, or of --minutes of training time; --task classify: set per epoch "
+      "over --epochs (no warm-up)")
     a("--warmup", type=int, help=f"warm-up steps of the cosine schedule (default {d.warmup})")
     a("--clip", type=_nonneg_float, help=f"clip the global gradient norm to this, 0 = off (default {d.clip:g})")
     a("--clip-value", type=_nonneg_float, help=f"clip each gradient entry to +-this, 0 = off (default {d.clip_value:g})")
@@ -316,7 +317,7 @@ def cmd_export(args):
     if classify_run.is_classify_run(args.run):
         model, norm, classes, _ = classify_run.load_for_eval(args.run)
         path = export.to_onnx(model, args.onnx, vocab=classes, norm=norm)
-        print(f"wrote {path}: series (T, B, {len(norm.mean)}) float32 + sequence_lens (B,) "
+        print(f"wrote {path}: series (T, B, {norm.input_size}) float32 + sequence_lens (B,) "
               f"int32 -> logits (B, {len(classes)}); classes {', '.join(classes)} in the metadata")
         return 0
     model, vocab, _ = load_model(args.run)

@@ -240,7 +240,8 @@ def _classifier_graph(g, model, vocab, norm=None):
     """A SequenceClassifier (or an EnsembleClassifier of them): series (T, B, D) float32,
     sequence_lens (B,) int32 -> logits (B, C).
 
-    In the graph, as in ``bptt predict``: standardise with the checkpoint's statistics (a missing
+    In the graph, as in ``bptt predict``: with diff, the first differences appended as D more
+    features (0 at t = 0); standardise with the checkpoint's statistics (a missing
     value, NaN, becomes 0), zero every step at or past each series' length, K consecutive steps
     as one (patch K: pad T to a multiple of K, (T/K, B, K*D), lengths ceil(len/K)), the recurrent
     stack with ``sequence_lens``, the top layer's final states (pool last) or its outputs averaged
@@ -250,7 +251,8 @@ def _classifier_graph(g, model, vocab, norm=None):
     F, I64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
     members = getattr(model, "members", [model])
     K, C = model.patch, model.num_classes
-    D = members[0].rnn.input_size // K
+    F2 = 2 if norm is not None and norm.diff else 1  # features per value: itself (and its difference)
+    D = members[0].rnn.input_size // K // F2
     classes = list(vocab) if vocab is not None else [str(c) for c in range(C)]
     if len(classes) != C:
         raise ExportError(f"{len(classes)} class labels given for a model of {C} classes")
@@ -259,13 +261,14 @@ def _classifier_graph(g, model, vocab, norm=None):
                           "statistics): export the run with bptt export RUN --onnx FILE")
     x = g.input("series", F, ["time", "batch", D])
     lens = g.input("sequence_lens", onnx.TensorProto.INT32, ["batch"])
-    mean, std = (np.asarray(a, np.float32).reshape(D) for a in (norm.mean, norm.std))
-    z = g.node("Div", [g.node("Sub", [x, g.const("norm_mean", mean)]), g.const("norm_std", std)])
+    mean, std = (np.asarray(a, np.float32).reshape(F2 * D) for a in (norm.mean, norm.std))
+    feats = _diff_nodes(g, x) if norm.diff else x  # (T, B, F2*D)
+    z = g.node("Div", [g.node("Sub", [feats, g.const("norm_mean", mean)]), g.const("norm_std", std)])
     z = g.node("Where", [g.node("IsNaN", [z]), g.const("zero", np.array(0.0, np.float32)), z])
     lens64 = g.node("Cast", [lens], to=I64)
     z = g.node("Mul", [z, _step_mask(g, z, lens64)])  # (T, B, D), zero past each length
     if K > 1:
-        z, lens64 = _patch_nodes(g, z, lens64, K, D)  # (T/K, B, K*D), ceil(len / K)
+        z, lens64 = _patch_nodes(g, z, lens64, K, F2 * D)  # (T/K, B, K*D), ceil(len / K)
     seq_lens = g.node("Cast", [lens64], to=onnx.TensorProto.INT32)
     logits = [_member_nodes(g, m, z, lens64, seq_lens, f"m{i}") for i, m in enumerate(members)]  # each (B, C)
     if len(members) == 1:
@@ -279,7 +282,8 @@ def _classifier_graph(g, model, vocab, norm=None):
     first = members[0]
     args = {"class": type(model).__name__, "cell": model.cell, "input_size": D, "num_classes": C,
             "hidden_size": first.rnn.hidden_size, "num_layers": first.rnn.num_layers,
-            "bidirectional": first.rnn.bidirectional, "pool": model.pool, "patch": K, "members": len(members)}
+            "bidirectional": first.rnn.bidirectional, "pool": model.pool, "patch": K, "members": len(members),
+            "diff": bool(norm.diff)}
     return {"model": args, "classes": classes}
 
 
@@ -304,6 +308,17 @@ def _member_nodes(g, model, z, lens64, seq_lens, prefix):
     W = g.const(f"{prefix}_head_weight_T", np.ascontiguousarray(P["head.weight"].T, np.float32))  # (K*H, C)
     y = g.node("MatMul", [feat, W], name=f"{prefix}_head_matmul")
     return g.node("Add", [y, g.const(f"{prefix}_head_bias", P["head.bias"].astype(np.float32))], name=f"{prefix}_head_bias")
+
+
+def _diff_nodes(g, x):
+    """x (T, B, D) -> (T, B, 2D): x, then x[t] - x[t-1] (0 at t = 0), as ``classify.with_diff``."""
+    c = lambda base, v: g.const(base, np.array(v, np.int64))  # noqa: E731
+    prev = g.node("Slice", [x, c("start", [0]), c("end", [-1]), c("axis", [0])])  # (T-1, B, D)
+    later = g.node("Slice", [x, c("start", [1]), c("end", [2 ** 62]), c("axis", [0])])  # (T-1, B, D)
+    first = g.node("ConstantOfShape", [g.node("Shape", [g.node("Slice", [x, c("start", [0]), c("end", [1]),
+                                                                          c("axis", [0])])])])  # (1, B, D) zeros
+    d = g.node("Concat", [first, g.node("Sub", [later, prev])], axis=0)  # (T, B, D)
+    return g.node("Concat", [x, d], axis=2)
 
 
 def _step_mask(g, x, lens64):
