@@ -83,3 +83,30 @@ def test_ci_requires_the_browser_test_and_runs_the_readme_command():
     assert "pytest" in test_line and ci[-1] == test_line
     assert "export BPTT_REQUIRE_BROWSER=1" in ci[:-1]
     assert any("apt-get install -y -qq chromium" in line for line in ci)
+
+
+def test_cells_benchmark_turns_the_order_of_its_blocks():
+    """benchmarks/cells.py alternates blocks of each library and turns their order each round, so
+    no library always starts right after the same other one."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cells_bench", os.path.join(REPO, "benchmarks", "cells.py"))
+    cells = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cells)
+    calls = []
+
+    class NoLoad:
+        def sample(self):
+            return None
+
+        def share(self, a, b):
+            return 0.0
+
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("bptt", "baseline", "torch")}
+    per, _ = cells.time_blocks(fns, blocks=3, steps=2, warmup=1, load=NoLoad())
+    assert calls[:3] == ["bptt", "baseline", "torch"]  # the warm-up
+    rounds = calls[3:]
+    assert rounds == ["bptt"] * 2 + ["baseline"] * 2 + ["torch"] * 2 \
+        + ["baseline"] * 2 + ["torch"] * 2 + ["bptt"] * 2 \
+        + ["torch"] * 2 + ["bptt"] * 2 + ["baseline"] * 2
+    assert {k: len(v) for k, v in per.items()} == {"bptt": 3, "baseline": 3, "torch": 3}
