@@ -5,7 +5,8 @@ For each cell and size (T, B, D, H) one training step of one layer, float32: for
 backward of sum(out * g) for a fixed random g, input gradient included, for ``bptt.RNN/LSTM/GRU``
 and ``torch.nn.RNN/LSTM/GRU`` in the same process, timed as in training: runs of consecutive
 steps, in alternating blocks (N bptt steps, N torch steps, then the order turned: N torch
-steps, N bptt steps, ...), no pause between them, warm-up steps only at the start of a row; the median over the blocks. Both use the same
+steps, N bptt steps, ...; each block led in by one untimed step of its own library, so every timed
+step follows one of its own, as in training), no pause between them, warm-up steps only at the start of a row; the median over the blocks. Both use the same
 number of threads. ``--rows``/``--cells``/``--sizes`` pick a subset; ``--baseline GITREF`` times
 bptt at another commit in the same blocks (before/after). The limit is the machine's
 float32 matrix-multiply rate, measured in the same run: a step does 3 * 2*T*B*G*H*(D+H) flops
@@ -276,8 +277,8 @@ def time_blocks(fns, blocks, steps, warmup, load=None):
 
     fns {name: step} in the order they alternate (e.g. bptt, torch), turned by one each round.
     After ``warmup`` untimed steps of each (at the start only), ``blocks`` rounds, each one block
-    of ``steps`` consecutive steps of every library in turn, timed as a whole, with nothing in
-    between: no sleep, no untimed step. -> ({name: [seconds per step of each block]}, share of the CPUs other processes
+    of every library in turn: one lead-in step, then ``steps`` consecutive steps timed as a whole,
+    so that every timed step follows a step of its own library, as in a training loop; no sleep. -> ({name: [seconds per step of each block]}, share of the CPUs other processes
     used during the blocks). The garbage collector is off while the blocks run."""
     load = load or OtherLoad()
     for _ in range(warmup):
@@ -295,6 +296,7 @@ def time_blocks(fns, blocks, steps, warmup, load=None):
             # right after the same other one (whose threads may still be winding down)
             for name in names[r % len(names):] + names[: r % len(names)]:
                 f = fns[name]
+                f()  # a lead-in step: the timed steps follow a step of their own library, as in training
                 t = time.perf_counter()
                 for _ in range(steps):
                     f()
@@ -817,13 +819,13 @@ random `g` (input gradient included) - `bptt.RNN/LSTM/GRU(D, H)` (its compiled l
 `torch.nn.RNN/LSTM/GRU(D, H)` (its autograd, `torch.set_num_threads` as below) with the same
 weights, in the same process, each library as its users run it. Timed as a user trains: runs of
 consecutive steps. After {args.warmup} untimed warm-up steps of each library (at the start of the
-row only), {args.blocks} rounds of alternating blocks - a block of N consecutive bptt steps, then a
-block of N torch steps; the next round in the other order (torch, then bptt), and so on - with
-nothing in between (no sleep, no untimed step; whatever one library leaves behind, e.g. OpenMP
-threads still spinning, the other meets as it would in a program that uses both, and the turning
-order spreads that over both libraries: with a fixed order, a 2-core measurement of the largest
-LSTM row ran bptt 7 % slower when its blocks always followed torch's than when they followed its own
-baseline's). N ("steps timed") is chosen per row so that a block lasts about
+row only), {args.blocks} rounds of alternating blocks - a block of bptt steps, then a block of
+torch steps; the next round in the other order (torch, then bptt), and so on - with no sleep
+anywhere. Each block is one lead-in step and then N consecutive timed steps, so every timed step
+follows a step of its own library, as in a training loop: what one library leaves behind (e.g.
+OpenMP threads still spinning) is not charged to the other. Without the lead-in and the turning
+order, on 2 cores, the largest LSTM row ran bptt 7 % slower when its blocks always followed
+torch's than when they followed its own baseline's. N ("steps timed") is chosen per row so that a block lasts about
 {args.block_seconds} s (at least 3 steps). A step's time is its block's time / N; the table gives the
 median over the blocks, and bptt/torch the ratio of the two medians, with the range of the
 ratios round by round next to it.
