@@ -1,0 +1,55 @@
+"""bptt against itself at another git commit, same process, same machine state: the working
+tree's ``bptt`` and ``bptt`` at GITREF (``cells.load_baseline``) run one training step of one
+layer each (``cells.make_pair``), in alternating blocks of consecutive steps (``cells.time_blocks``,
+the order turned each round), at each thread count asked for. Prints per row the median step
+time of each and new/old, the ratio of the medians, with the range of the ratios round by round.
+For kernel changes on a shared machine, where times against torch drift with the load but a
+ratio of two interleaved runs of bptt holds.
+
+    python benchmarks/before_after.py --baseline main --cells lstm --rows 2,3,4,5 --threads 1,2
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # cells.py, next to this file
+
+import cells  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="benchmarks/before_after.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--baseline", default="main", metavar="GITREF", help="the old bptt (default main)")
+    p.add_argument("--cells", default="lstm", help="comma-separated: rnn,lstm,gru")
+    p.add_argument("--rows", default="2,3,4,5", help="rows of cells.GRID, numbered from 0")
+    p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    p.add_argument("--blocks", type=int, default=9, help="alternating blocks per library and row")
+    p.add_argument("--block-seconds", type=float, default=0.3, help="target length of a block")
+    args = p.parse_args(argv)
+    import numba
+    import numpy as np
+
+    import bptt
+
+    old, sha = cells.load_baseline(args.baseline)
+    print(f"new: {os.path.dirname(bptt.__file__)} (working tree); old: {args.baseline} = {sha}")
+    for n in [int(v) for v in args.threads.split(",")]:
+        numba.set_num_threads(n)
+        for cell in args.cells.split(","):
+            for i in [int(v) for v in args.rows.split(",")]:
+                T, B, D, H = cells.GRID[i]
+                new_step = cells.make_pair(cell, T, B, D, H)[0]
+                old_step = cells.make_pair(cell, T, B, D, H, lib=old)[0]
+                fns = {"new": new_step, "old": old_step}
+                steps = cells.steps_per_block(fns, args.block_seconds)
+                per, _ = cells.time_blocks(fns, args.blocks, steps, warmup=1)
+                r = np.asarray(per["new"]) / np.asarray(per["old"])
+                t_new, t_old = np.median(per["new"]) * 1e3, np.median(per["old"]) * 1e3
+                print(f"threads {n} {cell} T={T} B={B} D={D} H={H}: new {t_new:.2f} ms, old {t_old:.2f} ms, "
+                      f"new/old {t_new / t_old:.3f} (rounds {r.min():.3f}-{r.max():.3f}, "
+                      f"{args.blocks} x {steps} steps)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
