@@ -200,6 +200,21 @@ def test_microkernel_product(m, k, n):
     assert np.max(np.abs(C - (want + C0))) <= tol
 
 
+@pytest.mark.parametrize("k,n", [(1, 1), (3, 16), (64, 512), (128, 512), (37, 70), (512, 2048)])
+def test_pack_panels_aligned_and_exact(k, n):
+    """_pack: Bp[p, k, j] = Wt[k, 16 p + j], zeros past the last column, the array starting on a
+    64-byte boundary (every 16-float load of a panel within one cache line) whatever the size."""
+    rng = np.random.default_rng(k + n)
+    Wt = rng.standard_normal((k, n)).astype(np.float32)
+    for _ in range(3):  # allocations land at different offsets
+        Bp = fast._pack(Wt)
+        assert Bp.ctypes.data % 64 == 0 and Bp.flags.c_contiguous
+        P = -(-n // 16)
+        want = np.zeros((k, P * 16), np.float32)
+        want[:, :n] = Wt
+        assert np.array_equal(Bp, want.reshape(k, P, 16).transpose(1, 0, 2))
+
+
 @pytest.mark.parametrize("m,k,n", [(1, 7, 32), (8, 128, 512), (13, 33, 80), (17, 64, 48)])
 def test_wide_microkernel_same_bits_as_panel_kernel(m, k, n):
     """The kernels that take two panels at a time (AVX-512) give the same bits as the one-panel
