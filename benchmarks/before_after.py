@@ -4,9 +4,12 @@ layer each (``cells.make_pair``), in alternating blocks of consecutive steps (``
 the order turned each round), at each thread count asked for. Prints per row the median step
 time of each and new/old, the ratio of the medians, with the range of the ratios round by round.
 For kernel changes on a shared machine, where times against torch drift with the load but a
-ratio of two interleaved runs of bptt holds.
+ratio of two interleaved runs of bptt holds. With one thread the whole step runs in the calling
+thread (numba's one-block path, OpenBLAS on one thread), so ``--clock thread`` can time it by
+that thread's CPU time, which leaves out the time the step waited for a core others held.
 
     python benchmarks/before_after.py --baseline main --cells lstm --rows 2,3,4,5 --threads 1,2
+    python benchmarks/before_after.py --threads 1 --clock thread
 """
 
 import argparse
@@ -18,6 +21,31 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # cells.py, next
 import cells  # noqa: E402
 
 
+def time_blocks(fns, blocks, steps, clock):
+    """As ``cells.time_blocks`` (one warm-up step each, then rounds of alternating blocks, the
+    order turned each round, each block one lead-in step and ``steps`` timed ones, the garbage
+    collector off), by ``clock`` -> {name: [seconds per step of each block]}."""
+    import gc
+
+    for f in fns.values():
+        f()
+    per = {name: [] for name in fns}
+    names = list(fns)
+    gc.collect()
+    gc.disable()
+    try:
+        for r in range(blocks):
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                fns[name]()
+                t = clock()
+                for _ in range(steps):
+                    fns[name]()
+                per[name].append((clock() - t) / steps)
+    finally:
+        gc.enable()
+    return per
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="benchmarks/before_after.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--baseline", default="main", metavar="GITREF", help="the old bptt (default main)")
@@ -26,7 +54,14 @@ def main(argv=None):
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     p.add_argument("--blocks", type=int, default=9, help="alternating blocks per library and row")
     p.add_argument("--block-seconds", type=float, default=0.3, help="target length of a block")
+    p.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                   help="wall time, or (one thread only) the calling thread's CPU time")
     args = p.parse_args(argv)
+    threads = [int(v) for v in args.threads.split(",")]
+    if args.clock == "thread" and threads != [1]:
+        p.error("--clock thread times one thread: use it with --threads 1")
+    import time
+
     import numba
     import numpy as np
 
@@ -34,7 +69,8 @@ def main(argv=None):
 
     old, sha = cells.load_baseline(args.baseline)
     print(f"new: {os.path.dirname(bptt.__file__)} (working tree); old: {args.baseline} = {sha}")
-    for n in [int(v) for v in args.threads.split(",")]:
+    clock = time.thread_time if args.clock == "thread" else time.perf_counter
+    for n in threads:
         numba.set_num_threads(n)
         for cell in args.cells.split(","):
             for i in [int(v) for v in args.rows.split(",")]:
@@ -43,7 +79,7 @@ def main(argv=None):
                 old_step = cells.make_pair(cell, T, B, D, H, lib=old)[0]
                 fns = {"new": new_step, "old": old_step}
                 steps = cells.steps_per_block(fns, args.block_seconds)
-                per, _ = cells.time_blocks(fns, args.blocks, steps, warmup=1)
+                per = time_blocks(fns, args.blocks, steps, clock)
                 r = np.asarray(per["new"]) / np.asarray(per["old"])
                 t_new, t_old = np.median(per["new"]) * 1e3, np.median(per["old"]) * 1e3
                 print(f"threads {n} {cell} T={T} B={B} D={D} H={H}: new {t_new:.2f} ms, old {t_old:.2f} ms, "

@@ -215,6 +215,17 @@ def test_pack_panels_aligned_and_exact(k, n):
         assert np.array_equal(Bp, want.reshape(k, P, 16).transpose(1, 0, 2))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_empty64_aligned_writable(dtype):
+    """_empty64: the shape and dtype asked for, C-contiguous, writable, on a 64-byte boundary."""
+    for shape in [(3, 5, 7), (1,), (0, 4), (100, 32, 512)]:
+        a = fast._empty64(shape, dtype)
+        assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+        assert a.ctypes.data % 64 == 0
+        a[...] = 1.5
+        assert a.sum() == 1.5 * a.size
+
+
 @pytest.mark.parametrize("m,k,n", [(1, 7, 32), (8, 128, 512), (13, 33, 80), (17, 64, 48)])
 def test_wide_microkernel_same_bits_as_panel_kernel(m, k, n):
     """The kernels that take two panels at a time (AVX-512) give the same bits as the one-panel

@@ -1349,6 +1349,17 @@ def _c(a):
     return np.ascontiguousarray(a)
 
 
+def _empty64(shape, dtype):
+    """np.empty(shape, dtype) starting on a 64-byte boundary: with rows of a multiple of 16
+    floats, every row then starts on a cache line, and the loops' 16-float loads and stores of a
+    row never span two (NumPy aligns to 16 bytes only)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    buf = np.empty(nbytes + 64, np.uint8)
+    s = -buf.ctypes.data % 64
+    return buf[s : s + nbytes].view(dtype).reshape(shape)
+
+
 def _lengths(lengths, T, B):
     """lengths (B,) as a contiguous int64 array, or every row T steps when None."""
     if lengths is None:
@@ -1592,10 +1603,10 @@ def lstm_forward_x(x, h0, c0, params, lengths=None):
     lens = _lengths(lengths, T, B)
     # a = (b_ih + b_hh) + (x W_ih^T + h W_hh^T): the reference's terms, summed in another order
     bsum = np.zeros(H4, dt) if b1 is None else b1 + b2
-    hs = np.empty((T + 1, B, H), dtype=dt)
-    cs = np.empty((T + 1, B, H), dtype=dt)
-    gates = np.empty((T, B, H4), dtype=dt)
-    tcs = np.empty((T, B, H), dtype=dt)
+    hs = _empty64((T + 1, B, H), dt)
+    cs = _empty64((T + 1, B, H), dt)
+    gates = _empty64((T, B, H4), dt)
+    tcs = _empty64((T, B, H), dt)
     hs[0], cs[0] = h0, c0
     _lstm_fwdx_par(_pack(W_ih.T), _pack(W_hh.T), x, bsum, hs, cs, gates, tcs, lens, plan.n)
     return hs, cs, gates, tcs
@@ -1640,10 +1651,12 @@ def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=Non
         return dx, dh0, dc0, dparams
     dout, cs, gates, tcs, x = _c(dout), _c(cs), _c(gates), _c(tcs), _c(x)
     lens = _lengths(lengths, T, B)
-    dz = np.empty_like(gates)
-    dx = np.empty((T, B, D), dt)
-    dh = _state_grad(dh_T, dout)
-    dc = _state_grad(dc_T, dout)
+    dz = _empty64(gates.shape, dt)
+    dx = _empty64((T, B, D), dt)
+    dh = _empty64((B, H), dt)
+    dh[...] = 0.0 if dh_T is None else dh_T
+    dc = _empty64((B, H), dt)
+    dc[...] = 0.0 if dc_T is None else dc_T
     db = np.zeros((plan.n, 4 * H), np.float64)  # one partial sum per block, in float64
     _lstm_bwdx_par(_pack(W_hh), _pack(W_ih), dout, cs, gates, tcs, dz, dh, dc, dx, db, lens, plan.n)
     dz2 = dz.reshape(T * B, 4 * H)
