@@ -10,7 +10,14 @@ the other, never two at once: each loads the same initial weights (bptt's, writt
 safetensors file), reads the same batches (bptt.data, the state carried between chunks), follows
 the same schedule (the lr of a step from the training time used before it) and validates the
 same way: every --eval-every steps and at the end of the budget, on the whole validation split,
-off the clock. Only the dropout masks differ (each library draws its own). This shared machine's
+off the clock. By default (--masks shared) both libraries also use the same dropout masks: each
+step's masks come from one NumPy generator with the same seed in each process, drawn by
+bptt.recurrent.dropout_mask — inside bptt's forward, on bptt's clock, as in any bptt run; and for
+PyTorch before its step, off its clock, then applied between its layers (nn.GRU per layer, the
+same products as one multi-layer nn.GRU). So two runs differ only in how many steps each library
+fits into the budget (and float rounding): the comparison of losses is not drowned in the noise
+of different masks (0.007-0.008 nats/char between two runs of one library with its own masks).
+--masks own lets each library draw its own (torch's nn.GRU(dropout=...)). This shared machine's
 speed drifts by 10-20 % within minutes, so by default the runs go in both orders, bptt, torch,
 torch, bptt, and the report gives every run and each library's median and mean.
 
@@ -41,6 +48,12 @@ PRESET = "shakespeare-10min"
 ORDERS = {"both": ["bptt", "torch", "torch", "bptt"], "bptt-first": ["bptt", "torch"],
           "torch-first": ["torch", "bptt"], "bptt": ["bptt"], "torch": ["torch"]}
 NAMES = {"bptt": "bptt", "torch": "PyTorch"}
+MASKS_TEXT = {
+    "shared": "with the same dropout masks too (`--masks shared`: one NumPy stream of the same seed in "
+              "each process, drawn by bptt inside its step, on its clock, and for PyTorch before each step, "
+              "off its clock, then applied between its layers, one nn.GRU per layer), so runs differ only in "
+              "how many steps fit in the budget and in float rounding",
+    "own": "only the dropout masks differ (`--masks own`: each library draws its own)"}
 
 
 # ----------------------------------------------------------------------------- the recipe
@@ -69,6 +82,8 @@ def parse_args(argv=None):
     a("--clip", type=float, default=p["clip"])
     a("--eval-every", type=int, default=p["eval_every"], help="validate every N steps (and at the end)")
     a("--seed", type=int, default=0)
+    a("--masks", choices=["shared", "own"], default="shared", help="shared: both libraries apply the same "
+      "dropout masks (one NumPy stream, drawn off PyTorch's clock); own: each draws its own")
     a("--write", action="store_true", help="write the result into BENCHMARKS.md")
     # the worker's own options (set by the orchestrating process)
     a("--worker", choices=list(NAMES), help=argparse.SUPPRESS)
@@ -120,7 +135,12 @@ class BpttSide:
         self.cfg = TrainConfig(clip=args.clip, minutes=args.minutes)
         sched = cosine_to_budget(args.lr, args.warmup)
         self.lr_at = (lambda step, q: args.lr) if args.schedule == "constant" else sched
+        if args.masks == "shared":
+            self.model.rnn.rng = mask_generator(args)  # bptt draws each step's masks in its forward
         prepare_kernels(self.model)  # compiled or loaded from numba's cache, off the clock
+
+    def before_step(self):
+        pass  # bptt draws its masks inside the step, on its clock
 
     def step(self, x, y, state, lr):
         from bptt.train import train_step
@@ -142,17 +162,31 @@ class TorchSide:
 
         torch.set_num_threads(os.cpu_count() or 1)
         self.torch, self.args = torch, args
-        self.model = torch_model(args, vocab_size)
-        self.model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        self.shared = args.masks == "shared" and args.dropout > 0 and args.layers > 1
+        self.model = (torch_model_shared_masks if self.shared else torch_model)(args, vocab_size)
+        self.model.load_state_dict({torch_name(k, self.shared): torch.from_numpy(v) for k, v in weights.items()})
         self.opt = torch.optim.Adam(self.model.parameters(), lr=args.lr)
         self.lr_at = lambda step, q: lr_torch_side(args, step, q)
+        self.rng, self.masks = mask_generator(args), None
+
+    def before_step(self):
+        """The next step's masks, drawn as bptt draws them, off the clock (PyTorch's own dropout
+        would cost it time; this costs it none)."""
+        if self.shared:
+            from bptt.recurrent import dropout_mask
+
+            a = self.args
+            self.masks = [self.torch.from_numpy(dropout_mask(self.rng, (a.seq_len, a.batch, a.hidden),
+                                                             a.dropout, np.float32))
+                          for _ in range(a.layers - 1)]
 
     def step(self, x, y, state, lr):
         torch = self.torch
         for group in self.opt.param_groups:
             group["lr"] = lr
         self.model.train()
-        logits, state = self.model(torch.from_numpy(x.astype(np.int64)), state)
+        xt = torch.from_numpy(x.astype(np.int64))
+        logits, state = self.model(xt, state, self.masks) if self.shared else self.model(xt, state)
         state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
                                                  torch.from_numpy(y.astype(np.int64)).reshape(-1))
@@ -194,6 +228,50 @@ def torch_model(args, vocab_size):
     return CharLM()
 
 
+def torch_model_shared_masks(args, vocab_size):
+    """The same network with one single-layer torch RNN module per layer, so that given masks go
+    between the layers (what nn.GRU(num_layers=L, dropout=p) does with masks of its own)."""
+    import torch
+
+    class CharLMMasks(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(vocab_size, args.embedding_dim)
+            rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[args.cell]
+            self.layers = torch.nn.ModuleList(
+                rnn(args.embedding_dim if k == 0 else args.hidden, args.hidden) for k in range(args.layers))
+            self.head = torch.nn.Linear(args.hidden, vocab_size)
+
+        def forward(self, x, state=None, masks=None):
+            out, finals = self.embedding(x), []
+            for k, layer in enumerate(self.layers):
+                s = None if state is None else (tuple(v[k:k + 1] for v in state) if isinstance(state, tuple)
+                                                else state[k:k + 1])
+                out, f = layer(out, s)
+                finals.append(f)
+                if masks is not None and k < len(self.layers) - 1:
+                    out = out * masks[k]
+            state = (tuple(torch.cat(v) for v in zip(*finals)) if isinstance(finals[0], tuple)
+                     else torch.cat(finals))
+            return self.head(out), state
+
+    return CharLMMasks()
+
+
+def torch_name(name, per_layer):
+    """bptt's parameter name -> the torch model's (rnn.weight_ih_l1 -> layers.1.weight_ih_l0 when
+    each layer is its own module)."""
+    if not per_layer or not name.startswith("rnn."):
+        return name
+    base, layer = name[len("rnn."):].rsplit("_l", 1)
+    return f"layers.{int(layer)}.{base}_l0"
+
+
+def mask_generator(args):
+    """The dropout masks' generator, the same in every worker process."""
+    return np.random.default_rng([args.seed, 1])
+
+
 def train(side, train_batches, val_batches, args):
     """Train for ``args.minutes`` of training time; validate every ``eval_every`` steps and at
     the end, off the clock. -> the run's record."""
@@ -204,6 +282,7 @@ def train(side, train_batches, val_batches, args):
         return steps / args.steps if args.steps else elapsed / budget
 
     while progress() < 1:
+        side.before_step()
         t = time.perf_counter()
         x, y, new_epoch = train_batches.next()
         if new_epoch:
@@ -320,8 +399,8 @@ def report(args, runs, argv):
         f"The recipe {which}: {recipe_line(args)}. Each run is a fresh "
         f"Python process that trains one library for {budget} "
         f"({threads} threads), one run after the other ({order}), all from the same initial weights "
-        f"(bptt's, saved to a file) on the same batches with the same schedule; only the dropout masks "
-        f"differ. Validation: every {args.eval_every} steps and at the end of the budget, over the whole "
+        f"(bptt's, saved to a file) on the same batches with the same schedule; "
+        f"{MASKS_TEXT[args.masks]}. Validation: every {args.eval_every} steps and at the end of the budget, over the whole "
         f"validation split ({runs[0]['val_chars']:,} characters), off the clock. The machine's speed "
         f"drifts by 10-20 % within minutes, {drift}; the load average (1 min, of the whole machine, "
         f"shared with other work) is read before and after each run.",

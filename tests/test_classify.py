@@ -267,6 +267,27 @@ def test_resume_continues_exactly(toy, capsys):
     assert log(c) == log(d)
 
 
+def test_patience_stops_and_resume_keeps_the_rule(toy, capsys):
+    """--patience N: training stops N epochs after the best one (the checkpoint RUN/best holds);
+    resuming with more --epochs does not train on, as the rule still holds."""
+    head, data = open(toy["train"]).read().split("@data\n")
+    rng = np.random.default_rng(1)  # labels at random: nothing to learn, the validation loss soon rises
+    noise = toy["dir"] / "noise.ts"
+    noise.write_text(head + "@data\n" + "".join(line.rsplit(":", 1)[0] + f":{rng.choice(['up', 'down'])}\n"
+                                                for line in data.split()))
+    out = str(toy["dir"] / "patience")
+    assert main(["train", "--task", "classify", "--data", str(noise), "--epochs", "40", "--patience", "2",
+                 "--out", out] + TRAIN_ARGS) == 0
+    history = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    best = json.load(open(os.path.join(out, "best", "checkpoint.json")))["step"]
+    assert len(history) == best + 2 < 40
+    scores = [(h["val_accuracy"], -h["val_loss"]) for h in history]
+    assert all(s <= scores[best - 1] for s in scores[best:])
+    assert main(["train", "--resume", out, "--epochs", "60", "--quiet"]) == 0
+    assert len(open(os.path.join(out, "metrics.jsonl")).readlines()) == best + 2
+    capsys.readouterr()
+
+
 def _one_line_error(capsys, argv, expected):
     assert main(argv) == 1
     err = capsys.readouterr().err

@@ -149,3 +149,31 @@ def test_charlm_benchmark_runs_each_library_in_its_own_process_from_the_same_wei
                proc.stdout.split("before training: ")[1].split(" (the same")[0].split(", ")]
     assert initial[0] == pytest.approx(initial[1], abs=1e-5)
     assert proc.stderr.count("run ") == 2  # one line per run, each a separate worker process
+
+
+def _charlm_curves(tmp_path, *extra):
+    import subprocess
+    import sys
+
+    from training_helpers import REPO
+
+    data = write_text(tmp_path / "t.txt", make_text(400))
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "charlm.py"), "--data", data,
+                           "--steps", "8", "--hidden", "16", "--layers", "2", "--dropout", "0.5",
+                           "--embedding-dim", "4", "--batch", "4", "--seq-len", "8", "--warmup", "1",
+                           "--lr", "0.05", "--eval-every", "4", "--order", "bptt-first", *extra],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.split("Validation loss curves (step: nats/char): ")[1].splitlines()[0]
+    runs = [[float(v.split(": ")[1]) for v in run.split(": ", 1)[1].split(", ")] for run in line.split("; ")]
+    return runs
+
+
+def test_charlm_benchmark_shares_the_dropout_masks_between_the_libraries(tmp_path):
+    """--masks shared (the default): both processes apply the same masks, so at equal steps the
+    two libraries' validation losses agree to float rounding; with --masks own they do not."""
+    shared = _charlm_curves(tmp_path)
+    assert len(shared) == 2 and len(shared[0]) == 2
+    assert shared[0] == pytest.approx(shared[1], abs=2e-4)
+    own = _charlm_curves(tmp_path, "--masks", "own")
+    assert max(abs(a - b) for a, b in zip(*own)) > 2e-3

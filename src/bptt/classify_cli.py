@@ -21,6 +21,7 @@ OPTIONS = {"data": "data", "test": "test", "cell": "cell", "hidden_size": "hidde
            "optimizer": "optimizer", "lr": "lr", "clip": "clip", "val_fraction": "val_fraction",
            "seed": "seed", "dtype": "dtype", "out": "out", "patch": "patch",
            "weight_decay": "weight_decay", "augment": "augment", "ensemble": "ensemble", "diff": "diff",
+           "patience": "patience",
            "schedule": "schedule"}
 _IGNORED = {"func", "option_names", "command", "task", "quiet", "resume", "threads"}
 
@@ -42,6 +43,9 @@ def add_train_options(p):
       "series, new every epoch: time stretched by 1+-A and shifted by up to A of the length, values "
       "scaled by 1+N(0,A) plus N(0,A/4) noise (default 0: off)")
 
+    a("--patience", type=_positive_int, metavar="N", help="classify: stop when N epochs in a row brought "
+      "no better validation score (accuracy, then loss; the one that picks RUN/best); a resumed run "
+      "keeps the rule (default: train all --epochs)")
     a("--ensemble", type=_positive_int, metavar="M", help="classify: M models trained side by side, "
       "TRAIN split into M folds and model m trained on all but fold m; every epoch is scored on the "
       "out-of-fold predictions (all of TRAIN; --val-fraction is not used), the mean of the models' "
@@ -53,6 +57,7 @@ def add_train_options(p):
 
 
 CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "diff", "weight_decay", "augment", "ensemble",
+                 "patience",
                  "threads")
 
 

@@ -53,6 +53,7 @@ class ClassifyConfig:
     schedule: str = "constant"  # the lr of each epoch: constant, step (x0.1 per third), cosine (to 0 at the end)
     weight_decay: float = 0.0
     augment: float = 0.0  # strength of classify.augment on the training part (0: off)
+    patience: int = 0  # stop after this many epochs without a better validation score (0: all epochs)
     ensemble: int = 1  # members; > 1: member m holds out fold m of TRAIN (instead of val_fraction)
     clip: float = 1.0
     val_fraction: float = 0.2
@@ -260,10 +261,11 @@ def test_data(run, path):
 
 
 def fit(run, progress=True):
-    """Train up to cfg.epochs, saving after every epoch and the best one in RUN/best."""
+    """Train up to cfg.epochs (or until --patience stops it), saving after every epoch and the best
+    one in RUN/best."""
     log = open(os.path.join(run.cfg.out, "metrics.jsonl"), "a") if _ensure(run.cfg.out) else None
     try:
-        while run.epoch < run.cfg.epochs:
+        while run.epoch < run.cfg.epochs and not stops(run):
             t0 = time.perf_counter()
             train_loss = run.train_epoch()
             lr = run.opt.lr
@@ -282,9 +284,19 @@ def fit(run, progress=True):
                 print(f"epoch {run.epoch}/{run.cfg.epochs}  train loss {train_loss:.4f}  "
                       f"val accuracy {val_acc:.3f}  val loss {val_loss:.4f}" + ("  (best)" if better else ""),
                       file=sys.stderr)
+            if stops(run):
+                if progress:
+                    print(f"stopped: no better validation score in {run.cfg.patience} epochs (--patience)",
+                          file=sys.stderr)
+                break
     finally:
         log.close()
     return run
+
+
+def stops(run):
+    """--patience N: the best epoch (by validation accuracy, then loss) is N or more epochs old."""
+    return run.cfg.patience > 0 and run.best is not None and run.epoch - run.best["epoch"] >= run.cfg.patience
 
 
 def _ensure(d):
