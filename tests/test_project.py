@@ -4,6 +4,7 @@ the browser test required."""
 
 import ast
 import os
+import sys
 import re
 
 from training_helpers import REPO
@@ -83,6 +84,26 @@ def test_ci_requires_the_browser_test_and_runs_the_readme_command():
     assert "pytest" in test_line and ci[-1] == test_line
     assert "export BPTT_REQUIRE_BROWSER=1" in ci[:-1]
     assert any("apt-get install -y -qq chromium" in line for line in ci)
+
+
+def test_before_after_benchmark_blocks_and_clock():
+    """benchmarks/before_after.py times new and old in alternating blocks as cells.py does (one
+    warm-up step each, the order turned each round, a lead-in step per block), by the clock it
+    is given: per block, the clock's time over the timed steps / steps."""
+    import importlib.util
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("before_after", os.path.join(REPO, "benchmarks", "before_after.py"))
+        ba = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(ba)
+    finally:
+        sys.path.remove(os.path.join(REPO, "benchmarks"))
+    calls, ticks = [], iter(range(1000))
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("new", "old")}
+    per = ba.time_blocks(fns, blocks=2, steps=3, clock=lambda: float(next(ticks)))
+    assert calls == ["new", "old"] + ["new"] * 4 + ["old"] * 4 + ["old"] * 4 + ["new"] * 4
+    assert per == {"new": [1 / 3, 1 / 3], "old": [1 / 3, 1 / 3]}  # one tick per block of 3 steps
 
 
 def test_cells_benchmark_turns_the_order_of_its_blocks():
