@@ -315,8 +315,13 @@ def block_ratios(per, a, b):
 
 
 def peak_bptt(f):
-    """Peak bytes NumPy allocates during f() above what was allocated before (tracemalloc)."""
+    """Peak bytes NumPy allocates during f() above what was allocated before (tracemalloc).
+    bptt's buffers kept from earlier steps for reuse are dropped first, so that the step
+    allocates, and is charged for, all of its arrays."""
+    import bptt.cells
+
     gc.collect()
+    bptt.cells.release_buffers()
     tracemalloc.start()
     try:
         base, _ = tracemalloc.get_traced_memory()

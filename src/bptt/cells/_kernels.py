@@ -64,6 +64,13 @@ def get_backend():
     return "numba" if _resolve() is not _numpy_loops else "numpy"
 
 
+def release_buffers():
+    """Drop the buffers the compiled LSTM loops keep between training steps for reuse
+    (``_numba_loops._pool``); the next step allocates afresh. Arrays in use are not touched."""
+    if _impl is not None and _impl is not _numpy_loops:
+        _impl.release_buffers()
+
+
 def matmul(a, b):
     return _resolve().matmul(a, b)
 
