@@ -537,3 +537,51 @@ def test_benchmark_quick(tmp_path, capsys):
     assert lo - half <= ratio <= hi + half, (b_ms, t_ms, ratio)
     assert float(cols[13]) > 0 and float(cols[14]) > 0  # peak MB of both libraries
     assert "ratio" in capsys.readouterr().out
+
+
+def test_pool_reuses_only_buffers_nothing_refers_to():
+    """_empty64's buffers: one still referred to (by the array, or only by a view of it) is never
+    handed out again; once nothing refers to it, the next request of its size gets its memory;
+    free buffers beyond POOL_FREE are dropped; release_buffers empties the pool."""
+    import bptt.cells
+
+    bptt.cells.release_buffers()
+    a = fast._empty64((10, 16), np.float32)
+    view = a[3:]
+    del a
+    b = fast._empty64((10, 16), np.float32)
+    assert not np.shares_memory(b, view)  # the view keeps the first buffer in use
+    addr = view.ctypes.data
+    del view
+    c = fast._empty64((10, 16), np.float32)
+    assert c.ctypes.data <= addr < c.ctypes.data + c.nbytes  # the freed buffer, reused
+    del b, c
+    for k in range(3 * fast.POOL_FREE):
+        fast._empty64((k + 1, 16), np.float32)
+    assert len(fast._pool()) <= fast.POOL_FREE
+    bptt.cells.release_buffers()
+    assert fast._pool() == []
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_results_kept_between_steps_unchanged(cell):
+    """Outputs and gradients a caller keeps from one training step are not overwritten by the
+    next steps (whose arrays come from the reused buffers), and every step gives what a fresh
+    process would (the same step repeated gives the same bits)."""
+    import bptt
+
+    T, B, D, H = 6, 16, 5, 32
+    layer = {"lstm": bptt.LSTM, "gru": bptt.GRU}[cell](D, H, dtype="float32", seed=0)
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((T, B, D)).astype(np.float32) for _ in range(3)]
+    g = rng.standard_normal((T, B, H)).astype(np.float32)
+    kept = []
+    for x in xs + xs:
+        layer.zero_grad()
+        out, _ = layer.forward(x)
+        dx, _ = layer.backward(g)
+        kept.append((out, out.copy(), dx, dx.copy()))
+    for out, out0, dx, dx0 in kept:
+        assert np.array_equal(out, out0) and np.array_equal(dx, dx0)
+    for k in range(3):
+        assert np.array_equal(kept[k][0], kept[k + 3][0]) and np.array_equal(kept[k][2], kept[k + 3][2])

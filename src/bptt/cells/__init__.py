@@ -17,8 +17,8 @@ Each module has the same four functions:
 The sequential time loops run compiled with numba when it is installed (``"numba"``, the default)
 or in plain NumPy (``"numpy"``, the reference); ``set_backend`` / ``get_backend`` switch and tell,
 and the environment variable ``BPTT_BACKEND=numpy`` forces the NumPy loops. Results agree to
-rounding; numba is imported, and its kernels compiled, on the first call only. The compiled LSTM
-loops keep the buffers of their large arrays between steps and reuse those nothing refers to
+rounding; numba is imported, and its kernels compiled, on the first call only. The compiled loops
+(LSTM, GRU) keep the buffers of their large arrays between steps and reuse those nothing refers to
 any more (no page faults for the same arrays every step); ``release_buffers`` drops them.
 """
 

@@ -65,10 +65,13 @@ def get_backend():
 
 
 def release_buffers():
-    """Drop the buffers the compiled LSTM loops keep between training steps for reuse
+    """Drop the buffers the compiled loops (LSTM, GRU) keep between training steps for reuse
     (``_numba_loops._pool``); the next step allocates afresh. Arrays in use are not touched."""
-    if _impl is not None and _impl is not _numpy_loops:
-        _impl.release_buffers()
+    import sys
+
+    loops = sys.modules.get(__name__.rsplit(".", 1)[0] + "._numba_loops")  # None: never loaded
+    if loops is not None:
+        loops.release_buffers()
 
 
 def matmul(a, b):

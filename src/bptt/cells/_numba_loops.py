@@ -1362,7 +1362,8 @@ def _empty64(shape, dtype):
     return buf[s : s + nbytes].view(dtype).reshape(shape)
 
 
-# Buffers of the LSTM's large arrays (states, gates, their gradients), kept between steps. Each
+# Buffers of the large arrays of the LSTM and GRU loops (states, gates, their gradients, the
+# input projection and dx of ``input_projection`` / ``sequence_grads``), kept between steps. Each
 # training step allocates and frees the same few arrays of megabytes; glibc hands such blocks
 # back to the kernel when they are freed, and the next step's allocation of the same size then
 # faults every page in again, zeroed by the kernel: at (T, B, D, H) = (100, 32, 64, 128) about
@@ -1493,7 +1494,7 @@ def input_projection(x, params, with_hh_bias):
         return _input_projection_ref(x, params, with_hh_bias)
     n, blas = plan
     T, B, D = x.shape
-    xw = np.empty((T * B, W.shape[0]), dt)
+    xw = _empty64((T * B, W.shape[0]), dt)
     _rows_product(_c(x.reshape(T * B, D)), W.T, xw, n, blas)
     if b1 is not None:
         _add_rows_par(xw, b1, b1 if b2 is None else b2, b2 is not None, n)
@@ -1513,7 +1514,7 @@ def sequence_grads(x, h_prev, dgx, dgh, params):
     x2, h2 = _c(x.reshape(T * B, D)), _c(h_prev.reshape(T * B, H))
     dgx2 = _c(dgx.reshape(T * B, GH))
     dgh2 = dgx2 if dgh is dgx else _c(dgh.reshape(T * B, K))
-    dx = np.empty((T * B, D), dt)
+    dx = _empty64((T * B, D), dt)
     _rows_product(dgx2, W, dx, n, blas)  # (T*B, D); first: its packed W is freed before the dW's exist
     dparams = _weight_grads(x2, h2, dgx2, dgh2, n, blas)
     if "bias_ih" in params:
@@ -1768,9 +1769,9 @@ def gru_forward_loop(xw, h0, W_hh, b_hh, lengths=None):
     lens = _lengths(lengths, T, B)
     H = H3 // 3
     b = np.zeros(H3, xw.dtype) if b_hh is None else _c(b_hh)  # x + 0 is x: the same results
-    hs = np.empty((T + 1, B, H), dtype=xw.dtype)
-    gates = np.empty((T, B, H3), dtype=xw.dtype)
-    ghn = np.empty((T, B, H), dtype=xw.dtype)
+    hs = _empty64((T + 1, B, H), xw.dtype)
+    gates = _empty64((T, B, H3), xw.dtype)
+    ghn = _empty64((T, B, H), xw.dtype)
     hs[0] = h0
     plan = _Plan(xw.dtype, B, H3, H, T=T)
     if not plan.per_step_matmul:
@@ -1793,8 +1794,8 @@ def gru_backward_loop(dout, dh_T, hs, gates, ghn, W_hh, lengths=None):
     dout, hs, gates, ghn, W_hh = _c(dout), _c(hs), _c(gates), _c(ghn), _c(W_hh)
     T, B, H = dout.shape
     lens = _lengths(lengths, T, B)
-    dgx = np.empty_like(gates)
-    dghn = np.empty_like(ghn)
+    dgx = _empty64(gates.shape, gates.dtype)
+    dghn = _empty64(ghn.shape, ghn.dtype)
     dh = _state_grad(dh_T, dout)
     plan = _Plan(dout.dtype, B, 3 * H, H, backward=True, T=T)
     if not plan.per_step_matmul:
