@@ -539,12 +539,17 @@ def test_benchmark_quick(tmp_path, capsys):
     assert "ratio" in capsys.readouterr().out
 
 
-def test_pool_reuses_only_buffers_nothing_refers_to():
+def test_pool_reuses_only_buffers_nothing_refers_to(monkeypatch):
     """_empty64's buffers: one still referred to (by the array, or only by a view of it) is never
     handed out again; once nothing refers to it, the next request of its size gets its memory;
-    free buffers beyond POOL_FREE are dropped; release_buffers empties the pool."""
+    free buffers beyond POOL_FREE are dropped; release_buffers empties the pool; arrays under
+    POOL_MIN_BYTES do not enter it."""
     import bptt.cells
 
+    bptt.cells.release_buffers()
+    small = fast._empty64((4, 16), np.float32)
+    assert small.ctypes.data % 64 == 0 and fast._pool() == []
+    monkeypatch.setattr(fast, "POOL_MIN_BYTES", 0)
     bptt.cells.release_buffers()
     a = fast._empty64((10, 16), np.float32)
     view = a[3:]
@@ -564,11 +569,13 @@ def test_pool_reuses_only_buffers_nothing_refers_to():
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_results_kept_between_steps_unchanged(cell):
+def test_results_kept_between_steps_unchanged(cell, monkeypatch):
     """Outputs and gradients a caller keeps from one training step are not overwritten by the
-    next steps (whose arrays come from the reused buffers), and every step gives what a fresh
-    process would (the same step repeated gives the same bits)."""
+    next steps (whose arrays come from the reused buffers: every array pooled here), and every
+    step gives what a fresh process would (the same step repeated gives the same bits)."""
     import bptt
+
+    monkeypatch.setattr(fast, "POOL_MIN_BYTES", 0)
 
     T, B, D, H = 6, 16, 5, 32
     layer = {"lstm": bptt.LSTM, "gru": bptt.GRU}[cell](D, H, dtype="float32", seed=0)

@@ -1357,7 +1357,10 @@ def _empty64(shape, dtype):
     row never span two (NumPy aligns to 16 bytes only). The memory comes from ``_pool``."""
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
-    buf = _pool_take(nbytes + 64)
+    if nbytes < POOL_MIN_BYTES:  # small: malloc keeps and reuses such blocks itself
+        buf = np.empty(nbytes + 64, np.uint8)
+    else:
+        buf = _pool_take(nbytes + 64)
     s = -buf.ctypes.data % 64
     return buf[s : s + nbytes].view(dtype).reshape(shape)
 
@@ -1371,7 +1374,9 @@ def _empty64(shape, dtype):
 # when nothing refers to it any more (no array, view or cache of a previous step: its reference
 # count says so), so a result a caller keeps is never overwritten. One pool per Python thread;
 # at most POOL_FREE free buffers are kept (the oldest dropped); ``release_buffers`` empties it.
+# Arrays under POOL_MIN_BYTES are plain allocations (glibc reuses small blocks without faults).
 POOL_FREE = 12
+POOL_MIN_BYTES = 1 << 20  # smaller arrays are not pooled
 _pools = threading.local()
 
 
