@@ -1352,15 +1352,14 @@ def _c(a):
 
 
 def _empty64(shape, dtype):
-    """np.empty(shape, dtype) starting on a 64-byte boundary: with rows of a multiple of 16
-    floats, every row then starts on a cache line, and the loops' 16-float loads and stores of a
-    row never span two (NumPy aligns to 16 bytes only). The memory comes from ``_pool``."""
+    """np.empty(shape, dtype); from POOL_MIN_BYTES up, from ``_pool`` and starting on a 64-byte
+    boundary: with rows of a multiple of 16 floats, every row then starts on a cache line, and the
+    loops' 16-float loads and stores of a row never span two (NumPy aligns to 16 bytes only)."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
-    if nbytes < POOL_MIN_BYTES:  # small: malloc keeps and reuses such blocks itself
-        buf = np.empty(nbytes + 64, np.uint8)
-    else:
-        buf = _pool_take(nbytes + 64)
+    nbytes = math.prod(shape) * dtype.itemsize  # (math.prod: np.prod costs ~3 us a call)
+    if nbytes < POOL_MIN_BYTES:  # small: malloc keeps and reuses such blocks itself, and the
+        return np.empty(shape, dtype)  # ~2 us of aligning would cost the smallest steps ~5 %
+    buf = _pool_take(nbytes + 64)
     s = -buf.ctypes.data % 64
     return buf[s : s + nbytes].view(dtype).reshape(shape)
 
