@@ -132,6 +132,31 @@ def test_refuses_a_step_that_does_not_fit(monkeypatch):
         layer(x)
 
 
+def test_free_pooled_buffers_are_given_back_before_refusing(monkeypatch):
+    """The compiled loops keep free buffers for the next step; the machine's reading counts them
+    as used, so before refusing a step check_fits gives them back and reads again."""
+    from bptt.cells import _numba_loops as loops
+
+    monkeypatch.delenv("BPTT_MEMORY_LIMIT", raising=False)
+    monkeypatch.setattr(memory, "_recent", [-np.inf, 0])
+    cells.release_buffers()
+    loops._empty64((1 << 20,), np.float32)  # 4 MiB, free again at once: stays in the pool
+    assert len(loops._pool()) == 1
+    layer = LSTM(8, 32)
+    need = memory.step_bytes(layer, 100, 4)
+    readings = []
+
+    def available():  # too little while the pool holds its buffer, enough once it is given back
+        readings.append(len(loops._pool()))
+        return (need - 1 if loops._pool() else need + 1), "MemAvailable"
+
+    monkeypatch.setattr(memory, "available_bytes", available)
+    memory.check_fits(layer, 100, 4)  # no error
+    assert readings == [1, 0] and loops._pool() == []
+    with pytest.raises(memory.MemoryLimitError):  # nothing more to give back: refused
+        memory.check_fits(layer, 100, 5 * 100)
+
+
 def test_available_memory_is_read(monkeypatch):
     monkeypatch.delenv("BPTT_MEMORY_LIMIT", raising=False)
     have, where = memory.available_bytes()

@@ -257,6 +257,14 @@ RECENT_SHARE = 4
 _recent = [-math.inf, 0]
 
 
+def _release_pool():
+    """Give the buffers the compiled loops keep for reuse back to the system -> bytes freed
+    (they count as used in the machine's reading, though the next step could reuse them)."""
+    from .cells import release_buffers
+
+    return release_buffers()
+
+
 def check_fits(layer, T, B, keep=True):
     """Raise ``MemoryLimitError`` when the step the layer is about to run (``step_bytes``) needs
     more than ``available_bytes``; nothing when it fits or nothing is known."""
@@ -267,6 +275,8 @@ def check_fits(layer, T, B, keep=True):
     have, where = available_bytes()
     if have is None:
         return
+    if need > have and _release_pool():  # the compiled loops' free buffers go back first
+        have, where = available_bytes()
     if where != LIMIT_ENV:
         _recent[:] = [time.monotonic(), have]
     if need <= have:

@@ -1405,8 +1405,12 @@ def _pool_take(nbytes):
 
 
 def release_buffers():
-    """Drop this thread's pool of reusable buffers (arrays still in use keep their memory)."""
-    _pool().clear()
+    """Drop this thread's pool of reusable buffers (arrays still in use keep their memory)
+    -> the bytes of the free ones, which go back to the system."""
+    bufs = _pool()
+    freed = sum(bufs[i].nbytes for i in range(len(bufs)) if _is_free(bufs, i))
+    bufs.clear()
+    return freed
 
 
 def _lengths(lengths, T, B):
