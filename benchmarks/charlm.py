@@ -210,6 +210,12 @@ class TorchSide:
         return total / n
 
 
+def torch_rnn_class(cell):
+    import torch
+
+    return {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+
+
 def torch_model(args, vocab_size):
     import torch
 
@@ -217,7 +223,7 @@ def torch_model(args, vocab_size):
         def __init__(self):
             super().__init__()
             self.embedding = torch.nn.Embedding(vocab_size, args.embedding_dim)
-            rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[args.cell]
+            rnn = torch_rnn_class(args.cell)
             self.rnn = rnn(args.embedding_dim, args.hidden, args.layers, dropout=args.dropout)
             self.head = torch.nn.Linear(args.hidden, vocab_size)
 
@@ -237,7 +243,7 @@ def torch_model_shared_masks(args, vocab_size):
         def __init__(self):
             super().__init__()
             self.embedding = torch.nn.Embedding(vocab_size, args.embedding_dim)
-            rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[args.cell]
+            rnn = torch_rnn_class(args.cell)
             self.layers = torch.nn.ModuleList(
                 rnn(args.embedding_dim if k == 0 else args.hidden, args.hidden) for k in range(args.layers))
             self.head = torch.nn.Linear(args.hidden, vocab_size)
