@@ -178,6 +178,55 @@ def test_matmul_on_our_threads(dtype, shards):
         np.testing.assert_allclose(got, np.matmul(x, y), rtol=TOL[dtype], atol=TOL[dtype])
 
 
+@pytest.mark.parametrize("wgrad_rows", [1, 12, 128])
+def test_lstm_weight_grads_inside_backward_loop(wgrad_rows, shards, monkeypatch):
+    """float32 lstm_backward_x with the weight gradients taken inside the loop every
+    WGRAD_ROWS // R steps (``_lstm_bwdw_par``; 1: every step, 12: blocks of a few steps and a
+    shorter last one, 128: one block) against the reference, with and without lengths; and the
+    same as the products after the loop (WGRAD_MAX_GATES below 4H) to float32 rounding. D = 20:
+    a 16-column block and 4 columns through scratch; H = 37: 148 gate rows, 18 blocks of 8 and 4."""
+    monkeypatch.setattr(fast, "FUSED_MIN_ROWS", 1)
+    monkeypatch.setattr(fast, "WIDE_MICROKERNEL", True)  # the path (the kernels run anywhere)
+    monkeypatch.setattr(fast, "WGRAD_ROWS", wgrad_rows)
+    T, B, D, H = 9, 5, 20, 37
+    rng = np.random.default_rng(5)
+    params = {k: v.astype(np.float32) for k, v in _cell_params(4, D, H, True, rng).items()}
+    x = rng.standard_normal((T, B, D)).astype(np.float32)
+    h0, c0, dh_T, dc_T = (rng.standard_normal((B, H)).astype(np.float32) for _ in range(4))
+    dout = rng.standard_normal((T, B, H)).astype(np.float32)
+    for lengths in (None, np.array([9, 2, 9, 1, 5])):
+        hs, cs, gates, tcs = ref.lstm_forward_x(x, h0, c0, params, lengths)
+        got = fast.lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths)
+        want = ref.lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths)
+        monkeypatch.setattr(fast, "WGRAD_MAX_GATES", 4 * H - 1)
+        after = fast.lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths)
+        monkeypatch.setattr(fast, "WGRAD_MAX_GATES", 1 << 30)
+        for other, tol in ((want, TOL[np.float32]), (after, 1e-5)):
+            _assert_same(got[:3] + tuple(got[3][k] for k in sorted(got[3])),
+                         other[:3] + tuple(other[3][k] for k in sorted(other[3])), tol)
+        assert np.array_equal(got[0], after[0]) and np.array_equal(got[3]["bias_ih"], after[3]["bias_ih"])
+
+
+@pytest.mark.parametrize("k,m,n", [(1, 1, 1), (7, 8, 32), (13, 13, 45), (33, 20, 16), (64, 148, 70)])
+def test_transposed_product_for_weight_grads(k, m, n):
+    """_tn_acc: C = A^T X and C += A^T X (the weight gradients' products: A the rows of da, X of
+    x or h, rows with strides longer than their length) for row counts around its block of 8
+    and column counts around its 32 and 16, against float64 products."""
+    rng = np.random.default_rng(k * 100 + m + n)
+    A = rng.standard_normal((k, m + 9)).astype(np.float32)[:, :m]
+    X = rng.standard_normal((k, n + 3)).astype(np.float32)[:, :n]
+    want = A.T.astype(np.float64) @ X.astype(np.float64)
+    sb, sc = np.empty((k, 16), np.float32), np.empty((8, 16), np.float32)
+    C = np.full((m, n + 5), np.nan, np.float32)[:, :n]
+    fast._tn_acc(A, X, C, 0, sb, sc)
+    tol = 1e-5 * np.sqrt(k) * (1 + np.abs(want).max())
+    assert np.max(np.abs(C - want)) <= tol
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    C = C0.copy()
+    fast._tn_acc(A, X, C, 1, sb, sc)
+    assert np.max(np.abs(C - (want + C0))) <= tol
+
+
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (5, 37, 70), (6, 16, 16), (7, 3, 33), (16, 128, 512), (13, 512, 128)])
 def test_microkernel_product(m, k, n):
     """C = A @ Wt and C += A @ Wt by the micro-kernel on packed Wt, for row counts around its
