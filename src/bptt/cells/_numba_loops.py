@@ -1376,7 +1376,8 @@ def _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, d
 @njit(**_POPTS)
 def _lstm_bwdw_par(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, xb, hb, sb,
                    lengths, n):
-    """db (n, 4H) float64, dWx (n, 4H, D), dWh (n, 4H, H), dzb, xb, hb, sb: one per block."""
+    """db (n, 4H) float64, dWx (n, 4H, D), dWh (n, 4H, H), dzb, xb, hb, sb: one per block; the
+    weight gradients summed over the blocks in dWx[0], dWh[0]."""
     B = dout.shape[1]
     if n == 1:  # one block: no threads to start
         _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db[0], dWx[0], dWh[0], dzb[0],
@@ -1386,6 +1387,15 @@ def _lstm_bwdw_par(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dW
         b0, b1 = _block(s, n, B)
         _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db[s], dWx[s], dWh[s], dzb[s],
                         xb[s], hb[s], sb[s], lengths, b0, b1)
+    M = dWx.shape[1]
+    for s in prange(n):  # the blocks' partial sums into the first, its rows split over the threads
+        m0, m1 = _block(s, n, M)
+        for q in range(1, n):
+            for i in range(m0, m1):
+                for j in range(dWx.shape[2]):
+                    dWx[0, i, j] += dWx[q, i, j]
+                for j in range(dWh.shape[2]):
+                    dWh[0, i, j] += dWh[q, i, j]
 
 @njit(**_POPTS)
 def _lstm_bwd_par(gemm, Wp, dout, cs, gates, tcs, W_hh, dz, dh, dc, lengths, n):
@@ -2078,8 +2088,8 @@ def _row_stride(n):
 
 
 def _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, lens, n):
-    """``_lstm_bwdw_par`` on n blocks of rows -> {"weight_ih", "weight_hh"}: the sums of the
-    blocks' partial weight gradients."""
+    """``_lstm_bwdw_par`` on n blocks of rows -> {"weight_ih", "weight_hh"} (summed over the
+    blocks)."""
     T, B, H = dout.shape
     D = x.shape[2]
     R = -(-B // n)
@@ -2092,9 +2102,7 @@ def _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, le
     dWh = _empty64((n, 4 * H, H), np.float32)
     _lstm_bwdw_par(_pack(W_hh), _pack(W_ih), dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, xb,
                    hb, sb, lens, n)
-    if n == 1:
-        return {"weight_ih": dWx[0], "weight_hh": dWh[0]}
-    return {"weight_ih": dWx.sum(axis=0), "weight_hh": dWh.sum(axis=0)}
+    return {"weight_ih": dWx[0], "weight_hh": dWh[0]}
 
 def lstmp_forward_loop(xw, h0, c0, W_hh, W_hr, lengths=None):
     """LSTM with projections: xw (T, B, 4H), h0 (B, P), c0 (B, H), W_hh (4H, P), W_hr (P, H)
