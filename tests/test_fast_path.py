@@ -184,11 +184,12 @@ def test_lstm_weight_grads_inside_backward_loop(wgrad_rows, shards, monkeypatch)
     WGRAD_ROWS // R steps (``_lstm_bwdw_par``; 1: every step, 12: blocks of a few steps and a
     shorter last one, 128: one block) against the reference, with and without lengths; and the
     same as the products after the loop (WGRAD_MAX_GATES below 4H) to float32 rounding. D = 20:
-    a 16-column block and 4 columns through scratch; H = 37: 148 gate rows, 18 blocks of 8 and 4."""
+    a 16-column block and 4 columns through scratch; H = 40: the gate math's 16-float vectors
+    and 8 elements after them, 5 column blocks of 8 in ``_tn_acc``'s A per gate."""
     monkeypatch.setattr(fast, "FUSED_MIN_ROWS", 1)
     monkeypatch.setattr(fast, "WIDE_MICROKERNEL", True)  # the path (the kernels run anywhere)
     monkeypatch.setattr(fast, "WGRAD_ROWS", wgrad_rows)
-    T, B, D, H = 9, 5, 20, 37
+    T, B, D, H = 9, 5, 20, 40
     rng = np.random.default_rng(5)
     params = {k: v.astype(np.float32) for k, v in _cell_params(4, D, H, True, rng).items()}
     x = rng.standard_normal((T, B, D)).astype(np.float32)
@@ -209,21 +210,26 @@ def test_lstm_weight_grads_inside_backward_loop(wgrad_rows, shards, monkeypatch)
 
 @pytest.mark.parametrize("k,m,n", [(1, 1, 1), (7, 8, 32), (13, 13, 45), (33, 20, 16), (64, 148, 70)])
 def test_transposed_product_for_weight_grads(k, m, n):
-    """_tn_acc: C = A^T X and C += A^T X (the weight gradients' products: A the rows of da, X of
-    x or h, rows with strides longer than their length) for row counts around its block of 8
-    and column counts around its 32 and 16, against float64 products."""
+    """_tn_acc: C = A^T X and C += A^T X (the weight gradients' products: A the rows of da in
+    blocks of 8 columns, K > k rows allocated per block; X the rows of x or h, with a stride
+    longer than their length) for row counts around its block of 8 and column counts around
+    its 32 and 16, against float64 products."""
     rng = np.random.default_rng(k * 100 + m + n)
-    A = rng.standard_normal((k, m + 9)).astype(np.float32)[:, :m]
+    A = rng.standard_normal((k, m)).astype(np.float32)
+    K, M8 = k + 3, -(-m // 8) * 8
+    ap = np.full((M8 // 8, K, 8), np.nan, np.float32)
+    ap[:, :k, :] = np.pad(A, ((0, 0), (0, M8 - m))).reshape(k, M8 // 8, 8).transpose(1, 0, 2)
+    ap = ap.ravel()
     X = rng.standard_normal((k, n + 3)).astype(np.float32)[:, :n]
     want = A.T.astype(np.float64) @ X.astype(np.float64)
     sb, sc = np.empty((k, 16), np.float32), np.empty((8, 16), np.float32)
     C = np.full((m, n + 5), np.nan, np.float32)[:, :n]
-    fast._tn_acc(A, X, C, 0, sb, sc)
+    fast._tn_acc(ap, K, k, m, X, C, 0, sb, sc)
     tol = 1e-5 * np.sqrt(k) * (1 + np.abs(want).max())
     assert np.max(np.abs(C - want)) <= tol
     C0 = rng.standard_normal((m, n)).astype(np.float32)
     C = C0.copy()
-    fast._tn_acc(A, X, C, 1, sb, sc)
+    fast._tn_acc(ap, K, k, m, X, C, 1, sb, sc)
     assert np.max(np.abs(C - (want + C0))) <= tol
 
 

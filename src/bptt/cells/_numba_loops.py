@@ -289,25 +289,31 @@ def _fwd_vector_ov(xr, zr, c_prev, c_out, tc_out, h_out, H):
     return lambda xr, zr, c_prev, c_out, tc_out, h_out, H: 0
 
 
-def _make_lstm_bwd16(with_db):
+def _make_lstm_bwd16(with_db, with_pack=False):
     """``_lstm_cell_bwd`` on elements 0:n of a float32 row (n a multiple of 16); dr ... dzr
     addresses, H the row's hidden size (the gate blocks of gr and dzr lie H apart). The same
     operations in the same order as the scalar loop, in 16-float vectors: LLVM vectorises that
     loop in 8-float vectors at best (it reads seven rows and writes two), which left the
     backward's gate math about a third slower, most of it waiting for memory. with_db: also
     db[k] += da[k] (db float64, 4H) for the elements done, as ``_lstm_bwdx_rows``'s bias
-    gradient, while da is in registers."""
+    gradient, while da is in registers. with_pack (H a multiple of 8): also da in the layout of
+    ``_tn_acc``'s A: da[k] for k = 8 q + i at ap + q * kstride + i (ap: the address of this row's
+    first 8 floats, kstride floats between one 8 and the next)."""
 
     @intrinsic
-    def kernel(typingctx, n, dr, dhn, dcn, cp, gr, tcr, dzr, db, H):
-        sig = types.void(n, dr, dhn, dcn, cp, gr, tcr, dzr, db, H)
+    def kernel(typingctx, n, dr, dhn, dcn, cp, gr, tcr, dzr, db, ap, kstride, H):
+        sig = types.void(n, dr, dhn, dcn, cp, gr, tcr, dzr, db, ap, kstride, H)
 
         def codegen(context, builder, signature, args):
             i64, f32, f64 = ir.IntType(64), ir.FloatType(), ir.DoubleType()
             vt, dt = ir.VectorType(f32, _LANES), ir.VectorType(f64, _LANES)
             vp = vt.as_pointer()
-            n_, dr_, dhn_, dcn_, cp_, gr_, tc_, dz_, db_, H_ = [
+            n_, dr_, dhn_, dcn_, cp_, gr_, tc_, dz_, db_, ap_, ks_, H_ = [
                 context.cast(builder, v, t, types.int64) for v, t in zip(args, signature.args)]
+            app = builder.inttoptr(ap_, f32.as_pointer())
+            i32 = ir.IntType(32)
+            halves = [ir.Constant(ir.VectorType(i32, 8), list(range(h, h + 8))) for h in (0, 8)]
+            v8p = ir.VectorType(f32, 8).as_pointer()
             drp, dhp, dcp, cpp, grp, tcp, dzp = (builder.inttoptr(v, f32.as_pointer())
                                                  for v in (dr_, dhn_, dcn_, cp_, gr_, tc_, dz_))
             dbp = builder.inttoptr(db_, f64.as_pointer())
@@ -342,6 +348,12 @@ def _make_lstm_bwd16(with_db):
                 if with_db:
                     p = at(dbp, o, dt.as_pointer())
                     builder.store(add(builder.load(p, align=8), builder.fpext(v, dt)), p, align=8)
+                if with_pack:
+                    q = builder.mul(builder.lshr(o, ir.Constant(i64, 3)), ks_)
+                    for h, mask in enumerate(halves):
+                        off = builder.add(q, ks_) if h else q
+                        half = builder.shuffle_vector(v, ir.Constant(vt, ir.Undefined), mask)
+                        builder.store(half, at(app, off, v8p), align=4)
             builder.store(mul(dc, f_), at(dcp, j), align=4)
             j_next = builder.add(j, ir.Constant(i64, _LANES))
             j.add_incoming(j_next, builder.basic_block)
@@ -354,36 +366,45 @@ def _make_lstm_bwd16(with_db):
     return kernel
 
 
-_lstm_bwd16, _lstm_bwd16_db = _make_lstm_bwd16(False), _make_lstm_bwd16(True)
+_lstm_bwd16, _lstm_bwd16_db, _lstm_bwd16_pack = (_make_lstm_bwd16(False), _make_lstm_bwd16(True),
+                                                  _make_lstm_bwd16(True, True))
 
 
-def _bwd_vector(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, H):
+def _bwd_vector(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap, kstride, H):
     """The first elements of a row ``_lstm_cell_bwd`` leaves to ``_lstm_bwd16``: how many. db: a
-    float64 row (4H) to add da into, or None."""
+    float64 row (4H) to add da into, or None; ap: None, or (with db, H a multiple of 8) the
+    address where ``_lstm_bwd16``'s with_pack stores this row's da for ``_tn_acc``."""
     raise NotImplementedError("only callable from numba-compiled code")
 
 
 @overload(_bwd_vector, jit_options=dict(_OPTS, cache=False))
-def _bwd_vector_ov(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, H):
+def _bwd_vector_ov(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap, kstride, H):
     rows = (dr, dh_next, dc_next, c_prev, gr, tcr, dzr)
     if not (dr.dtype == types.float32 and WIDE_MICROKERNEL and all(r.layout == "C" for r in rows)):
-        return lambda dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, H: 0
+        return lambda dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap, kstride, H: 0
     if isinstance(db, types.NoneType):
-        def impl(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, H):
+        def impl(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap, kstride, H):
             n = H // _LANES * _LANES
             _lstm_bwd16(n, dr.ctypes.data, dh_next.ctypes.data, dc_next.ctypes.data, c_prev.ctypes.data,
-                        gr.ctypes.data, tcr.ctypes.data, dzr.ctypes.data, 0, H)
+                        gr.ctypes.data, tcr.ctypes.data, dzr.ctypes.data, 0, 0, 0, H)
             return n
         return impl
     if db.layout != "C":
-        return lambda dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, H: 0
+        return lambda dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap, kstride, H: 0
+    if isinstance(ap, types.NoneType):
+        def impl_db(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap, kstride, H):
+            n = H // _LANES * _LANES
+            _lstm_bwd16_db(n, dr.ctypes.data, dh_next.ctypes.data, dc_next.ctypes.data, c_prev.ctypes.data,
+                           gr.ctypes.data, tcr.ctypes.data, dzr.ctypes.data, db.ctypes.data, 0, 0, H)
+            return n
+        return impl_db
 
-    def impl_db(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, H):
+    def impl_pack(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap, kstride, H):
         n = H // _LANES * _LANES
-        _lstm_bwd16_db(n, dr.ctypes.data, dh_next.ctypes.data, dc_next.ctypes.data, c_prev.ctypes.data,
-                       gr.ctypes.data, tcr.ctypes.data, dzr.ctypes.data, db.ctypes.data, H)
+        _lstm_bwd16_pack(n, dr.ctypes.data, dh_next.ctypes.data, dc_next.ctypes.data, c_prev.ctypes.data,
+                         gr.ctypes.data, tcr.ctypes.data, dzr.ctypes.data, db.ctypes.data, ap, kstride, H)
         return n
-    return impl_db
+    return impl_pack
 
 
 @njit(**_OPTS)
@@ -798,36 +819,38 @@ def _tn_call(wide, mr, K, a, lda, b, ldb, c, ldc, accumulate):
 
 
 @njit(**_OPTS)
-def _tn_acc(A, X, C, accumulate, sb, sc):
-    """C (+)= A^T @ X for float32 A (K, M), X (K, N), C (M, N) with contiguous rows (any row
-    stride): blocks of 8 rows of C by 32 columns (then 16) by ``_make_tn_kernel``'s kernels, the
-    last < 16 columns through scratch: sb (>= K, 16), sc (8, 16). Each element's sum runs over
-    k in order and is then added to C (accumulate 1) or stored (0)."""
-    K, M = A.shape
+def _tn_acc(ap, K, k, M, X, C, accumulate, sb, sc):
+    """C (+)= A^T @ X for float32 A (k, M) stored in ap as blocks of 8 columns, A[r, 8 q + i] at
+    ap[q * K * 8 + r * 8 + i] (K >= k rows allocated per block; each k of the kernel then reads
+    its 8 values from one place, and a block's rows lie together, not a page or more apart as
+    A's columns would), X (k, N) and C (M, N) with contiguous rows (any row stride): blocks of 8
+    rows of C by 32 columns (then 16) by ``_make_tn_kernel``'s kernels, the last < 16 columns
+    through scratch: sb (>= k, 16), sc (8, 16). Each element's sum runs over the rows in order
+    and is then added to C (accumulate 1) or stored (0)."""
     N = X.shape[1]
-    if K == 0:
+    if k == 0:
         return
-    lda, ldb, ldc = _ld(A), _ld(X), _ld(C)
-    a0, b0, c0 = A.ctypes.data, X.ctypes.data, C.ctypes.data
+    ldb, ldc = _ld(X), _ld(C)
+    a0, b0, c0 = ap.ctypes.data, X.ctypes.data, C.ctypes.data
     j0 = 0
     while N - j0 >= 16:
         wide = N - j0 >= 32
         for i0 in range(0, M, _MRW):
-            _tn_call(wide, min(_MRW, M - i0), K, a0 + i0 * 4, lda, b0 + j0 * 4, ldb,
+            _tn_call(wide, min(_MRW, M - i0), k, a0 + i0 * K * 4, _MRW, b0 + j0 * 4, ldb,
                      c0 + (i0 * ldc + j0) * 4, ldc, accumulate)
         j0 += 32 if wide else 16
     r = N - j0
     if r == 0:
         return
-    for k in range(K):
+    for kk in range(k):
         for j in range(16):
-            sb[k, j] = X[k, j0 + j] if j < r else np.float32(0.0)
+            sb[kk, j] = X[kk, j0 + j] if j < r else np.float32(0.0)
     for i0 in range(0, M, _MRW):
         mr = min(_MRW, M - i0)
         for i in range(mr):
             for j in range(r):
                 sc[i, j] = C[i0 + i, j0 + j]
-        _tn_call(False, mr, K, a0 + i0 * 4, lda, sb.ctypes.data, 16, sc.ctypes.data, 16, accumulate)
+        _tn_call(False, mr, k, a0 + i0 * K * 4, _MRW, sb.ctypes.data, 16, sc.ctypes.data, 16, accumulate)
         for i in range(mr):
             for j in range(r):
                 C[i0 + i, j0 + j] = sc[i, j]
@@ -1154,18 +1177,30 @@ def _lstm_cell_bwd(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, H):
     lines and the worked example). The product da @ W_hh follows in ``_lstm_bwd_rows``. In
     float32 on AVX-512 CPUs the first H // 16 * 16 elements go through ``_lstm_bwd16`` (the same
     operations in 16-float vectors), the rest through ``_lstm_cell_bwd_tail``."""
-    j0 = _bwd_vector(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, None, H)
+    j0 = _bwd_vector(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, None, None, 0, H)
     _lstm_cell_bwd_tail(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, H, j0)
 
 
 @njit(**_OPTS)
 def _lstm_cell_bwd_db(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, H):
     """``_lstm_cell_bwd``, and db (4H, float64) += dzr, the row's share of the bias gradient."""
-    j0 = _bwd_vector(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, H)
+    j0 = _bwd_vector(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, None, 0, H)
     _lstm_cell_bwd_tail(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, H, j0)
     for k in range(4):
         for j in range(k * H + j0, (k + 1) * H):
             db[j] += dzr[j]
+
+
+@njit(**_OPTS)
+def _lstm_cell_bwd_pack(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap, K, k, H):
+    """``_lstm_cell_bwd_db``, and the row's da also into ap (float32, 4H // 8 blocks of K rows
+    of 8, H a multiple of 8) as row k of ``_tn_acc``'s A."""
+    j0 = _bwd_vector(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap.ctypes.data + k * 32, K * 8, H)
+    _lstm_cell_bwd_tail(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, H, j0)
+    for q in range(4):
+        for j in range(q * H + j0, (q + 1) * H):
+            db[j] += dzr[j]
+            ap[(j >> 3) * K * 8 + k * 8 + (j & 7)] = dzr[j]
 
 
 @njit(**_OPTS)
@@ -1325,18 +1360,20 @@ def _lstm_bwdx_par(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db, lengths, n
 
 
 @njit(**_OPTS)
-def _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, xb, hb, sb,
+def _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, ap, xb, hb, sb,
                     lengths, b0, b1):
-    """``_lstm_bwdx_rows`` with the weight gradients inside the loop too (float32, AVX-512): the
-    block's da rows of S steps in a row go into dzb (S * R rows, R = b1 - b0), their x_t and
-    h_{t-1} rows into xb and hb; once S steps are in, dWx (4H, D) (+)= dzb^T xb and
-    dWh (4H, H) (+)= dzb^T hb (``_tn_acc``), while these rows are still in cache. No (T, B, 4H)
-    array of da is written nor read back. dWx, dWh: this block's share of the sums over all rows,
-    assigned at the first update; sb scratch (S * R, 16)."""
+    """``_lstm_bwdx_rows`` with the weight gradients inside the loop too (float32, H a multiple
+    of 8): the block's da rows of S steps in a row go into ap (``_tn_acc``'s layout, written by
+    the gate math as it computes them; K = S * R rows, R = b1 - b0), their x_t and h_{t-1} rows
+    into xb and hb; once S steps are in, dWx (4H, D) (+)= da^T xb and dWh (4H, H) (+)= da^T hb
+    (``_tn_acc``) while these rows are still in cache. The step's da rows, for its products,
+    are in dzb (R rows): no (T, B, 4H) array of da is written nor read back. dWx, dWh: this
+    block's share of the sums over all rows, assigned at the first update; sb scratch (K, 16)."""
     T, _, H = dout.shape
     D = x.shape[2]
     R = b1 - b0
-    S = dzb.shape[0] // R
+    K = xb.shape[0]
+    S = K // R
     H4 = 4 * H
     zero = dout.dtype.type(0.0)
     scratch = np.empty((_MR, _NR), np.float32)
@@ -1354,39 +1391,42 @@ def _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, d
             for j in range(H):
                 hr[j] = hsr[j]
             if t >= lengths[b]:
-                _fill(dzb[r], zero)
+                _fill(dzb[b - b0], zero)
+                for j in range(H4):
+                    ap[(j >> 3) * K * 8 + r * 8 + (j & 7)] = zero
                 _fill(dx[t, b], zero)
                 gap = gap or b < e
                 continue
-            _lstm_cell_bwd_db(dout[t, b], dh[b], dc[b], cs[t, b], gates[t, b], tcs[t, b], dzb[r], db, H)
+            _lstm_cell_bwd_pack(dout[t, b], dh[b], dc[b], cs[t, b], gates[t, b], tcs[t, b], dzb[b - b0], db,
+                                ap, K, r, H)
         if gap:
             _clear_running(dh, lengths, t, b0, e)
-        dzt = dzb[k : k + e - b0, :H4]
+        dzt = dzb[: e - b0, :H4]
         _uk_mm(dzt, Wp, dh[b0:e], 1 if gap else 0, scratch)
         _uk_mm(dzt, Wxp, dx[t, b0:e], 0, scratch)
         k += R
         if k == S * R or t == 0:
             acc = 0 if first else 1
-            _tn_acc(dzb[:k, :H4], xb[:k, :D], dWx, acc, sb, sc)
-            _tn_acc(dzb[:k, :H4], hb[:k, :H], dWh, acc, sb, sc)
+            _tn_acc(ap, K, k, H4, xb[:k, :D], dWx, acc, sb, sc)
+            _tn_acc(ap, K, k, H4, hb[:k, :H], dWh, acc, sb, sc)
             first = False
             k = 0
 
 
 @njit(**_POPTS)
-def _lstm_bwdw_par(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, xb, hb, sb,
+def _lstm_bwdw_par(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, ap, xb, hb, sb,
                    lengths, n):
-    """db (n, 4H) float64, dWx (n, 4H, D), dWh (n, 4H, H), dzb, xb, hb, sb: one per block; the
+    """db (n, 4H) float64, dWx (n, 4H, D), dWh (n, 4H, H), dzb, ap, xb, hb, sb: one per block; the
     weight gradients summed over the blocks in dWx[0], dWh[0]."""
     B = dout.shape[1]
     if n == 1:  # one block: no threads to start
         _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db[0], dWx[0], dWh[0], dzb[0],
-                        xb[0], hb[0], sb[0], lengths, 0, B)
+                        ap[0], xb[0], hb[0], sb[0], lengths, 0, B)
         return
     for s in prange(n):
         b0, b1 = _block(s, n, B)
         _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db[s], dWx[s], dWh[s], dzb[s],
-                        xb[s], hb[s], sb[s], lengths, b0, b1)
+                        ap[s], xb[s], hb[s], sb[s], lengths, b0, b1)
     M = dWx.shape[1]
     for s in prange(n):  # the blocks' partial sums into the first, its rows split over the threads
         m0, m1 = _block(s, n, M)
@@ -2035,9 +2075,9 @@ def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=Non
     """The backward loop and the products after it in one: -> dx (T, B, D), dh0, dc0 (B, H),
     dparams. In float32 with the micro-kernel each step's dx_t = da_t W_ih and the bias gradient
     are taken inside the loop while da_t is in cache (``_lstm_bwdx_par``), then the weight
-    gradients as in ``sequence_grads``; on AVX-512 CPUs and up to WGRAD_MAX_GATES gate units the
-    weight gradients too, every few steps (``_lstm_bwdw_par``); otherwise the loop, then
-    ``sequence_grads``."""
+    gradients as in ``sequence_grads``; on AVX-512 CPUs, up to WGRAD_MAX_GATES gate units and
+    for H a multiple of 8, the weight gradients too, every few steps (``_lstm_bwdw_par``);
+    otherwise the loop, then ``sequence_grads``."""
     W_ih, W_hh = params["weight_ih"], params["weight_hh"]
     dt = _dtype_of(dout, dh_T, dc_T, x, hs, cs, gates, tcs, W_ih, W_hh)
     T, B, H = dout.shape
@@ -2056,7 +2096,7 @@ def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=Non
     dc = _empty64((B, H), dt)
     dc[...] = 0.0 if dc_T is None else dc_T
     db = np.zeros((plan.n, 4 * H), np.float64)  # one partial sum per block, in float64
-    if WIDE_MICROKERNEL and 4 * H <= WGRAD_MAX_GATES:
+    if WIDE_MICROKERNEL and 4 * H <= WGRAD_MAX_GATES and H % 8 == 0:
         dparams = _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, lens, plan.n)
     else:
         dz = _empty64(gates.shape, dt)
@@ -2094,14 +2134,15 @@ def _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, le
     D = x.shape[2]
     R = -(-B // n)
     K = min(T, max(1, WGRAD_ROWS // R)) * R  # rows per update
-    dzb = _empty64((n, K, _row_stride(4 * H)), np.float32)
+    dzb = _empty64((n, R, _row_stride(4 * H)), np.float32)
+    ap = _empty64((n, 4 * H * K), np.float32)
     xb = _empty64((n, K, _row_stride(D)), np.float32)
     hb = _empty64((n, K, _row_stride(H)), np.float32)
     sb = np.empty((n, K, 16), np.float32)
     dWx = _empty64((n, 4 * H, D), np.float32)
     dWh = _empty64((n, 4 * H, H), np.float32)
-    _lstm_bwdw_par(_pack(W_hh), _pack(W_ih), dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, xb,
-                   hb, sb, lens, n)
+    _lstm_bwdw_par(_pack(W_hh), _pack(W_ih), dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, ap,
+                   xb, hb, sb, lens, n)
     return {"weight_ih": dWx[0], "weight_hh": dWh[0]}
 
 def lstmp_forward_loop(xw, h0, c0, W_hh, W_hr, lengths=None):
