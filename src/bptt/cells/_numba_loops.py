@@ -38,8 +38,13 @@ Below that, the machinery:
 - the LSTM in float32 (``lstm_forward_x``, ``lstm_backward_x``) does the input side inside the
   loops instead: each step's x_t W_ih^T before its recurrent product (the biases added in the
   gate math), and each step's dx_t = da_t W_ih and bias gradient while da_t is in cache, which
-  saves passes over the (T, B, 4H) arrays and the threads' start and join of each pass; only
-  the weight gradients stay after the loop (``_weight_grads``).
+  saves passes over the (T, B, 4H) arrays and the threads' start and join of each pass; the
+  weight gradients stay after the loop (``_weight_grads``), except on AVX-512 CPUs for
+  4H <= WGRAD_MAX_GATES and H a multiple of 8: there each thread adds them up every few steps
+  (``_lstm_bwdw_rows``: its last WGRAD_ROWS rows of da, x and h, by the kernel ``_tn_acc``
+  while they are in cache), and the threads' partial sums are added at the end, so that no
+  (T, B, 4H) array of da is ever written. Its gate math (``_lstm_bwd16``) writes da in 16-float
+  vectors, also in the layout ``_tn_acc`` reads, and adds the bias gradient in the same pass.
 
 - variable lengths (``lengths`` (B,), any order) are handled inside the same loops: at each
   step a block's product covers its rows up to the last one still running (in a batch sorted
