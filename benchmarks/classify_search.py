@@ -35,6 +35,7 @@ VARIANTS = {
     "batch32": {"batch_size": 32},
     "lr0.005": {"lr": 5e-3},
     "hidden96": {"hidden_size": 96},
+    "diff": {"diff": True},
 }
 
 
