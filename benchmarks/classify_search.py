@@ -36,6 +36,11 @@ VARIANTS = {
     "lr0.005": {"lr": 5e-3},
     "hidden96": {"hidden_size": 96},
     "diff": {"diff": True},
+    "crop0.9": {"crop": 0.9},
+    "crop0.8": {"crop": 0.8},
+    "warp0.05": {"warp": 0.05},
+    "warp0.1": {"warp": 0.1},
+    "warp0.2": {"warp": 0.2},
 }
 
 
