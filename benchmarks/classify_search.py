@@ -35,6 +35,7 @@ VARIANTS = {
     "pool-last": {"pool": "last"},
     "batch32": {"batch_size": 32},
     "lr0.005": {"lr": 5e-3},
+    "lr0.002": {"lr": 2e-3},
     "hidden96": {"hidden_size": 96},
     "diff": {"diff": True},
     "crop0.9": {"crop": 0.9},
