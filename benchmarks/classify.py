@@ -92,7 +92,7 @@ SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's e
              "--warp 0.1 0.985 / 0.970 / 0.792 / 0.770; --warp 0.2 0.970 / 0.980 / 0.708 / -; mixed members "
              "(GRU, LSTM, GRU, LSTM; a search-only patch, classify_search.py's mixed-cells) 0.948 / 0.940 / "
              "0.708 / - (stopped: lower on three); 200 epochs without stopping 0.985 / 0.990 / 0.806 / 0.735 "
-             "(equal, slower); LR_RESULT. First differences and warped or cropped series help "
+             "(equal, slower); with --patience 50, lr 0.002 0.970 / 0.980 / 0.722 / 0.738. First differences and warped or cropped series help "
              "OSULeaf (the longest series) and score lower on GunPoint and on ArrowHead or ItalyPowerDemand "
              "(--crop and --warp stay as options; --warp 0.1's and --crop 0.9's losses come from runs whose "
              "best epochs lie near the 150th, so no stopping rule changes them). --patience 50: this change "
