@@ -42,7 +42,7 @@ PUBLISHED = {
     "OSULeaf": (1 - 0.4091, 0.94090909),
 }
 # one recipe for every dataset; the patch from the training lengths by the rule in patch_rule
-SETUP = dict(hidden_size=64, lr=3e-3, pool="mean", bidirectional=True, batch_size=16, ensemble=4, patience=40)
+SETUP = dict(hidden_size=64, lr=3e-3, pool="mean", bidirectional=True, batch_size=16, ensemble=4, patience=50)
 STEPS = 32  # patch_rule: about this many recurrent steps per series
 
 
@@ -82,7 +82,31 @@ SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's e
              "training 65 s -> 40 s), while --patience 30 or 20 lose the best epoch on ArrowHead or "
              "ItalyPowerDemand (python benchmarks/classify_search.py --stopping); so the recipe adds "
              "--patience 40."
-             " After this table's run (its test accuracies read once, as the rule says), the out-of-fold curve of seed 2, which the stopping choice above had not seen, was drawn for ArrowHead and GunPoint (GRU, 150 epochs, no stopping; TEST not read): ArrowHead's best out-of-fold score comes late (0.750 at epoch 127) after a plateau, and --patience 40 stopped that run at epoch 77 with its best 0.667 at 37 (the table's GRU seed 2 on ArrowHead: 0.537; median 0.731 against 0.771 without stopping in the previous table); GunPoint's seed 2 keeps its best (0.960 at 55) either way. --patience 50 would have kept the best of all 12 curves; the recipe was not changed after the test accuracies were seen, so the table stays as run.")
+             " After this table's run (its test accuracies read once, as the rule says), the out-of-fold curve of seed 2, which the stopping choice above had not seen, was drawn for ArrowHead and GunPoint (GRU, 150 epochs, no stopping; TEST not read): ArrowHead's best out-of-fold score comes late (0.750 at epoch 127) after a plateau, and --patience 40 stopped that run at epoch 77 with its best 0.667 at 37 (the table's GRU seed 2 on ArrowHead: 0.537; median 0.731 against 0.771 without stopping in the previous table); GunPoint's seed 2 keeps its best (0.960 at 55) either way. --patience 50 would have kept the best of all 12 curves; the recipe was not changed after the test accuracies were seen, so the table stays as run."
+             " A fourth round, blind to test accuracy in the same way (benchmarks/classify_search.py: out-of-fold "
+             "scores on TRAIN, TEST not read), GRU, mean of seeds 0 and 1, as ItalyPowerDemand / GunPoint / "
+             "ArrowHead / OSULeaf, with --patience 40 unless named: the recipe 0.985 / 0.990 / 0.806 / 0.735 "
+             "(re-run; OSULeaf's first out-of-fold scores); --diff 0.970 / 0.970 / 0.653 / 0.755 (without "
+             "stopping, 150 epochs: 0.970 / 0.970 / 0.667 / -); --crop 0.9 (a random 90% window of each "
+             "series, new every epoch) 0.955 / 0.980 / 0.667 / 0.748; --warp 0.05 0.978 / 0.980 / 0.778 / 0.730; "
+             "--warp 0.1 0.985 / 0.970 / 0.792 / 0.770; --warp 0.2 0.970 / 0.980 / 0.708 / -; mixed members "
+             "(GRU, LSTM, GRU, LSTM; a search-only patch, classify_search.py's mixed-cells) 0.948 / 0.940 / "
+             "0.708 / - (stopped: lower on three); 200 epochs without stopping 0.985 / 0.990 / 0.806 / 0.735 "
+             "(equal, slower); with --patience 50, lr 0.002 0.970 / 0.980 / 0.722 / 0.738. First differences and warped or cropped series help "
+             "OSULeaf (the longest series) and score lower on GunPoint and on ArrowHead or ItalyPowerDemand "
+             "(--crop and --warp stay as options; --warp 0.1's and --crop 0.9's losses come from runs whose "
+             "best epochs lie near the 150th, so no stopping rule changes them). --patience 50: this change "
+             "is NOT blind in its origin (prompted by ArrowHead's seed-2 curve, seen after the previous table "
+             "with its test accuracies); it was judged on curves no one had seen: GRU seeds 3, 4, 5 on "
+             "ArrowHead, GunPoint and ItalyPowerDemand and 3, 4 on OSULeaf, 150 epochs without stopping "
+             "(python benchmarks/classify_search.py --variants recipe --patience 0 --seeds 3 4 5 with "
+             "SEARCH_HISTORY, then --stopping): --patience 40 loses the best epoch of all three ArrowHead "
+             "curves (0.833 at epoch 121 -> 0.694 at 68, 0.833 at 146 -> 0.694 at 40, 0.778 at 132 -> 0.750 "
+             "at 60: mean 0.815 -> 0.713) and keeps every other; --patience 50 keeps the best of all 11 (and "
+             "of seeds 0 and 1, as 40 did: their scores are unchanged), stopping OSULeaf about 10 epochs "
+             "later (GRU seeds 0-4 at epochs 72-100, the LSTM's seeds 0 and 1 at 92-93 instead of 82-83: a "
+             "few seconds). So the recipe's --patience is 50 from this round on, and the table above is the "
+             "first run of it.")
 DATASETS_NOTE = ("Datasets: the archive datasets the issue names that sktime ships, whose 1-NN DTW and ROCKET "
                  "figures both sources below give (the univariate UCR ones), and whose run of the recipe "
                  "trains in about a minute or less on this machine: GunPoint, ItalyPowerDemand, ArrowHead, "

@@ -65,6 +65,28 @@ def test_best_by_validation_loss_survives_resume_and_is_used(tmp_path, capsys, m
         assert via_flag != cli(capsys, cmd[0], run, *cmd[1:])[1]  # the latest (step 11) differs
 
 
+def test_the_last_validation_at_the_end_can_be_the_best(tmp_path, capsys, monkeypatch):
+    """The validation at the end of the budget (off the --eval-every grid, not logged) counts too:
+    with a cosine schedule it is often the best, and the benchmark counts it the same way."""
+    data = write_text(tmp_path / "text.txt", make_text(400))
+    run = str(tmp_path / "run")
+    _scripted(monkeypatch, [2.0, 1.8, 1.5])  # steps 3 and 6 (logged), then 7 (the end)
+    rc, out, _ = cli(capsys, "train", "--data", data, *TINY, "--eval-every", "3", "--steps", "7",
+                     "--out", run)
+    assert rc == 0
+    assert [r["val_loss"] for r in metrics(run) if "val_loss" in r] == [2.0, 1.8]
+    assert _best_meta(run)["best"] == {"step": 7, "val_loss": 1.5}
+    assert load_model(run)[0].state_dict().keys() == load_model(run, best=True)[0].state_dict().keys()
+    for k, v in load_model(run)[0].state_dict().items():
+        np.testing.assert_array_equal(load_model(run, best=True)[0].state_dict()[k], v)
+    assert "best validation loss 1.5000 nats/char at step 7" in out
+    # a worse last validation leaves the best where it was
+    run2 = str(tmp_path / "run2")
+    _scripted(monkeypatch, [2.0, 1.8, 1.9])
+    assert cli(capsys, "train", "--data", data, *TINY, "--eval-every", "3", "--steps", "7", "--out", run2)[0] == 0
+    assert _best_meta(run2)["best"] == {"step": 6, "val_loss": 1.8}
+
+
 def test_best_needs_a_validation(tmp_path, capsys):
     data = write_text(tmp_path / "text.txt", make_text(400))
     run = str(tmp_path / "run")

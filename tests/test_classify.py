@@ -93,6 +93,48 @@ def test_augment_variants():
     assert not np.array_equal(a, augment(x, 0.2, np.random.default_rng(2)))
 
 
+def test_crop_and_time_warp_variants():
+    """--crop: a window of round(F*T) consecutive steps at a random start, every start drawn;
+    --warp: the series read at monotone warped times that keep both ends; both decided by the RNG."""
+    from bptt.classify import crop, time_warp
+
+    x = np.stack([np.arange(20.0), -np.arange(20.0)], axis=1).astype(np.float32)  # (T, D), step t holds t
+    starts = set()
+    for seed in range(40):
+        w = crop(x, 0.8, np.random.default_rng(seed))
+        assert w.shape == (16, 2) and w.dtype == np.float32
+        np.testing.assert_array_equal(w, x[int(w[0, 0]) : int(w[0, 0]) + 16])  # consecutive steps of x
+        starts.add(int(w[0, 0]))
+    assert starts == set(range(5))  # every start 0..T-16
+    assert crop(x, 0.01, np.random.default_rng(0)).shape == (1, 2)  # at least one step
+    assert crop(x[:1], 0.5, np.random.default_rng(0)).shape == (1, 2)
+
+    np.testing.assert_array_equal(time_warp(x, 0.0, np.random.default_rng(0)), x)  # strength 0: the series
+    a, b = time_warp(x, 0.3, np.random.default_rng(1)), time_warp(x, 0.3, np.random.default_rng(1))
+    assert a.shape == x.shape and a.dtype == np.float32 and np.array_equal(a, b)
+    t = a[:, 0]  # the times read, as x holds its own step index
+    assert t[0] == 0 and abs(t[-1] - 19) < 1e-5 and np.all(np.diff(t) > 0)  # monotone, both ends kept
+    np.testing.assert_allclose(a[:, 1], -t)  # every feature read at the same times
+    assert 0.1 < np.abs(t - np.arange(20)).max() < 10
+    assert not np.array_equal(a, time_warp(x, 0.3, np.random.default_rng(2)))
+    assert time_warp(x[:1], 0.3, np.random.default_rng(0)).shape == (1, 2)
+
+
+def test_training_batches_are_cropped_and_warped(toy, tmp_path):
+    """A run with --crop and --warp trains on windows of its series, read at warped times; the
+    validation series stay whole."""
+    from bptt.classify_run import ClassifyConfig, ClassifyRun
+
+    run = ClassifyRun(ClassifyConfig(data=toy["train"], crop=0.5, warp=0.2, out=str(tmp_path / "r")))
+    idx = np.arange(len(run.train_x))
+    batch = run._batch_series(idx)
+    assert [len(b) for b in batch] == [max(1, round(0.5 * len(run.train_x[i]))) for i in idx]
+    assert not any(np.array_equal(b, run.train_x[i][: len(b)]) for b, i in zip(batch, idx) if len(b) > 2)
+    assert all(len(v) > 0 for v in run.val_x) and len(run.val_x) > 0
+    plain = ClassifyRun(ClassifyConfig(data=toy["train"], out=str(tmp_path / "p")))
+    assert all(np.array_equal(b, plain.train_x[i]) for b, i in zip(plain._batch_series(idx), idx))
+
+
 def test_ensemble_gradcheck_and_folds(restore_backend):  # noqa: F811
     """Each member learns only from the series outside its fold: the masked loss's gradients
     (finite differences), and a member's gradient does not depend on its own fold's labels."""
@@ -233,7 +275,7 @@ def test_train_eval_predict_resume(toy, capsys):
 def test_resume_continues_exactly(toy, capsys):
     a, b = str(toy["dir"] / "a"), str(toy["dir"] / "b")
     args = ["train", "--task", "classify", "--data", toy["train"], "--dropout", "0.3", "--layers", "2",
-            "--augment", "0.1", "--ensemble", "2", "--diff"] + TRAIN_ARGS
+            "--augment", "0.1", "--crop", "0.8", "--warp", "0.2", "--ensemble", "2", "--diff"] + TRAIN_ARGS
     assert main(args + ["--epochs", "4", "--out", a]) == 0
     assert main(args + ["--epochs", "2", "--out", b]) == 0
     assert main(["train", "--resume", b, "--epochs", "4", "--quiet"]) == 0
@@ -247,6 +289,8 @@ def test_resume_continues_exactly(toy, capsys):
                 for line in open(os.path.join(run, "metrics.jsonl"))]
 
     assert log(a) == log(b) and len(log(b)) == 4
+    cfg = json.load(open(os.path.join(b, "ckpt-00000004", "checkpoint.json")))["config"]
+    assert (cfg["crop"], cfg["warp"], cfg["augment"]) == (0.8, 0.2, 0.1)  # kept in the checkpoint
     assert [row["lr"] for row in log(b)] == [0.02] * 4
     assert main(["train", "--resume", b, "--lr", "0.1"]) == 1
     assert "cannot change when resuming" in capsys.readouterr().err
@@ -320,6 +364,14 @@ def test_bad_inputs(toy, capsys, tmp_path):
                     "already holds a run")
     _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--ensemble", "51",
                              "--out", str(tmp_path / "r4")], "--ensemble must be 1..50")
+    _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--crop", "1",
+                             "--out", str(tmp_path / "r5")], "--crop must be a fraction of the series in (0, 1), got 1.0")
+    _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--warp", "1.5",
+                             "--out", str(tmp_path / "r6")], "--warp must be in [0, 1]")
+    _one_line_error(capsys, ["train", "--warp", "0.1"], "--warp needs --task classify")
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--crop", "-0.5"]) == 2  # a usage error
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--crop: expected a finite number >= 0, got -0.5" in err, err
     _one_line_error(capsys, ["train", "--patch", "2"], "--patch needs --task classify")
     assert main(["train", "--task", "classify", "--data", toy["train"], "--patch", "0"]) == 2  # a usage error
     err = capsys.readouterr().err

@@ -1,7 +1,8 @@
 """Sequence classification: labelled series of different lengths -> one class per series.
 
     .ts / .csv --read_series--> list of (T_i, D), labels
-      --Standardizer (the training set's statistics)--> [--augment: random variants, training only]
+      --Standardizer (the training set's statistics)--> [--crop, --warp, --augment: random variants,
+        training only]
       --bucket_batches + pad_batch--> x (T, B, D) zero-padded, lengths (B,)
       --SequenceClassifier: patch_forward (K steps as one) -> RNN/LSTM/GRU with lengths -> the
         last valid state (or the mean over the valid steps) -> Linear--> logits (B, C)
@@ -116,6 +117,32 @@ def augment(x, strength, rng):
     warped = x[lo] * (1 - w) + x[hi] * w  # (T, D)
     scale = 1 + a * rng.standard_normal()
     return (warped * scale + (a / 4) * rng.standard_normal((T, D))).astype(x.dtype)
+
+
+def crop(x, fraction, rng):
+    """A random window of one series x (T, D) for training: round(fraction * T) consecutive
+    steps (at least 1) from a uniformly drawn start (window slicing; fraction 1: the series)."""
+    T = len(x)
+    n = min(T, max(1, int(round(fraction * T))))
+    start = int(rng.integers(0, T - n + 1))
+    return x[start : start + n]
+
+
+def time_warp(x, strength, rng, knots=4):
+    """One series x (T, D) read at smoothly warped times, for training: the speed of time at
+    knots + 2 evenly spaced points is exp(N(0, strength)), linear in between; the times are its
+    running sum, scaled to run from 0 to T - 1 (so the warp is monotone and keeps both ends),
+    read by linear interpolation. Strength 0: the series itself."""
+    T, D = x.shape
+    if T < 2 or strength == 0:
+        return x
+    speed_at = np.exp(strength * rng.standard_normal(knots + 2))  # (knots + 2,)
+    speed = np.interp(np.arange(T), np.linspace(0, T - 1, knots + 2), speed_at)  # (T,)
+    pos = np.cumsum(speed) - speed[0]
+    pos = np.clip(pos * ((T - 1) / pos[-1]), 0, T - 1)  # (T,) where to read, 0 .. T - 1
+    lo = np.minimum(np.floor(pos).astype(np.int64), T - 2)
+    w = (pos - lo)[:, None]  # (T, 1)
+    return (x[lo] * (1 - w) + x[lo + 1] * w).astype(x.dtype)
 
 
 def stratified_split(labels, fraction, rng):

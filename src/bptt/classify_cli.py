@@ -21,6 +21,7 @@ OPTIONS = {"data": "data", "test": "test", "cell": "cell", "hidden_size": "hidde
            "optimizer": "optimizer", "lr": "lr", "clip": "clip", "val_fraction": "val_fraction",
            "seed": "seed", "dtype": "dtype", "out": "out", "patch": "patch",
            "weight_decay": "weight_decay", "augment": "augment", "ensemble": "ensemble", "diff": "diff",
+           "crop": "crop", "warp": "warp",
            "patience": "patience",
            "schedule": "schedule"}
 _IGNORED = {"func", "option_names", "command", "task", "quiet", "resume", "threads"}
@@ -42,6 +43,12 @@ def add_train_options(p):
     a("--augment", type=_nonneg_float, metavar="A", help="classify: train on random variants of the "
       "series, new every epoch: time stretched by 1+-A and shifted by up to A of the length, values "
       "scaled by 1+N(0,A) plus N(0,A/4) noise (default 0: off)")
+    a("--crop", type=_nonneg_float, metavar="F", help="classify: train on random windows of the series, new "
+      "every epoch: round(F*T) consecutive steps of each, 0 < F < 1 (window slicing; eval and predict read "
+      "whole series; default 0: off)")
+    a("--warp", type=_nonneg_float, metavar="W", help="classify: train on the series read at smoothly warped "
+      "times, new every epoch: the speed of time exp(N(0,W)) at 6 points, linear between, both ends kept, "
+      "W <= 1 (default 0: off)")
 
     a("--patience", type=_positive_int, metavar="N", help="classify: stop when N epochs in a row brought "
       "no better validation score (accuracy, then loss; the one that picks RUN/best); a resumed run "
@@ -56,7 +63,8 @@ def add_train_options(p):
       "depend on it; it may differ when resuming")
 
 
-CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "diff", "weight_decay", "augment", "ensemble",
+CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "diff", "weight_decay", "augment", "crop",
+                 "warp", "ensemble",
                  "patience",
                  "threads")
 

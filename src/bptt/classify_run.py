@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from . import checkpoint as ckpt_io
-from .classify import (EnsembleClassifier, SequenceClassifier, Standardizer, augment, bucket_batches, fold_split,
-                       masked_cross_entropy, check_dims, encode_labels,
+from .classify import (EnsembleClassifier, SequenceClassifier, Standardizer, augment, bucket_batches, crop,
+                       fold_split, masked_cross_entropy, time_warp, check_dims, encode_labels,
                        natural_key, pad_batch, predict_logits, scores, stratified_split)
 from .data import DataError
 from .loss import CrossEntropyLoss
@@ -53,6 +53,8 @@ class ClassifyConfig:
     schedule: str = "constant"  # the lr of each epoch: constant, step (x0.1 per third), cosine (to 0 at the end)
     weight_decay: float = 0.0
     augment: float = 0.0  # strength of classify.augment on the training part (0: off)
+    crop: float = 0.0  # classify.crop: train on random windows of this fraction of each series (0: off)
+    warp: float = 0.0  # strength of classify.time_warp on the training part (0: off)
     patience: int = 0  # stop after this many epochs without a better validation score (0: all epochs)
     ensemble: int = 1  # members; > 1: member m holds out fold m of TRAIN (instead of val_fraction)
     clip: float = 1.0
@@ -131,11 +133,21 @@ class ClassifyRun:
         return total / n
 
     def _batch_series(self, idx):
-        """The training series at idx, or random variants of them with augment > 0 (drawn from
-        the batch-order RNG, which the checkpoint keeps, so a resumed run draws the same)."""
-        if not self.cfg.augment:
-            return [self.train_x[i] for i in idx]
-        return [augment(self.train_x[i], self.cfg.augment, self.rng) for i in idx]
+        """The training series at idx, or random variants of them with crop, warp or augment
+        (in that order; drawn from the batch-order RNG, which the checkpoint keeps, so a resumed
+        run draws the same)."""
+        c = self.cfg
+        out = []
+        for i in idx:
+            x = self.train_x[i]
+            if c.crop:
+                x = crop(x, c.crop, self.rng)
+            if c.warp:
+                x = time_warp(x, c.warp, self.rng)
+            if c.augment:
+                x = augment(x, c.augment, self.rng)
+            out.append(x)
+        return out
 
     def validate(self):
         """(accuracy, loss) on the validation part, or the training set when there is none; an
@@ -222,6 +234,10 @@ def new_run(cfg):
         raise ValueError(f"--ensemble must be 1..50 members, got {cfg.ensemble}")
     if cfg.schedule not in ("constant", "step", "cosine"):
         raise ValueError(f"--schedule must be constant, step or cosine, got {cfg.schedule!r}")
+    if not 0.0 <= cfg.crop < 1.0:
+        raise ValueError(f"--crop must be a fraction of the series in (0, 1), got {cfg.crop}")
+    if not 0.0 <= cfg.warp <= 1.0:
+        raise ValueError(f"--warp must be in [0, 1] (the spread of the log speed of time), got {cfg.warp}")
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise ValueError(f"--val-fraction must be in [0, 1), got {cfg.val_fraction}")
     run = ClassifyRun(cfg)

@@ -160,7 +160,7 @@ def cmd_train(args):
           f"validation loss {result['val_loss']:.4f} nats/char; checkpoint {result['checkpoint']}")
     if result.get("best"):
         print(f"best validation loss {result['best']['val_loss']:.4f} nats/char at step "
-              f"{result['best']['step']} of the periodic validations (--eval-every): "
+              f"{result['best']['step']}: "
               f"{os.path.join(out, 'best')} (bptt sample {out} --best)")
     print("sample:\n" + sample_text(run, 400, seed=-1 % 2**31))
     print(f"\nsample more with: bptt sample {out}")

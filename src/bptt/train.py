@@ -5,7 +5,8 @@ checkpoints, exact resume, Ctrl-C and NaN handling.
                     -> backward (no gradient into the previous chunk) -> clip -> lr schedule
                     -> optimizer step -> log; every eval_every: validate and sample;
                     every checkpoint_every and at the end: checkpoint; at a validation better
-                    than every one before: the checkpoint RUN_DIR/best.
+                    than every one before (the last one at the end included): the checkpoint
+                    RUN_DIR/best.
 
 Everything that decides the next step (weights, optimizer buffers, carried state, data
 position, dropout RNG, step) is in the checkpoint, so a resumed run continues bit for bit.
@@ -586,15 +587,19 @@ def fit(run, progress=True, echo=print):
                 log.flush()
                 run.metrics_bytes = log.tell()
                 run.save()
+        best = False
+        if status == "finished" and (run.step % cfg.eval_every or val is None):  # (None: resumed at the end)
+            # a last evaluation, shown but not logged (the log of a run stopped and resumed must
+            # equal the log of the same run straight through); it may still be the best one
+            val = _evaluate_and_show(run, bar, smooth)
+            best = run.note_validation(val)
         log.flush()
         run.metrics_bytes = log.tell()
         path = run.save()
+        if best:
+            run.save_best()
     if root:
         _write_loss_plot(cfg.out)
-    if status == "finished" and (run.step % cfg.eval_every or val is None):  # (None: resumed at the end)
-        # a last evaluation, shown but not logged: the log of a run stopped and resumed must
-        # equal the log of the same run straight through
-        val = _evaluate_and_show(run, bar, smooth)
     bar.close()
     return {"status": status, "step": run.step, "val_loss": val, "checkpoint": path,
             "train_loss": smooth, "elapsed": run.elapsed, "best": run.best}
