@@ -498,6 +498,40 @@ _NR = 16
 _MR = 6
 
 
+def _close_k_loop_and_store(builder, k, K_, accs, new, loop, done, entry, zero, acc_, c_ptr, ldc_, mr,
+                            nvec, lanes):
+    """LLVM IR shared by the product kernels: close the loop over k (its accumulators ``accs``
+    take this iteration's ``new``), then store the mr x nvec tile of ``lanes``-float vectors
+    to C (row stride ldc), adding to what C holds when ``acc_`` != 0 (K = 0: zeros)."""
+    i64 = ir.IntType(64)
+    vt = ir.VectorType(ir.FloatType(), lanes)
+    vp = vt.as_pointer()
+    k_next = builder.add(k, ir.Constant(i64, 1))
+    latch = builder.basic_block
+    k.add_incoming(k_next, latch)
+    for phi, v in zip(accs, new):
+        phi.add_incoming(v, latch)
+    builder.cbranch(builder.icmp_signed("<", k_next, K_), loop, done)
+    builder.position_at_end(done)
+    results = []  # the phis first: they must head the block
+    for v in new:
+        res = builder.phi(vt)
+        res.add_incoming(zero, entry)
+        res.add_incoming(v, latch)
+        results.append(res)
+    add = builder.icmp_signed("!=", acc_, ir.Constant(i64, 0))
+    for i in range(mr):
+        for h in range(nvec):
+            res = results[nvec * i + h]
+            off = builder.add(builder.mul(ir.Constant(i64, i), ldc_), ir.Constant(i64, lanes * h))
+            p = builder.bitcast(builder.gep(c_ptr, [off]), vp)
+            with builder.if_else(add) as (then, otherwise):
+                with then:
+                    builder.store(builder.fadd(builder.load(p, align=4), res), p, align=4)
+                with otherwise:
+                    builder.store(res, p, align=4)
+
+
 def _make_microkernel(mr, panels=1, lanes=8):
     """The kernel for mr rows and ``panels`` consecutive panels (16 * panels columns of C; the
     panels of a ``_pack`` result lie one after the other, K * 16 floats apart), in vectors of
@@ -549,30 +583,8 @@ def _make_microkernel(mr, panels=1, lanes=8):
                 av = builder.shuffle_vector(av, ir.Constant(vt, ir.Undefined), splat_mask)
                 for h in range(per):
                     new.append(builder.call(fma, [av, bs[h], accs[per * i + h]]))
-            k_next = builder.add(k, ir.Constant(i64, 1))
-            latch = builder.basic_block
-            k.add_incoming(k_next, latch)
-            for phi, v in zip(accs, new):
-                phi.add_incoming(v, latch)
-            builder.cbranch(builder.icmp_signed("<", k_next, K_), loop, done)
-            builder.position_at_end(done)
-            results = []  # the phis first: they must head the block
-            for v in new:
-                res = builder.phi(vt)
-                res.add_incoming(zero, entry)
-                res.add_incoming(v, latch)
-                results.append(res)
-            add = builder.icmp_signed("!=", acc_, ir.Constant(i64, 0))
-            for i in range(mr):
-                for h in range(per):
-                    res = results[per * i + h]
-                    off = builder.add(builder.mul(ir.Constant(i64, i), ldc_), ir.Constant(i64, lanes * h))
-                    p = builder.bitcast(builder.gep(c_ptr, [off]), vp)
-                    with builder.if_else(add) as (then, otherwise):
-                        with then:
-                            builder.store(builder.fadd(builder.load(p, align=4), res), p, align=4)
-                        with otherwise:
-                            builder.store(res, p, align=4)
+            _close_k_loop_and_store(builder, k, K_, accs, new, loop, done, entry, zero, acc_, c_ptr, ldc_,
+                                    mr, per, lanes)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -639,30 +651,8 @@ def _make_tn_kernel(mr, nvec):
                 av = builder.shuffle_vector(av, ir.Constant(vt, ir.Undefined), splat_mask)
                 for h in range(nvec):
                     new.append(builder.call(fma, [av, bs[h], accs[nvec * i + h]]))
-            k_next = builder.add(k, ir.Constant(i64, 1))
-            latch = builder.basic_block
-            k.add_incoming(k_next, latch)
-            for phi, v in zip(accs, new):
-                phi.add_incoming(v, latch)
-            builder.cbranch(builder.icmp_signed("<", k_next, K_), loop, done)
-            builder.position_at_end(done)
-            results = []  # the phis first: they must head the block
-            for v in new:
-                res = builder.phi(vt)
-                res.add_incoming(zero, entry)
-                res.add_incoming(v, latch)
-                results.append(res)
-            add = builder.icmp_signed("!=", acc_, ir.Constant(i64, 0))
-            for i in range(mr):
-                for h in range(nvec):
-                    res = results[nvec * i + h]
-                    off = builder.add(builder.mul(ir.Constant(i64, i), ldc_), ir.Constant(i64, lanes * h))
-                    p = builder.bitcast(builder.gep(c_ptr, [off]), vp)
-                    with builder.if_else(add) as (then, otherwise):
-                        with then:
-                            builder.store(builder.fadd(builder.load(p, align=4), res), p, align=4)
-                        with otherwise:
-                            builder.store(res, p, align=4)
+            _close_k_loop_and_store(builder, k, K_, accs, new, loop, done, entry, zero, acc_, c_ptr, ldc_,
+                                    mr, nvec, lanes)
             return context.get_dummy_value()
 
         return sig, codegen
