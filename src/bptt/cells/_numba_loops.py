@@ -498,6 +498,25 @@ _NR = 16
 _MR = 6
 
 
+def _open_k_loop(builder, K_, n_acc, zero, name):
+    """LLVM IR shared by the product kernels: the loop over k = 0..K-1 (skipped when K = 0) with
+    ``n_acc`` vector accumulators starting at ``zero``. -> (entry, loop, done, k, accs)."""
+    i64 = ir.IntType(64)
+    entry = builder.basic_block
+    loop = builder.function.append_basic_block(f"{name}_loop")
+    done = builder.function.append_basic_block(f"{name}_done")
+    builder.cbranch(builder.icmp_signed(">", K_, ir.Constant(i64, 0)), loop, done)
+    builder.position_at_end(loop)
+    k = builder.phi(i64)
+    k.add_incoming(ir.Constant(i64, 0), entry)
+    accs = []
+    for _ in range(n_acc):
+        phi = builder.phi(zero.type)
+        phi.add_incoming(zero, entry)
+        accs.append(phi)
+    return entry, loop, done, k, accs
+
+
 def _close_k_loop_and_store(builder, k, K_, accs, new, loop, done, entry, zero, acc_, c_ptr, ldc_, mr,
                             nvec, lanes):
     """LLVM IR shared by the product kernels: close the loop over k (its accumulators ``accs``
@@ -556,18 +575,7 @@ def _make_microkernel(mr, panels=1, lanes=8):
             zero = ir.Constant(vt, None)
             splat_mask = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
             panel = builder.mul(K_, ir.Constant(i64, _NR))  # floats from one panel to the next
-            entry = builder.basic_block
-            loop = builder.function.append_basic_block("uk_loop")
-            done = builder.function.append_basic_block("uk_done")
-            builder.cbranch(builder.icmp_signed(">", K_, ir.Constant(i64, 0)), loop, done)
-            builder.position_at_end(loop)
-            k = builder.phi(i64)
-            k.add_incoming(ir.Constant(i64, 0), entry)
-            accs = []
-            for _ in range(per * mr):
-                phi = builder.phi(vt)
-                phi.add_incoming(zero, entry)
-                accs.append(phi)
+            entry, loop, done, k, accs = _open_k_loop(builder, K_, per * mr, zero, "uk")
             row = builder.mul(k, ir.Constant(i64, _NR))
             bs = []
             for q in range(panels):
@@ -626,18 +634,7 @@ def _make_tn_kernel(mr, nvec):
                                                  f"llvm.fma.v{lanes}f32")
             zero = ir.Constant(vt, None)
             splat_mask = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-            entry = builder.basic_block
-            loop = builder.function.append_basic_block("tn_loop")
-            done = builder.function.append_basic_block("tn_done")
-            builder.cbranch(builder.icmp_signed(">", K_, ir.Constant(i64, 0)), loop, done)
-            builder.position_at_end(loop)
-            k = builder.phi(i64)
-            k.add_incoming(ir.Constant(i64, 0), entry)
-            accs = []
-            for _ in range(nvec * mr):
-                phi = builder.phi(vt)
-                phi.add_incoming(zero, entry)
-                accs.append(phi)
+            entry, loop, done, k, accs = _open_k_loop(builder, K_, nvec * mr, zero, "tn")
             brow, arow = builder.mul(k, ldb_), builder.mul(k, lda_)
             bs = []
             for v in range(nvec):
