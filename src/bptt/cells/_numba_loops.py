@@ -498,6 +498,22 @@ _NR = 16
 _MR = 6
 
 
+def _fma_rows(builder, fma, a_ptr, a_offs, bs, accs, splat_mask):
+    """LLVM IR shared by the product kernels, one k of the tile: for each row i, the float of A at
+    a_offs[i], broadcast, times each B vector of ``bs``, added to its accumulator (row-major in
+    ``accs``). -> the new accumulators."""
+    vt = bs[0].type
+    undef = ir.Constant(vt, ir.Undefined)
+    new = []
+    for i, off in enumerate(a_offs):
+        ai = builder.load(builder.gep(a_ptr, [off]), align=4)
+        av = builder.shuffle_vector(builder.insert_element(undef, ai, ir.Constant(ir.IntType(32), 0)),
+                                    undef, splat_mask)
+        for h, b in enumerate(bs):
+            new.append(builder.call(fma, [av, b, accs[len(bs) * i + h]]))
+    return new
+
+
 def _open_k_loop(builder, K_, n_acc, zero, name):
     """LLVM IR shared by the product kernels: the loop over k = 0..K-1 (skipped when K = 0) with
     ``n_acc`` vector accumulators starting at ``zero``. -> (entry, loop, done, k, accs)."""
@@ -583,14 +599,8 @@ def _make_microkernel(mr, panels=1, lanes=8):
                 for v in range(_NR // lanes):
                     off = builder.add(base, ir.Constant(i64, v * lanes)) if v else base
                     bs.append(builder.load(builder.bitcast(builder.gep(b_ptr, [off]), vp), align=4))
-            new = []
-            for i in range(mr):
-                ai = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(i64, i), lda_), k)]),
-                                  align=4)
-                av = builder.insert_element(ir.Constant(vt, ir.Undefined), ai, ir.Constant(i32, 0))
-                av = builder.shuffle_vector(av, ir.Constant(vt, ir.Undefined), splat_mask)
-                for h in range(per):
-                    new.append(builder.call(fma, [av, bs[h], accs[per * i + h]]))
+            a_offs = [builder.add(builder.mul(ir.Constant(i64, i), lda_), k) for i in range(mr)]
+            new = _fma_rows(builder, fma, a_ptr, a_offs, bs, accs, splat_mask)
             _close_k_loop_and_store(builder, k, K_, accs, new, loop, done, entry, zero, acc_, c_ptr, ldc_,
                                     mr, per, lanes)
             return context.get_dummy_value()
@@ -640,14 +650,8 @@ def _make_tn_kernel(mr, nvec):
             for v in range(nvec):
                 off = builder.add(brow, ir.Constant(i64, v * lanes)) if v else brow
                 bs.append(builder.load(builder.bitcast(builder.gep(b_ptr, [off]), vp), align=4))
-            new = []
-            for i in range(mr):
-                off = builder.add(arow, ir.Constant(i64, i)) if i else arow
-                ai = builder.load(builder.gep(a_ptr, [off]), align=4)
-                av = builder.insert_element(ir.Constant(vt, ir.Undefined), ai, ir.Constant(i32, 0))
-                av = builder.shuffle_vector(av, ir.Constant(vt, ir.Undefined), splat_mask)
-                for h in range(nvec):
-                    new.append(builder.call(fma, [av, bs[h], accs[nvec * i + h]]))
+            a_offs = [builder.add(arow, ir.Constant(i64, i)) if i else arow for i in range(mr)]
+            new = _fma_rows(builder, fma, a_ptr, a_offs, bs, accs, splat_mask)
             _close_k_loop_and_store(builder, k, K_, accs, new, loop, done, entry, zero, acc_, c_ptr, ldc_,
                                     mr, nvec, lanes)
             return context.get_dummy_value()
