@@ -161,7 +161,7 @@ def _charlm_curves(tmp_path, *extra):
     proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "charlm.py"), "--data", data,
                            "--steps", "8", "--hidden", "16", "--layers", "2", "--dropout", "0.5",
                            "--embedding-dim", "4", "--batch", "4", "--seq-len", "8", "--warmup", "1",
-                           "--lr", "0.05", "--eval-every", "4", "--order", "bptt-first", *extra],
+                           "--lr", "0.05", "--eval-every", "2", "--order", "bptt-first", *extra],
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     line = proc.stdout.split("Validation loss curves (step: nats/char): ")[1].splitlines()[0]
@@ -171,9 +171,11 @@ def _charlm_curves(tmp_path, *extra):
 
 def test_charlm_benchmark_shares_the_dropout_masks_between_the_libraries(tmp_path):
     """--masks shared (the default): both processes apply the same masks, so at equal steps the
-    two libraries' validation losses agree to float rounding; with --masks own they do not."""
+    two libraries' validation losses agree to float rounding; with --masks own they do not (how far
+    they part in 8 steps depends on the draws: 7e-4 to 2e-2 seen on different machines, so the test
+    asks only that they part by more than the rounding that the shared masks allow)."""
     shared = _charlm_curves(tmp_path)
-    assert len(shared) == 2 and len(shared[0]) == 2
+    assert len(shared) == 2 and len(shared[0]) == 4
     assert shared[0] == pytest.approx(shared[1], abs=2e-4)
     own = _charlm_curves(tmp_path, "--masks", "own")
-    assert max(abs(a - b) for a, b in zip(*own)) > 2e-3
+    assert max(abs(a - b) for a, b in zip(*own)) > 2e-4
