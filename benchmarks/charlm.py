@@ -1,7 +1,7 @@
 """Character language model, bptt against PyTorch at equal training time, each in its own process.
 
 The recipe is bptt's preset shakespeare-10min (`bptt train --preset shakespeare-10min`, see
-bptt/presets.py): tiny-shakespeare, 90/10 split, Embedding 64 -> 2-layer GRU 384 (dropout 0.3)
+bptt/presets.py): tiny-shakespeare, 90/10 split, Embedding 64 -> 2-layer GRU 512 (dropout 0.3)
 -> Linear, batch 64, seq 64, Adam 3e-3 warmed up over 100 steps and decayed with a cosine to 0
 at the end of the time budget, gradient norm clipped at 5. Every option below overrides it.
 
