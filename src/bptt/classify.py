@@ -168,7 +168,8 @@ class SequenceClassifier(Module):
     pool 'last': the top layer's state after each series' own last step (both directions'
     final states when bidirectional); 'mean': the top layer's outputs averaged over the valid
     steps; 'max': their element-wise maximum over the valid steps; 'meanmax': the mean and the
-    max side by side (the head reads twice as many features). forward(x (T, B, D), lengths (B,) or None) -> logits (B, C); backward(dlogits) -> dx."""
+    max side by side (the head reads twice as many features).
+    forward(x (T, B, D), lengths (B,) or None) -> logits (B, C); backward(dlogits) -> dx."""
 
     def __init__(self, input_size, num_classes, cell="lstm", hidden_size=64, num_layers=1,
                  bidirectional=False, dropout=0.0, pool="last", dtype="float32", seed=None, patch=1):
