@@ -33,6 +33,8 @@ VARIANTS = {
     "recipe": {},
     "layers2": {"num_layers": 2},
     "pool-last": {"pool": "last"},
+    "pool-max": {"pool": "max"},
+    "pool-meanmax": {"pool": "meanmax"},
     "batch32": {"batch_size": 32},
     "lr0.005": {"lr": 5e-3},
     "lr0.002": {"lr": 2e-3},

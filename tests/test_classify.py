@@ -18,7 +18,8 @@ from test_series_files import sktime_data_dir
 
 @pytest.mark.parametrize("cell,pool,bidirectional,layers,patch", [
     ("lstm", "last", True, 1, 1), ("gru", "mean", False, 2, 1), ("rnn", "mean", True, 1, 1),
-    ("lstm", "last", True, 1, 2), ("gru", "mean", True, 1, 3)])
+    ("lstm", "last", True, 1, 2), ("gru", "mean", True, 1, 3), ("gru", "max", True, 1, 1),
+    ("lstm", "meanmax", True, 1, 2)])
 def test_classifier_gradcheck(cell, pool, bidirectional, layers, patch, restore_backend):  # noqa: F811
     """(The NumPy loops: the classifier's own math is checked here, the loops elsewhere.)
     patch K: K steps as one, a partial last patch for lengths not a multiple of K."""
@@ -46,6 +47,23 @@ def test_classifier_gradcheck(cell, pool, bidirectional, layers, patch, restore_
     x2[3:, 0] = 100.0
     model.eval()
     np.testing.assert_array_equal(model(x, lengths), model(x2, lengths))
+
+
+def test_max_pool_never_picks_padding_and_routes_the_gradient_to_one_step():
+    """Max pooling over each series' valid steps: padded steps never win (not even over negative
+    values), of equal values the earliest wins, and the gradient goes to that one step only."""
+    from bptt.classify import max_pool_backward, max_pool_forward
+
+    out = np.full((4, 2, 2), 9.0)  # (T, B, F): padding holds the largest values
+    out[:2, 0] = [[-3.0, -1.0], [-2.0, -1.0]]  # series 0, length 2: a tie (-1, -1) in feature 1
+    out[:3, 1] = [[0.5, -4.0], [0.2, -5.0], [0.7, -6.0]]  # series 1, length 3
+    feat, where = max_pool_forward(out, np.array([2, 3]))
+    np.testing.assert_array_equal(feat, [[-2.0, -1.0], [0.7, -4.0]])
+    np.testing.assert_array_equal(where, [[1, 0], [2, 0]])  # the tie: the earlier step
+    dout = max_pool_backward(np.array([[1.0, 2.0], [3.0, 4.0]]), where, 4)
+    want = np.zeros((4, 2, 2))
+    want[1, 0, 0], want[0, 0, 1], want[2, 1, 0], want[0, 1, 1] = 1.0, 2.0, 3.0, 4.0
+    np.testing.assert_array_equal(dout, want)
 
 
 def test_diff_features_and_their_statistics():
@@ -270,6 +288,31 @@ def test_train_eval_predict_resume(toy, capsys):
     assert len(pred) == 20 and set(pred) <= {"up", "down"}
     truth = [line.rsplit(":", 1)[1] for line in open(toy["test"]).read().split("@data\n")[1].split()]
     assert np.mean([p == t for p, t in zip(pred, truth)]) == r["accuracy"]
+
+
+def test_max_pool_run_trains_and_its_checkpoint_keeps_the_pool(toy, capsys, tmp_path):
+    """--pool max end to end: the checkpoint restores a max-pooling model whose predictions are
+    eval's; a --pool value bptt does not have is a one-line usage error."""
+    from bptt.classify import predict_logits
+    from bptt.classify_run import load_for_eval
+
+    out = str(toy["dir"] / "maxrun")
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--epochs", "3", "--pool", "max",
+                 "--bidirectional", "--out", out] + TRAIN_ARGS) == 0
+    assert "pool max" in capsys.readouterr().err
+    model, norm, classes, _ = load_for_eval(out)
+    assert model.pool == "max" and model.head.in_features == 2 * 8
+    series, labels = bptt.data.read_ts(toy["test"])
+    pred = predict_logits(model, norm.transform(series, np.float32)).argmax(axis=1)
+    assert main(["eval", out, "--data", toy["test"], "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["accuracy"] == pytest.approx(np.mean([classes[k] == lab for k, lab in zip(pred, labels)]))
+    assert r["accuracy"] >= 0.9  # the classes are easy
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--pool", "median",
+                 "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--pool: invalid choice: 'median'" in err and "max" in err, err
+    assert not os.path.exists(tmp_path / "bad")
 
 
 def test_resume_continues_exactly(toy, capsys):

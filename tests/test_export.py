@@ -113,7 +113,8 @@ def test_char_model_matches_onnx_runtime(cell, layers, tmp_path):
 
 @pytest.mark.parametrize("cell,pool,bidirectional,layers,patch,members,diff", [
     ("lstm", "last", False, 1, 1, 1, False), ("gru", "mean", True, 2, 3, 1, False), ("rnn", "last", True, 2, 4, 1, False),
-    ("lstm", "mean", True, 1, 2, 1, True), ("gru", "mean", True, 1, 2, 3, False), ("gru", "last", False, 1, 3, 2, True)])
+    ("lstm", "mean", True, 1, 2, 1, True), ("gru", "mean", True, 1, 2, 3, False), ("gru", "last", False, 1, 3, 2, True),
+    ("gru", "max", True, 1, 2, 1, False), ("lstm", "meanmax", True, 1, 1, 2, False)])
 def test_classifier_matches_onnx_runtime(cell, pool, bidirectional, layers, patch, members, diff):
     """Raw series of unequal lengths (garbage past each length, a NaN inside) -> the graph's
     logits equal the model's on the standardised, zero-padded series (an ensemble: the log of

@@ -5,7 +5,7 @@
         training only]
       --bucket_batches + pad_batch--> x (T, B, D) zero-padded, lengths (B,)
       --SequenceClassifier: patch_forward (K steps as one) -> RNN/LSTM/GRU with lengths -> the
-        last valid state (or the mean over the valid steps) -> Linear--> logits (B, C)
+        last valid state (or the mean, the max, or both, over the valid steps) -> Linear--> logits (B, C)
         --CrossEntropyLoss
 backward: exactly the reverse; training keeps the best epoch on a validation part of TRAIN.
 EnsembleClassifier: M of them side by side, member m trained on the series outside fold m
@@ -26,7 +26,7 @@ from .module import Module, no_grad
 from .recurrent import GRU, LSTM, RNN
 
 LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
-POOLS = ("last", "mean")
+POOLS = ("last", "mean", "max", "meanmax")
 
 
 # ----------------------------------------------------------------------------- data
@@ -167,7 +167,9 @@ class SequenceClassifier(Module):
 
     pool 'last': the top layer's state after each series' own last step (both directions'
     final states when bidirectional); 'mean': the top layer's outputs averaged over the valid
-    steps. forward(x (T, B, D), lengths (B,) or None) -> logits (B, C); backward(dlogits) -> dx."""
+    steps; 'max': their element-wise maximum over the valid steps; 'meanmax': the mean and the
+    max side by side (the head reads twice as many features).
+    forward(x (T, B, D), lengths (B,) or None) -> logits (B, C); backward(dlogits) -> dx."""
 
     def __init__(self, input_size, num_classes, cell="lstm", hidden_size=64, num_layers=1,
                  bidirectional=False, dropout=0.0, pool="last", dtype="float32", seed=None, patch=1):
@@ -175,14 +177,15 @@ class SequenceClassifier(Module):
         if cell not in LAYERS:
             raise ValueError(f"cell must be one of {', '.join(LAYERS)}, got {cell!r}")
         if pool not in POOLS:
-            raise ValueError(f"pool must be 'last' or 'mean', got {pool!r}")
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
         if int(patch) != patch or patch < 1:
             raise ValueError(f"patch must be a whole number >= 1, got {patch!r}")
         self.cell, self.pool, self.patch, self.num_classes = cell, pool, int(patch), num_classes
         self.rnn = LAYERS[cell](self.patch * input_size, hidden_size, num_layers, dropout=dropout,
                                 bidirectional=bidirectional, dtype=dtype, seed=seed)
         K = self.rnn.num_directions
-        self.head = Linear(K * hidden_size, num_classes, dtype=dtype,
+        width = 2 if pool == "meanmax" else 1  # meanmax: the mean, then the max
+        self.head = Linear(width * K * hidden_size, num_classes, dtype=dtype,
                            seed=None if seed is None else seed + 1)
         self.dtype = self.rnn.dtype
 
@@ -194,18 +197,23 @@ class SequenceClassifier(Module):
         T = x.shape[0]
         out, state = self.rnn(x, None, lengths)  # out (T, B, K*H)
         K = self.rnn.num_directions
+        where = None  # max pooling: the step each feature's maximum came from
         if self.pool == "last":
             h_n = state[0] if self.cell == "lstm" else state  # (L*K, B, H)
             feat = np.concatenate(list(h_n[-K:]), axis=-1)  # (B, K*H)
+        elif self.pool == "mean":
+            feat = mean_pool_forward(out, lengths)  # (B, K*H)
+        elif self.pool == "max":
+            feat, where = max_pool_forward(out, lengths)  # (B, K*H)
         else:
-            mask = (np.arange(T)[:, None] < lengths)[..., None]  # (T, B, 1)
-            feat = (out * mask).sum(axis=0) / lengths[:, None].astype(out.dtype)  # (B, K*H)
-        self._save_for_backward((out.shape, lengths, lengths0, T0))
+            feat_max, where = max_pool_forward(out, lengths)
+            feat = np.concatenate([mean_pool_forward(out, lengths), feat_max], axis=1)  # (B, 2*K*H)
+        self._save_for_backward((out.shape, lengths, lengths0, T0, where))
         return self.head(feat)
 
     def backward(self, dlogits):
-        (T, B, KH), lengths, lengths0, T0 = self._saved_for_backward()
-        dfeat = self.head.backward(dlogits)  # (B, K*H)
+        (T, B, KH), lengths, lengths0, T0, where = self._saved_for_backward()
+        dfeat = self.head.backward(dlogits)  # (B, K*H), meanmax (B, 2*K*H)
         L, K, H = self.rnn.num_layers, self.rnn.num_directions, self.rnn.hidden_size
         if self.pool == "last":
             dh_n = np.zeros((L * K, B, H), self.dtype)
@@ -213,9 +221,14 @@ class SequenceClassifier(Module):
             dstate = (dh_n, None) if self.cell == "lstm" else dh_n
             dout = np.zeros((T, B, KH), self.dtype)
         else:
-            mask = (np.arange(T)[:, None] < lengths)[..., None]  # (T, B, 1)
-            dout = (mask * (dfeat / lengths[:, None])[None]).astype(self.dtype)
             dstate = None
+            if self.pool == "mean":
+                dout = mean_pool_backward(dfeat, lengths, T)
+            elif self.pool == "max":
+                dout = max_pool_backward(dfeat, where, T)
+            else:
+                dout = mean_pool_backward(dfeat[:, :KH], lengths, T) + max_pool_backward(dfeat[:, KH:], where, T)
+            dout = dout.astype(self.dtype, copy=False)
         dx, _ = self.rnn.backward(dout, dstate)
         return patch_backward(dx, lengths0, T0, self.patch)
 
@@ -294,6 +307,34 @@ def masked_cross_entropy(logits, y, weight):
     dlogits = np.exp(logp)
     dlogits[:, np.arange(B), y] -= 1
     return loss, (dlogits * w[..., None]).astype(logits.dtype)
+
+
+def mean_pool_forward(out, lengths):
+    """out (T, B, F) zero past each length, lengths (B,) -> the mean over the valid steps (B, F)."""
+    mask = (np.arange(len(out))[:, None] < lengths)[..., None]  # (T, B, 1)
+    return (out * mask).sum(axis=0) / lengths[:, None].astype(out.dtype)
+
+
+def mean_pool_backward(dfeat, lengths, T):
+    """dfeat (B, F) -> dout (T, B, F): dfeat / length at each valid step, 0 past it."""
+    mask = (np.arange(T)[:, None] < lengths)[..., None]  # (T, B, 1)
+    return mask * (dfeat / lengths[:, None])[None]
+
+
+def max_pool_forward(out, lengths):
+    """out (T, B, F), lengths (B,) -> (the element-wise max over each series' valid steps (B, F),
+    the step it came from (B, F)). A padded step never wins; of equal values the earliest does."""
+    valid = (np.arange(len(out))[:, None] < lengths)[..., None]  # (T, B, 1)
+    where = np.where(valid, out, -np.inf).argmax(axis=0)  # (B, F), the first maximum
+    return np.take_along_axis(out, where[None], axis=0)[0], where
+
+
+def max_pool_backward(dfeat, where, T):
+    """dfeat (B, F), the steps of the maxima where (B, F) -> dout (T, B, F): each feature's
+    gradient at the one step its maximum came from, 0 elsewhere."""
+    dout = np.zeros((T,) + dfeat.shape, dfeat.dtype)
+    np.put_along_axis(dout, where[None], dfeat[None], axis=0)
+    return dout
 
 
 def patch_forward(x, lengths, K):

@@ -245,7 +245,8 @@ def _classifier_graph(g, model, vocab, norm=None):
     value, NaN, becomes 0), zero every step at or past each series' length, K consecutive steps
     as one (patch K: pad T to a multiple of K, (T/K, B, K*D), lengths ceil(len/K)), the recurrent
     stack with ``sequence_lens``, the top layer's final states (pool last) or its outputs averaged
-    over the valid steps (pool mean), then the Linear head; an ensemble: each member so, then the
+    over the valid steps (pool mean), their max over the valid steps (pool max), or both side by
+    side (pool meanmax), then the Linear head; an ensemble: each member so, then the
     log of the members' mean softmax. ``vocab``: the class labels."""
     onnx = g.onnx
     F, I64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
@@ -300,11 +301,19 @@ def _member_nodes(g, model, z, lens64, seq_lens, prefix):
         feat = g.node("Reshape", [g.node("Transpose", [top], perm=[1, 0, 2]),
                                   g.const("shape", np.array([0, nd * H], np.int64))])  # (B, K*H)
     else:
-        summed = g.node("ReduceSum", [g.node("Mul", [out, _step_mask(g, out, lens64)]),
-                                      g.const("axis", np.array([0], np.int64))], keepdims=0)  # (B, K*H)
-        count = g.node("Unsqueeze", [g.node("Cast", [lens64], to=g.onnx.TensorProto.FLOAT),
-                                     g.const("axis", np.array([1], np.int64))])
-        feat = g.node("Div", [summed, count])
+        mask = _step_mask(g, out, lens64)  # (T, B, 1)
+        feats = []
+        if model.pool in ("mean", "meanmax"):
+            summed = g.node("ReduceSum", [g.node("Mul", [out, mask]),
+                                          g.const("axis", np.array([0], np.int64))], keepdims=0)  # (B, K*H)
+            count = g.node("Unsqueeze", [g.node("Cast", [lens64], to=g.onnx.TensorProto.FLOAT),
+                                         g.const("axis", np.array([1], np.int64))])
+            feats.append(g.node("Div", [summed, count]))
+        if model.pool in ("max", "meanmax"):  # padded steps at -inf never win
+            valid = g.node("Cast", [mask], to=g.onnx.TensorProto.BOOL)
+            masked = g.node("Where", [valid, out, g.const("minus_inf", np.array(-np.inf, np.float32))])
+            feats.append(g.node("ReduceMax", [masked], axes=[0], keepdims=0))  # (B, K*H)
+        feat = feats[0] if len(feats) == 1 else g.node("Concat", feats, axis=1)  # meanmax (B, 2*K*H)
     W = g.const(f"{prefix}_head_weight_T", np.ascontiguousarray(P["head.weight"].T, np.float32))  # (K*H, C)
     y = g.node("MatMul", [feat, W], name=f"{prefix}_head_matmul")
     return g.node("Add", [y, g.const(f"{prefix}_head_bias", P["head.bias"].astype(np.float32))], name=f"{prefix}_head_bias")
