@@ -270,19 +270,6 @@ def test_pack_panels_aligned_and_exact(k, n):
         assert np.array_equal(Bp, want.reshape(k, P, 16).transpose(1, 0, 2))
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
-def test_pack2_par_packs_both_as_pack(n):
-    """_pack2_par(Wa, Wb, n), the two weight matrices' panels split over n blocks: the same
-    arrays as _pack of each (transposed views too, last panels partial, more blocks than panels)."""
-    rng = np.random.default_rng(n)
-    W_ih = rng.standard_normal((70, 37)).astype(np.float32)  # (4H, D), 4H = 70: a partial panel
-    W_hh = rng.standard_normal((70, 17)).astype(np.float32)
-    for Wa, Wb in ((W_ih.T, W_hh.T), (W_hh, W_ih), (W_ih[:5].T, W_hh[:5])):
-        A, B = fast._pack2_par(Wa, Wb, n)
-        for got, W in ((A, Wa), (B, Wb)):
-            assert got.ctypes.data % 64 == 0 and np.array_equal(got, fast._pack(W))
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_empty64_aligned_writable(dtype):
     """_empty64: the shape and dtype asked for, C-contiguous, writable; from POOL_MIN_BYTES up

@@ -694,40 +694,11 @@ def _pack(Wt):
     K, N = Wt.shape
     P = (N + _NR - 1) // _NR
     Bp = _aligned_zeros(P * K * _NR).reshape((P, K, _NR))
-    _pack_panels(Wt, Bp, 0, P)
-    return Bp
-
-
-@njit(**_OPTS)
-def _pack_panels(Wt, Bp, p0, p1):
-    """Panels p0:p1 of ``_pack``'s Bp from Wt (K, N) (the columns past N left as they are)."""
-    K, N = Wt.shape
-    for p in range(p0, p1):
+    for p in range(P):
         for k in range(K):
             for j in range(min(_NR, N - p * _NR)):
                 Bp[p, k, j] = Wt[k, p * _NR + j]
-
-
-@njit(**_POPTS)
-def _pack2_par(Wa, Wb, n):
-    """(``_pack(Wa)``, ``_pack(Wb)``), each array's panels split over n threads: the packing of a
-    layer's two weight matrices, before each loop, is no longer a serial part of a step that the
-    other threads wait through (~0.3 ms at (H, D) = (192, 128), its weights read from memory)."""
-    Ka, Na = Wa.shape
-    Kb, Nb = Wb.shape
-    Pa, Pb = (Na + _NR - 1) // _NR, (Nb + _NR - 1) // _NR
-    A = _aligned_zeros(Pa * Ka * _NR).reshape((Pa, Ka, _NR))
-    B = _aligned_zeros(Pb * Kb * _NR).reshape((Pb, Kb, _NR))
-    if n == 1:
-        _pack_panels(Wa, A, 0, Pa)
-        _pack_panels(Wb, B, 0, Pb)
-        return A, B
-    for s in prange(n):
-        a0, a1 = _block(s, n, Pa)
-        _pack_panels(Wa, A, a0, a1)
-        b0, b1 = _block(s, n, Pb)
-        _pack_panels(Wb, B, b0, b1)
-    return A, B
+    return Bp
 
 
 @njit(**_OPTS)
@@ -2072,8 +2043,7 @@ def lstm_forward_x(x, h0, c0, params, lengths=None):
     gates = _empty64((T, B, H4), dt)
     tcs = _empty64((T, B, H), dt)
     hs[0], cs[0] = h0, c0
-    Wxp, Wp = _pack2_par(W_ih.T, W_hh.T, plan.n)
-    _lstm_fwdx_par(Wxp, Wp, x, bsum, hs, cs, gates, tcs, lens, plan.n)
+    _lstm_fwdx_par(_pack(W_ih.T), _pack(W_hh.T), x, bsum, hs, cs, gates, tcs, lens, plan.n)
     return hs, cs, gates, tcs
 
 
@@ -2128,8 +2098,7 @@ def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=Non
         dparams = _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, lens, plan.n)
     else:
         dz = _empty64(gates.shape, dt)
-        Wp, Wxp = _pack2_par(W_hh, W_ih, plan.n)
-        _lstm_bwdx_par(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db, lens, plan.n)
+        _lstm_bwdx_par(_pack(W_hh), _pack(W_ih), dout, cs, gates, tcs, dz, dh, dc, dx, db, lens, plan.n)
         dz2 = dz.reshape(T * B, 4 * H)
         dparams = _weight_grads(x.reshape(T * B, D), _c(hs[:-1]).reshape(T * B, H), dz2, dz2, big[0], big[1])
     if "bias_ih" in params:
@@ -2179,8 +2148,7 @@ def _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, le
     sb = np.empty((n, K, 16), np.float32)
     dWx = _empty64((n, 4 * H, D), np.float32)
     dWh = _empty64((n, 4 * H, H), np.float32)
-    Wp, Wxp = _pack2_par(W_hh, W_ih, n)
-    _lstm_bwdw_par(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, ap,
+    _lstm_bwdw_par(_pack(W_hh), _pack(W_ih), dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, ap,
                    xb, hb, sb, lens, n)
     return {"weight_ih": dWx[0], "weight_hh": dWh[0]}
 
