@@ -42,7 +42,8 @@ Below that, the machinery:
   weight gradients stay after the loop (``_weight_grads``), except on AVX-512 CPUs for
   4H <= WGRAD_MAX_GATES and H a multiple of 8: there each thread adds them up every few steps
   (``_lstm_bwdw_rows``: its last WGRAD_ROWS rows of da, x and h, by the kernel ``_tn_acc``
-  while they are in cache), and the threads' partial sums are added at the end, so that no
+  while they are in cache; da's blocks of 8 columns an odd number of cache lines apart,
+  ``_ap_rows``), and the threads' partial sums are added at the end, so that no
   (T, B, 4H) array of da is ever written. Its gate math (``_lstm_bwd16``) writes da in 16-float
   vectors, also in the layout ``_tn_acc`` reads, and adds the bias gradient in the same pass.
 
