@@ -996,16 +996,22 @@ def _colsum_block(A, m0, m1, part):
 @njit(**_POPTS)
 def _colsum_par(A, n):
     """A.sum(axis=0) for A (M, N): n blocks of rows summed in parallel, each in chunks of 64
-    rows (error growing like 64 + M/64 roundings, not M), then the n partial sums."""
+    rows (error growing like 64 + M/64 roundings, not M), then the n partial sums. The zeros
+    are filled by plain loops: in a parallel function each np.zeros is a parallel loop of its
+    own, which starts and joins the threads (twice per call, even with n = 1)."""
     M, N = A.shape
-    part = np.zeros((n, N), A.dtype)
+    zero = A.dtype.type(0.0)
+    part = np.empty((n, N), A.dtype)
+    for s in range(n):
+        _fill(part[s], zero)
     if n == 1:  # one block: no threads to start
         _colsum_block(A, 0, M, part[0])
     else:
         for s in prange(n):
             m0, m1 = _block(s, n, M)
             _colsum_block(A, m0, m1, part[s])
-    out = np.zeros(N, A.dtype)
+    out = np.empty(N, A.dtype)
+    _fill(out, zero)
     for s in range(n):
         for j in range(N):
             out[j] += part[s, j]
