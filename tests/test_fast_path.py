@@ -208,6 +208,16 @@ def test_lstm_weight_grads_inside_backward_loop(wgrad_rows, shards, monkeypatch)
         assert np.array_equal(got[0], after[0]) and np.array_equal(got[3]["bias_ih"], after[3]["bias_ih"])
 
 
+def test_weight_grad_blocks_an_odd_number_of_cache_lines_apart():
+    """_ap_rows: the rows allocated per block of 8 columns of da (32 bytes a row) hold the K rows
+    and put the blocks an odd number of 64-byte lines apart (never 4 KiB: K = 128 gives 130),
+    with at most 3 rows of padding."""
+    for K in list(range(1, 40)) + [64, 128, 256, 1024]:
+        Ka = fast._ap_rows(K)
+        assert K <= Ka <= K + 3 and (Ka * 32) % 64 == 0 and (Ka * 32 // 64) % 2 == 1
+    assert fast._ap_rows(128) == 130
+
+
 @pytest.mark.parametrize("k,m,n", [(1, 1, 1), (7, 8, 32), (13, 13, 45), (33, 20, 16), (64, 148, 70)])
 def test_transposed_product_for_weight_grads(k, m, n):
     """_tn_acc: C = A^T X and C += A^T X (the weight gradients' products: A the rows of da in

@@ -42,7 +42,8 @@ Below that, the machinery:
   weight gradients stay after the loop (``_weight_grads``), except on AVX-512 CPUs for
   4H <= WGRAD_MAX_GATES and H a multiple of 8: there each thread adds them up every few steps
   (``_lstm_bwdw_rows``: its last WGRAD_ROWS rows of da, x and h, by the kernel ``_tn_acc``
-  while they are in cache), and the threads' partial sums are added at the end, so that no
+  while they are in cache; da's blocks of 8 columns an odd number of cache lines apart,
+  ``_ap_rows``), and the threads' partial sums are added at the end, so that no
   (T, B, 4H) array of da is ever written. Its gate math (``_lstm_bwd16``) writes da in 16-float
   vectors, also in the layout ``_tn_acc`` reads, and adds the bias gradient in the same pass.
 
@@ -995,16 +996,22 @@ def _colsum_block(A, m0, m1, part):
 @njit(**_POPTS)
 def _colsum_par(A, n):
     """A.sum(axis=0) for A (M, N): n blocks of rows summed in parallel, each in chunks of 64
-    rows (error growing like 64 + M/64 roundings, not M), then the n partial sums."""
+    rows (error growing like 64 + M/64 roundings, not M), then the n partial sums. The zeros
+    are filled by plain loops: in a parallel function each np.zeros is a parallel loop of its
+    own, which starts and joins the threads (twice per call, even with n = 1)."""
     M, N = A.shape
-    part = np.zeros((n, N), A.dtype)
+    zero = A.dtype.type(0.0)
+    part = np.empty((n, N), A.dtype)
+    for s in range(n):
+        _fill(part[s], zero)
     if n == 1:  # one block: no threads to start
         _colsum_block(A, 0, M, part[0])
     else:
         for s in prange(n):
             m0, m1 = _block(s, n, M)
             _colsum_block(A, m0, m1, part[s])
-    out = np.zeros(N, A.dtype)
+    out = np.empty(N, A.dtype)
+    _fill(out, zero)
     for s in range(n):
         for j in range(N):
             out[j] += part[s, j]
@@ -1364,13 +1371,15 @@ def _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, d
     into xb and hb; once S steps are in, dWx (4H, D) (+)= da^T xb and dWh (4H, H) (+)= da^T hb
     (``_tn_acc``) while these rows are still in cache. The step's da rows, for its products,
     are in dzb (R rows): no (T, B, 4H) array of da is written nor read back. dWx, dWh: this
-    block's share of the sums over all rows, assigned at the first update; sb scratch (K, 16)."""
+    block's share of the sums over all rows, assigned at the first update; sb scratch (K, 16).
+    ap holds 4H // 8 blocks of Ka >= K rows of 8 (``_ap_rows``)."""
     T, _, H = dout.shape
     D = x.shape[2]
     R = b1 - b0
     K = xb.shape[0]
     S = K // R
     H4 = 4 * H
+    Ka = ap.shape[0] // H4  # rows allocated per block of 8 columns of da
     zero = dout.dtype.type(0.0)
     scratch = np.empty((_MR, _NR), np.float32)
     sc = np.empty((_MRW, 16), np.float32)
@@ -1389,12 +1398,12 @@ def _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, d
             if t >= lengths[b]:
                 _fill(dzb[b - b0], zero)
                 for j in range(H4):
-                    ap[(j >> 3) * K * 8 + r * 8 + (j & 7)] = zero
+                    ap[(j >> 3) * Ka * 8 + r * 8 + (j & 7)] = zero
                 _fill(dx[t, b], zero)
                 gap = gap or b < e
                 continue
             _lstm_cell_bwd_pack(dout[t, b], dh[b], dc[b], cs[t, b], gates[t, b], tcs[t, b], dzb[b - b0], db,
-                                ap, K, r, H)
+                                ap, Ka, r, H)
         if gap:
             _clear_running(dh, lengths, t, b0, e)
         dzt = dzb[: e - b0, :H4]
@@ -1403,8 +1412,8 @@ def _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, d
         k += R
         if k == S * R or t == 0:
             acc = 0 if first else 1
-            _tn_acc(ap, K, k, H4, xb[:k, :D], dWx, acc, sb, sc)
-            _tn_acc(ap, K, k, H4, hb[:k, :H], dWh, acc, sb, sc)
+            _tn_acc(ap, Ka, k, H4, xb[:k, :D], dWx, acc, sb, sc)
+            _tn_acc(ap, Ka, k, H4, hb[:k, :H], dWh, acc, sb, sc)
             first = False
             k = 0
 
@@ -2123,6 +2132,15 @@ def _row_stride(n):
     return 16 * (m + 1 - m % 2)
 
 
+def _ap_rows(K):
+    """Rows allocated per block of 8 columns of ``_tn_acc``'s A (ap) for K rows of da: K rounded
+    up to 2 mod 4, so that the blocks lie an odd number of cache lines apart (32 * rows bytes).
+    The gate math writes each row of da into all 4H // 8 blocks at once; blocks 4 KiB apart
+    (K = 128) put all of a row's 96 stores in one set of the L1 cache, whose 12 ways then
+    thrash (measured: the backward's gate math 25 % slower)."""
+    return K + (2 - K % 4) % 4
+
+
 def _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, lens, n):
     """``_lstm_bwdw_par`` on n blocks of rows -> {"weight_ih", "weight_hh"} (summed over the
     blocks)."""
@@ -2131,7 +2149,7 @@ def _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, le
     R = -(-B // n)
     K = min(T, max(1, WGRAD_ROWS // R)) * R  # rows per update
     dzb = _empty64((n, R, _row_stride(4 * H)), np.float32)
-    ap = _empty64((n, 4 * H * K), np.float32)
+    ap = _empty64((n, 4 * H * _ap_rows(K)), np.float32)
     xb = _empty64((n, K, _row_stride(D)), np.float32)
     hb = _empty64((n, K, _row_stride(H)), np.float32)
     sb = np.empty((n, K, 16), np.float32)
