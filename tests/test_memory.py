@@ -219,3 +219,17 @@ def test_recent_reading_of_available_memory_is_reused(monkeypatch):
     memory._recent[0] -= 2 * memory.RECENT_SECONDS  # an old reading: read again
     memory.check_fits(layer, 5, 2)
     assert len(reads) == 3
+
+
+def test_rnn_backward_reuses_the_forward_input_projection():
+    """The RNN's backward takes its da (T, B, H) from the pool, where the forward's input
+    projection (same shape, freed when the forward returns) waits: a step's peak is hs, da and dx
+    (the cells benchmark's peak-memory column, below PyTorch's three (T, B, H) arrays), not hs,
+    the projection, da and dx. (_peak's dout, np.ones_like(out), is a (T, B, H) array too.)"""
+    T, B, D, H = 256, 16, 8, 64  # (T, B, H) float32 = 1 MiB: pooled
+    layer = RNN(D, H, seed=0)
+    x = np.random.default_rng(0).standard_normal((T, B, D)).astype(np.float32)
+    _peak(layer, x)  # compile / warm up
+    cells.release_buffers()
+    tbh = T * B * H * 4
+    assert _peak(layer, x) < 3 * tbh + T * B * D * 4 + tbh // 4  # hs, dout, da, dx (+ small)

@@ -1988,7 +1988,7 @@ def rnn_backward_loop(dout, dh_T, hs, W_hh, relu, lengths=None):
     dout, hs, W_hh, relu = _c(dout), _c(hs), _c(W_hh), bool(relu)
     T, B, H = dout.shape
     lens = _lengths(lengths, T, B)
-    da = np.empty_like(dout)
+    da = _empty64(dout.shape, dout.dtype)  # from the pool: the forward's freed input projection
     dh = _state_grad(dh_T, dout)  # a copy: updated in place, step by step
     plan = _Plan(dout.dtype, B, H, H, backward=True, T=T)
     if not plan.per_step_matmul:
