@@ -678,28 +678,73 @@ WIDE_MICROKERNEL = _host_has_avx512()  # two panels per call in 16-float vectors
 
 
 @njit(**_OPTS)
-def _aligned_zeros(n):
-    """n float32 zeros starting on a 64-byte boundary. Each k of a panel is one 16-float vector
-    load in the micro-kernels; from an address 32 bytes off a cache line every such load spans
-    two lines, which made the products up to a quarter slower (NumPy's and numba's arrays are
-    only 16- or 32-byte aligned)."""
-    buf = np.zeros(n + _NR, np.float32)
+def _aligned_empty(n):
+    """n float32 (uninitialised) starting on a 64-byte boundary. Each k of a panel is one 16-float
+    vector load in the micro-kernels; from an address 32 bytes off a cache line every such load
+    spans two lines, which made the products up to a quarter slower (NumPy's and numba's arrays
+    are only 16- or 32-byte aligned)."""
+    buf = np.empty(n + _NR, np.float32)
     s = ((64 - buf.ctypes.data % 64) % 64) // 4
     return buf[s : s + n]
+
+
+def _packed_empty(Wt):
+    """An uninitialised, 64-byte aligned (ceil(N/16), K, 16) float32 array for Wt (K, N) packed
+    (``_pack_panels`` fills it; from Python, for the loops that pack inside their threads)."""
+    K, N = Wt.shape
+    P = -(-N // _NR)
+    buf = np.empty(P * K * _NR + _NR, np.float32)
+    s = -buf.ctypes.data % 64 // 4
+    return buf[s : s + P * K * _NR].reshape(P, K, _NR)
+
+
+@njit(**_OPTS)
+def _pack_panels(Wt, Bp, p0, p1):
+    """Panels p0:p1 of ``_pack``: Bp[p, k, j] = Wt[k, 16 p + j], zeros past the last column.
+    Wt is read along its contiguous axis (the transpose of a C array, W^T, column by column)."""
+    K, N = Wt.shape
+    zero = np.float32(0.0)
+    by_columns = Wt.strides[0] < Wt.strides[1]
+    for p in range(p0, p1):
+        ncols = min(_NR, N - p * _NR)
+        if by_columns:
+            for j in range(ncols):
+                for k in range(K):
+                    Bp[p, k, j] = Wt[k, p * _NR + j]
+        else:
+            for k in range(K):
+                for j in range(ncols):
+                    Bp[p, k, j] = Wt[k, p * _NR + j]
+        for k in range(K):
+            for j in range(ncols, _NR):
+                Bp[p, k, j] = zero
 
 
 @njit(**_OPTS)
 def _pack(Wt):
     """Wt (K, N) float32 -> Bp (ceil(N/16), K, 16): panels of 16 columns, zero-padded, starting
-    on a 64-byte boundary (``_aligned_zeros``)."""
+    on a 64-byte boundary (``_aligned_empty``)."""
     K, N = Wt.shape
     P = (N + _NR - 1) // _NR
-    Bp = _aligned_zeros(P * K * _NR).reshape((P, K, _NR))
-    for p in range(P):
-        for k in range(K):
-            for j in range(min(_NR, N - p * _NR)):
-                Bp[p, k, j] = Wt[k, p * _NR + j]
+    Bp = _aligned_empty(P * K * _NR).reshape((P, K, _NR))
+    _pack_panels(Wt, Bp, 0, P)
     return Bp
+
+
+@njit(**_POPTS)
+def _pack2_par(W1, Bp1, W2, Bp2, n):
+    """``_pack_panels`` of two weights, each one's panels in n blocks over the threads (called
+    first in the loops' parallel functions: each thread packs its share, in one region)."""
+    P1, P2 = Bp1.shape[0], Bp2.shape[0]
+    if n == 1:
+        _pack_panels(W1, Bp1, 0, P1)
+        _pack_panels(W2, Bp2, 0, P2)
+        return
+    for s in prange(n):
+        p0, p1 = _block(s, n, P1)
+        _pack_panels(W1, Bp1, p0, p1)
+        q0, q1 = _block(s, n, P2)
+        _pack_panels(W2, Bp2, q0, q1)
 
 
 @njit(**_OPTS)
@@ -1315,8 +1360,10 @@ def _lstm_fwdx_rows(Wxp, Wp, x, bsum, hs, cs, gates, tcs, lengths, b0, b1):
 
 
 @njit(**_POPTS)
-def _lstm_fwdx_par(Wxp, Wp, x, bsum, hs, cs, gates, tcs, lengths, n):
+def _lstm_fwdx_par(W_ihT, W_hhT, Wxp, Wp, x, bsum, hs, cs, gates, tcs, lengths, n):
+    """Wxp, Wp: W_ih^T and W_hh^T packed here first (``_pack2_par``), each thread its share."""
     B = x.shape[1]
+    _pack2_par(W_ihT, Wxp, W_hhT, Wp, n)
     if n == 1:  # one block: no threads to start
         _lstm_fwdx_rows(Wxp, Wp, x, bsum, hs, cs, gates, tcs, lengths, 0, B)
         return
@@ -1350,9 +1397,10 @@ def _lstm_bwdx_rows(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db, lengths, 
 
 
 @njit(**_POPTS)
-def _lstm_bwdx_par(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db, lengths, n):
-    """db (n, 4H) float64: one partial sum per block."""
+def _lstm_bwdx_par(W_hh, W_ih, Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db, lengths, n):
+    """db (n, 4H) float64: one partial sum per block. Wp, Wxp: W_hh and W_ih packed here first."""
     B = dout.shape[1]
+    _pack2_par(W_hh, Wp, W_ih, Wxp, n)
     if n == 1:  # one block: no threads to start
         _lstm_bwdx_rows(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db[0], lengths, 0, B)
         return
@@ -1419,11 +1467,13 @@ def _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, d
 
 
 @njit(**_POPTS)
-def _lstm_bwdw_par(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, ap, xb, hb, sb,
-                   lengths, n):
+def _lstm_bwdw_par(W_hh, W_ih, Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, ap, xb, hb,
+                   sb, lengths, n):
     """db (n, 4H) float64, dWx (n, 4H, D), dWh (n, 4H, H), dzb, ap, xb, hb, sb: one per block; the
-    weight gradients summed over the blocks in dWx[0], dWh[0]."""
+    weight gradients summed over the blocks in dWx[0], dWh[0]. Wp, Wxp: W_hh and W_ih packed
+    here first."""
     B = dout.shape[1]
+    _pack2_par(W_hh, Wp, W_ih, Wxp, n)
     if n == 1:  # one block: no threads to start
         _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db[0], dWx[0], dWh[0], dzb[0],
                         ap[0], xb[0], hb[0], sb[0], lengths, 0, B)
@@ -2050,7 +2100,8 @@ def lstm_forward_x(x, h0, c0, params, lengths=None):
     gates = _empty64((T, B, H4), dt)
     tcs = _empty64((T, B, H), dt)
     hs[0], cs[0] = h0, c0
-    _lstm_fwdx_par(_pack(W_ih.T), _pack(W_hh.T), x, bsum, hs, cs, gates, tcs, lens, plan.n)
+    _lstm_fwdx_par(W_ih.T, W_hh.T, _packed_empty(W_ih.T), _packed_empty(W_hh.T), x, bsum, hs, cs, gates, tcs,
+                   lens, plan.n)
     return hs, cs, gates, tcs
 
 
@@ -2105,7 +2156,8 @@ def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=Non
         dparams = _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, lens, plan.n)
     else:
         dz = _empty64(gates.shape, dt)
-        _lstm_bwdx_par(_pack(W_hh), _pack(W_ih), dout, cs, gates, tcs, dz, dh, dc, dx, db, lens, plan.n)
+        _lstm_bwdx_par(W_hh, W_ih, _packed_empty(W_hh), _packed_empty(W_ih), dout, cs, gates, tcs, dz, dh, dc,
+                       dx, db, lens, plan.n)
         dz2 = dz.reshape(T * B, 4 * H)
         dparams = _weight_grads(x.reshape(T * B, D), _c(hs[:-1]).reshape(T * B, H), dz2, dz2, big[0], big[1])
     if "bias_ih" in params:
@@ -2155,8 +2207,8 @@ def _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, le
     sb = np.empty((n, K, 16), np.float32)
     dWx = _empty64((n, 4 * H, D), np.float32)
     dWh = _empty64((n, 4 * H, H), np.float32)
-    _lstm_bwdw_par(_pack(W_hh), _pack(W_ih), dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, ap,
-                   xb, hb, sb, lens, n)
+    _lstm_bwdw_par(W_hh, W_ih, _packed_empty(W_hh), _packed_empty(W_ih), dout, x, hs, cs, gates, tcs, dh, dc,
+                   dx, db, dWx, dWh, dzb, ap, xb, hb, sb, lens, n)
     return {"weight_ih": dWx[0], "weight_hh": dWh[0]}
 
 def lstmp_forward_loop(xw, h0, c0, W_hh, W_hr, lengths=None):
