@@ -45,7 +45,8 @@ Below that, the machinery:
   while they are in cache; da's blocks of 8 columns an odd number of cache lines apart,
   ``_ap_rows``), and the threads' partial sums are added at the end, so that no
   (T, B, 4H) array of da is ever written. Its gate math (``_lstm_bwd16``) writes da in 16-float
-  vectors, also in the layout ``_tn_acc`` reads, and adds the bias gradient in the same pass.
+  vectors, also in the layout ``_tn_acc`` reads; each step's rows of da are then summed for
+  the bias gradient (``_add_colsum``) while they are in cache.
 
 - variable lengths (``lengths`` (B,), any order) are handled inside the same loops: at each
   step a block's product covers its rows up to the last one still running (in a batch sorted
@@ -295,26 +296,25 @@ def _fwd_vector_ov(xr, zr, c_prev, c_out, tc_out, h_out, H):
     return lambda xr, zr, c_prev, c_out, tc_out, h_out, H: 0
 
 
-def _make_lstm_bwd16(with_db, with_pack=False):
+def _make_lstm_bwd16(with_pack=False):
     """``_lstm_cell_bwd`` on elements 0:n of a float32 row (n a multiple of 16); dr ... dzr
     addresses, H the row's hidden size (the gate blocks of gr and dzr lie H apart). The same
     operations in the same order as the scalar loop, in 16-float vectors: LLVM vectorises that
     loop in 8-float vectors at best (it reads seven rows and writes two), which left the
-    backward's gate math about a third slower, most of it waiting for memory. with_db: also
-    db[k] += da[k] (db float64, 4H) for the elements done, as ``_lstm_bwdx_rows``'s bias
-    gradient, while da is in registers. with_pack (H a multiple of 8): also da in the layout of
-    ``_tn_acc``'s A: da[k] for k = 8 q + i at ap + q * kstride + i (ap: the address of this row's
-    first 8 floats, kstride floats between one 8 and the next)."""
+    backward's gate math about a third slower, most of it waiting for memory. with_pack (H a
+    multiple of 8): also da in the layout of ``_tn_acc``'s A: da[k] for k = 8 q + i at
+    ap + q * kstride + i (ap: the address of this row's first 8 floats, kstride floats between
+    one 8 and the next)."""
 
     @intrinsic
-    def kernel(typingctx, n, dr, dhn, dcn, cp, gr, tcr, dzr, db, ap, kstride, H):
-        sig = types.void(n, dr, dhn, dcn, cp, gr, tcr, dzr, db, ap, kstride, H)
+    def kernel(typingctx, n, dr, dhn, dcn, cp, gr, tcr, dzr, ap, kstride, H):
+        sig = types.void(n, dr, dhn, dcn, cp, gr, tcr, dzr, ap, kstride, H)
 
         def codegen(context, builder, signature, args):
-            i64, f32, f64 = ir.IntType(64), ir.FloatType(), ir.DoubleType()
-            vt, dt = ir.VectorType(f32, _LANES), ir.VectorType(f64, _LANES)
+            i64, f32 = ir.IntType(64), ir.FloatType()
+            vt = ir.VectorType(f32, _LANES)
             vp = vt.as_pointer()
-            n_, dr_, dhn_, dcn_, cp_, gr_, tc_, dz_, db_, ap_, ks_, H_ = [
+            n_, dr_, dhn_, dcn_, cp_, gr_, tc_, dz_, ap_, ks_, H_ = [
                 context.cast(builder, v, t, types.int64) for v, t in zip(args, signature.args)]
             app = builder.inttoptr(ap_, f32.as_pointer())
             i32 = ir.IntType(32)
@@ -322,7 +322,6 @@ def _make_lstm_bwd16(with_db, with_pack=False):
             v8p = ir.VectorType(f32, 8).as_pointer()
             drp, dhp, dcp, cpp, grp, tcp, dzp = (builder.inttoptr(v, f32.as_pointer())
                                                  for v in (dr_, dhn_, dcn_, cp_, gr_, tc_, dz_))
-            dbp = builder.inttoptr(db_, f64.as_pointer())
             one = ir.Constant(vt, [1.0] * _LANES)
             entry = builder.basic_block
             loop = builder.function.append_basic_block("b16_loop")
@@ -351,9 +350,6 @@ def _make_lstm_bwd16(with_db, with_pack=False):
                   mul(mul(mul(dh, tc), o_), sub(one, o_)))
             for v, o in zip(da, offs):
                 builder.store(v, at(dzp, o), align=4)
-                if with_db:
-                    p = at(dbp, o, dt.as_pointer())
-                    builder.store(add(builder.load(p, align=8), builder.fpext(v, dt)), p, align=8)
                 if with_pack:
                     q = builder.mul(builder.lshr(o, ir.Constant(i64, 3)), ks_)
                     for h, mask in enumerate(halves):
@@ -372,43 +368,33 @@ def _make_lstm_bwd16(with_db, with_pack=False):
     return kernel
 
 
-_lstm_bwd16, _lstm_bwd16_db, _lstm_bwd16_pack = (_make_lstm_bwd16(False), _make_lstm_bwd16(True),
-                                                  _make_lstm_bwd16(True, True))
+_lstm_bwd16, _lstm_bwd16_pack = _make_lstm_bwd16(), _make_lstm_bwd16(with_pack=True)
 
 
-def _bwd_vector(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap, kstride, H):
-    """The first elements of a row ``_lstm_cell_bwd`` leaves to ``_lstm_bwd16``: how many. db: a
-    float64 row (4H) to add da into, or None; ap: None, or (with db, H a multiple of 8) the
-    address where ``_lstm_bwd16``'s with_pack stores this row's da for ``_tn_acc``."""
+def _bwd_vector(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, ap, kstride, H):
+    """The first elements of a row ``_lstm_cell_bwd`` leaves to ``_lstm_bwd16``: how many. ap:
+    None, or (H a multiple of 8) the address where ``_lstm_bwd16``'s with_pack stores this row's
+    da for ``_tn_acc``."""
     raise NotImplementedError("only callable from numba-compiled code")
 
 
 @overload(_bwd_vector, jit_options=dict(_OPTS, cache=False))
-def _bwd_vector_ov(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap, kstride, H):
+def _bwd_vector_ov(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, ap, kstride, H):
     rows = (dr, dh_next, dc_next, c_prev, gr, tcr, dzr)
     if not (dr.dtype == types.float32 and WIDE_MICROKERNEL and all(r.layout == "C" for r in rows)):
-        return lambda dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap, kstride, H: 0
-    if isinstance(db, types.NoneType):
-        def impl(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap, kstride, H):
+        return lambda dr, dh_next, dc_next, c_prev, gr, tcr, dzr, ap, kstride, H: 0
+    if isinstance(ap, types.NoneType):
+        def impl(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, ap, kstride, H):
             n = H // _LANES * _LANES
             _lstm_bwd16(n, dr.ctypes.data, dh_next.ctypes.data, dc_next.ctypes.data, c_prev.ctypes.data,
-                        gr.ctypes.data, tcr.ctypes.data, dzr.ctypes.data, 0, 0, 0, H)
+                        gr.ctypes.data, tcr.ctypes.data, dzr.ctypes.data, 0, 0, H)
             return n
         return impl
-    if db.layout != "C":
-        return lambda dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap, kstride, H: 0
-    if isinstance(ap, types.NoneType):
-        def impl_db(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap, kstride, H):
-            n = H // _LANES * _LANES
-            _lstm_bwd16_db(n, dr.ctypes.data, dh_next.ctypes.data, dc_next.ctypes.data, c_prev.ctypes.data,
-                           gr.ctypes.data, tcr.ctypes.data, dzr.ctypes.data, db.ctypes.data, 0, 0, H)
-            return n
-        return impl_db
 
-    def impl_pack(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap, kstride, H):
+    def impl_pack(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, ap, kstride, H):
         n = H // _LANES * _LANES
         _lstm_bwd16_pack(n, dr.ctypes.data, dh_next.ctypes.data, dc_next.ctypes.data, c_prev.ctypes.data,
-                         gr.ctypes.data, tcr.ctypes.data, dzr.ctypes.data, db.ctypes.data, ap, kstride, H)
+                         gr.ctypes.data, tcr.ctypes.data, dzr.ctypes.data, ap, kstride, H)
         return n
     return impl_pack
 
@@ -1225,30 +1211,35 @@ def _lstm_cell_bwd(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, H):
     lines and the worked example). The product da @ W_hh follows in ``_lstm_bwd_rows``. In
     float32 on AVX-512 CPUs the first H // 16 * 16 elements go through ``_lstm_bwd16`` (the same
     operations in 16-float vectors), the rest through ``_lstm_cell_bwd_tail``."""
-    j0 = _bwd_vector(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, None, None, 0, H)
+    j0 = _bwd_vector(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, None, 0, H)
     _lstm_cell_bwd_tail(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, H, j0)
 
 
 @njit(**_OPTS)
-def _lstm_cell_bwd_db(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, H):
-    """``_lstm_cell_bwd``, and db (4H, float64) += dzr, the row's share of the bias gradient."""
-    j0 = _bwd_vector(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, None, 0, H)
-    _lstm_cell_bwd_tail(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, H, j0)
-    for k in range(4):
-        for j in range(k * H + j0, (k + 1) * H):
-            db[j] += dzr[j]
-
-
-@njit(**_OPTS)
-def _lstm_cell_bwd_pack(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap, K, k, H):
-    """``_lstm_cell_bwd_db``, and the row's da also into ap (float32, 4H // 8 blocks of K rows
-    of 8, H a multiple of 8) as row k of ``_tn_acc``'s A."""
-    j0 = _bwd_vector(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, db, ap.ctypes.data + k * 32, K * 8, H)
+def _lstm_cell_bwd_pack(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, ap, K, k, H):
+    """``_lstm_cell_bwd``, and the row's da also into ap (float32, 4H // 8 blocks of K rows of 8,
+    H a multiple of 8) as row k of ``_tn_acc``'s A."""
+    j0 = _bwd_vector(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, ap.ctypes.data + k * 32, K * 8, H)
     _lstm_cell_bwd_tail(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, H, j0)
     for q in range(4):
         for j in range(q * H + j0, (q + 1) * H):
-            db[j] += dzr[j]
             ap[(j >> 3) * K * 8 + k * 8 + (j & 7)] = dzr[j]
+
+
+@njit(**_OPTS)
+def _add_colsum(A, m0, m1, acc, db):
+    """db (N,) float64 += the sum of rows m0:m1 of A (columns 0:N; A C-contiguous, so that the
+    loops vectorise), added up in float32 in row order in acc (N,) first: a step's share of the
+    bias gradient from its rows of da (rows past their length hold zeros). One pass over rows
+    still in cache instead of a float64 addition per element inside the gate math."""
+    N = db.shape[0]
+    for j in range(N):
+        acc[j] = A[m0, j]
+    for r in range(m0 + 1, m1):
+        for j in range(N):
+            acc[j] += A[r, j]
+    for j in range(N):
+        db[j] += acc[j]
 
 
 @njit(**_OPTS)
@@ -1376,10 +1367,11 @@ def _lstm_fwdx_par(W_ihT, W_hhT, Wxp, Wp, x, bsum, hs, cs, gates, tcs, lengths, 
 def _lstm_bwdx_rows(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db, lengths, b0, b1):
     """``_lstm_bwd_rows`` (float32, micro-kernel) with, while each step's da is in cache, the
     input gradient dx_t = da W_ih (Wxp: W_ih packed) and the bias gradient: db (4H,) float64
-    += the rows' da."""
+    += the rows' da (``_add_colsum``)."""
     T, _, H = dout.shape
     zero = dout.dtype.type(0.0)
     scratch = np.empty((_MR, _NR), np.float32)
+    colsum = np.empty(4 * H, np.float32)
     for t in range(T - 1, -1, -1):
         e = _running_end(lengths, t, b0, b1)
         gap = False  # a row in b0:e has ended: the product adds into dh instead of replacing it
@@ -1389,7 +1381,8 @@ def _lstm_bwdx_rows(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db, lengths, 
                 _fill(dx[t, b], zero)
                 gap = gap or b < e
                 continue
-            _lstm_cell_bwd_db(dout[t, b], dh[b], dc[b], cs[t, b], gates[t, b], tcs[t, b], dz[t, b], db, H)
+            _lstm_cell_bwd(dout[t, b], dh[b], dc[b], cs[t, b], gates[t, b], tcs[t, b], dz[t, b], H)
+        _add_colsum(dz[t], b0, b1, colsum, db)
         if gap:
             _clear_running(dh, lengths, t, b0, e)
         _uk_mm(dz[t, b0:e], Wp, dh[b0:e], 1 if gap else 0, scratch)
@@ -1431,6 +1424,7 @@ def _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, d
     zero = dout.dtype.type(0.0)
     scratch = np.empty((_MR, _NR), np.float32)
     sc = np.empty((_MRW, 16), np.float32)
+    colsum = np.empty(H4, np.float32)
     k = 0  # rows of the blocks filled
     first = True
     for t in range(T - 1, -1, -1):
@@ -1450,8 +1444,9 @@ def _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, d
                 _fill(dx[t, b], zero)
                 gap = gap or b < e
                 continue
-            _lstm_cell_bwd_pack(dout[t, b], dh[b], dc[b], cs[t, b], gates[t, b], tcs[t, b], dzb[b - b0], db,
+            _lstm_cell_bwd_pack(dout[t, b], dh[b], dc[b], cs[t, b], gates[t, b], tcs[t, b], dzb[b - b0],
                                 ap, Ka, r, H)
+        _add_colsum(dzb, 0, R, colsum, db)
         if gap:
             _clear_running(dh, lengths, t, b0, e)
         dzt = dzb[: e - b0, :H4]
@@ -2146,12 +2141,13 @@ def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
 
 def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=None, into=None):
     """The backward loop and the products after it in one: -> dx (T, B, D), dh0, dc0 (B, H),
-    dparams. ``into``: as in ``_numpy_loops``; used when the weight gradients are taken inside
-    the loop, whose last pass (the threads' partial sums) then adds them into it. In float32 with the micro-kernel each step's dx_t = da_t W_ih and the bias gradient
+    dparams. In float32 with the micro-kernel each step's dx_t = da_t W_ih and the bias gradient
     are taken inside the loop while da_t is in cache (``_lstm_bwdx_par``), then the weight
     gradients as in ``sequence_grads``; on AVX-512 CPUs, up to WGRAD_MAX_GATES gate units and
     for H a multiple of 8, the weight gradients too, every few steps (``_lstm_bwdw_par``);
-    otherwise the loop, then ``sequence_grads``."""
+    otherwise the loop, then ``sequence_grads``. ``into``: as in ``_numpy_loops``; used when the
+    weight gradients are taken inside the loop, whose last pass (the threads' partial sums)
+    then adds them into it."""
     W_ih, W_hh = params["weight_ih"], params["weight_hh"]
     dt = _dtype_of(dout, dh_T, dc_T, x, hs, cs, gates, tcs, W_ih, W_hh)
     T, B, H = dout.shape
