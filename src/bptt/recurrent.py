@@ -130,7 +130,8 @@ class _Recurrent(Module):
         s = self._suffix(k, d)
         names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if self.bias else ())
         names += ("weight_hr",) if self.proj_size else ()
-        return {n: self.params[n + s] for n in names}
+        params = self.params  # (a property: looked up once)
+        return {n: params[n + s] for n in names}
 
     # ------------------------------------------------------------------ checks
     def _name(self):
