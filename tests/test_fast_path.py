@@ -340,20 +340,18 @@ def test_pack_panels_aligned_and_exact(k, n):
         assert np.array_equal(Bp, want.reshape(k, P, 16).transpose(1, 0, 2))
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
-def test_pack_in_blocks_over_threads(n):
-    """_pack2_par: two weights packed into _packed_empty arrays, each one's panels in n blocks
-    (as the LSTM's loops pack W_ih and W_hh inside their threads), equal to _pack, from C
-    arrays, their transposes (read column by column) and strided views."""
-    rng = np.random.default_rng(n)
-    W1 = rng.standard_normal((70, 37)).astype(np.float32)
-    W2 = rng.standard_normal((48, 40)).astype(np.float32)
-    for A, B in [(W1, W2), (W1.T, W2.T), (W1[::2, ::3], W2.T[::2])]:
-        Bp1, Bp2 = fast._packed_empty(A), fast._packed_empty(B)
-        Bp1[...], Bp2[...] = np.nan, np.nan  # every element written, the padding too
-        assert Bp1.ctypes.data % 64 == 0 and Bp2.ctypes.data % 64 == 0
-        fast._pack2_par(A, Bp1, B, Bp2, n)
-        assert np.array_equal(Bp1, fast._pack(A)) and np.array_equal(Bp2, fast._pack(B))
+def test_pack_reads_any_layout():
+    """_pack from a C array, its transpose (read column by column, as the forward loops pack
+    W_hh^T) and a strided view: the definition, every element written, the padding zero."""
+    rng = np.random.default_rng(4)
+    W = rng.standard_normal((70, 37)).astype(np.float32)
+    for Wt in (W, W.T, W[::2, ::3], W.T[::2]):
+        k, n = Wt.shape
+        P = -(-n // 16)
+        want = np.zeros((k, P * 16), np.float32)
+        want[:, :n] = Wt
+        Bp = fast._pack(Wt)
+        assert Bp.ctypes.data % 64 == 0 and np.array_equal(Bp, want.reshape(k, P, 16).transpose(1, 0, 2))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -674,20 +674,11 @@ def _aligned_empty(n):
     return buf[s : s + n]
 
 
-def _packed_empty(Wt):
-    """An uninitialised, 64-byte aligned (ceil(N/16), K, 16) float32 array for Wt (K, N) packed
-    (``_pack_panels`` fills it; from Python, for the loops that pack inside their threads)."""
-    K, N = Wt.shape
-    P = -(-N // _NR)
-    buf = np.empty(P * K * _NR + _NR, np.float32)
-    s = -buf.ctypes.data % 64 // 4
-    return buf[s : s + P * K * _NR].reshape(P, K, _NR)
-
-
 @njit(**_OPTS)
 def _pack_panels(Wt, Bp, p0, p1):
-    """Panels p0:p1 of ``_pack``: Bp[p, k, j] = Wt[k, 16 p + j], zeros past the last column.
-    Wt is read along its contiguous axis (the transpose of a C array, W^T, column by column)."""
+    """Panels p0:p1 of ``_pack``: Bp[p, k, j] = Wt[k, 16 p + j], zeros past the last column (only
+    there: the rest is written once, not zeroed first). Wt is read along its contiguous axis
+    (the transpose of a C array, W^T, column by column)."""
     K, N = Wt.shape
     zero = np.float32(0.0)
     by_columns = Wt.strides[0] < Wt.strides[1]
@@ -715,22 +706,6 @@ def _pack(Wt):
     Bp = _aligned_empty(P * K * _NR).reshape((P, K, _NR))
     _pack_panels(Wt, Bp, 0, P)
     return Bp
-
-
-@njit(**_POPTS)
-def _pack2_par(W1, Bp1, W2, Bp2, n):
-    """``_pack_panels`` of two weights, each one's panels in n blocks over the threads (called
-    first in the loops' parallel functions: each thread packs its share, in one region)."""
-    P1, P2 = Bp1.shape[0], Bp2.shape[0]
-    if n == 1:
-        _pack_panels(W1, Bp1, 0, P1)
-        _pack_panels(W2, Bp2, 0, P2)
-        return
-    for s in prange(n):
-        p0, p1 = _block(s, n, P1)
-        _pack_panels(W1, Bp1, p0, p1)
-        q0, q1 = _block(s, n, P2)
-        _pack_panels(W2, Bp2, q0, q1)
 
 
 @njit(**_OPTS)
@@ -1351,10 +1326,8 @@ def _lstm_fwdx_rows(Wxp, Wp, x, bsum, hs, cs, gates, tcs, lengths, b0, b1):
 
 
 @njit(**_POPTS)
-def _lstm_fwdx_par(W_ihT, W_hhT, Wxp, Wp, x, bsum, hs, cs, gates, tcs, lengths, n):
-    """Wxp, Wp: W_ih^T and W_hh^T packed here first (``_pack2_par``), each thread its share."""
+def _lstm_fwdx_par(Wxp, Wp, x, bsum, hs, cs, gates, tcs, lengths, n):
     B = x.shape[1]
-    _pack2_par(W_ihT, Wxp, W_hhT, Wp, n)
     if n == 1:  # one block: no threads to start
         _lstm_fwdx_rows(Wxp, Wp, x, bsum, hs, cs, gates, tcs, lengths, 0, B)
         return
@@ -1390,10 +1363,9 @@ def _lstm_bwdx_rows(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db, lengths, 
 
 
 @njit(**_POPTS)
-def _lstm_bwdx_par(W_hh, W_ih, Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db, lengths, n):
-    """db (n, 4H) float64: one partial sum per block. Wp, Wxp: W_hh and W_ih packed here first."""
+def _lstm_bwdx_par(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db, lengths, n):
+    """db (n, 4H) float64: one partial sum per block."""
     B = dout.shape[1]
-    _pack2_par(W_hh, Wp, W_ih, Wxp, n)
     if n == 1:  # one block: no threads to start
         _lstm_bwdx_rows(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db[0], lengths, 0, B)
         return
@@ -1462,15 +1434,13 @@ def _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, d
 
 
 @njit(**_POPTS)
-def _lstm_bwdw_par(W_hh, W_ih, Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, ap, xb, hb,
-                   sb, gWx, gWh, into, lengths, n):
+def _lstm_bwdw_par(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, ap, xb, hb, sb,
+                   gWx, gWh, into, lengths, n):
     """db (n, 4H) float64, dWx (n, 4H, D), dWh (n, 4H, H), dzb, ap, xb, hb, sb: one per block. The
     weight gradients summed over the blocks: into dWx[0], dWh[0], or when ``into`` added to gWx
-    (4H, D) and gWh (4H, H) (the layer's gradients: no pass over them after the loop). Wp, Wxp:
-    W_hh and W_ih packed here first."""
+    (4H, D) and gWh (4H, H) (the layer's gradients: no pass over them after the loop)."""
     B = dout.shape[1]
     M = dWx.shape[1]
-    _pack2_par(W_hh, Wp, W_ih, Wxp, n)
     if n == 1:  # one block: no threads to start
         _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db[0], dWx[0], dWh[0], dzb[0],
                         ap[0], xb[0], hb[0], sb[0], lengths, 0, B)
@@ -2112,8 +2082,7 @@ def lstm_forward_x(x, h0, c0, params, lengths=None):
     gates = _empty64((T, B, H4), dt)
     tcs = _empty64((T, B, H), dt)
     hs[0], cs[0] = h0, c0
-    _lstm_fwdx_par(W_ih.T, W_hh.T, _packed_empty(W_ih.T), _packed_empty(W_hh.T), x, bsum, hs, cs, gates, tcs,
-                   lens, plan.n)
+    _lstm_fwdx_par(_pack(W_ih.T), _pack(W_hh.T), x, bsum, hs, cs, gates, tcs, lens, plan.n)
     return hs, cs, gates, tcs
 
 
@@ -2171,8 +2140,7 @@ def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=Non
                                    _grads_into(into, W_ih, W_hh))
     else:
         dz = _empty64(gates.shape, dt)
-        _lstm_bwdx_par(W_hh, W_ih, _packed_empty(W_hh), _packed_empty(W_ih), dout, cs, gates, tcs, dz, dh, dc,
-                       dx, db, lens, plan.n)
+        _lstm_bwdx_par(_pack(W_hh), _pack(W_ih), dout, cs, gates, tcs, dz, dh, dc, dx, db, lens, plan.n)
         dz2 = dz.reshape(T * B, 4 * H)
         dparams = _weight_grads(x.reshape(T * B, D), _c(hs[:-1]).reshape(T * B, H), dz2, dz2, big[0], big[1])
     if "bias_ih" in params:
@@ -2223,8 +2191,8 @@ def _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, le
     dWx = _empty64((n, 4 * H, D), np.float32)
     dWh = _empty64((n, 4 * H, H), np.float32)
     gWx, gWh = (dWx[0], dWh[0]) if into is None else into
-    _lstm_bwdw_par(W_hh, W_ih, _packed_empty(W_hh), _packed_empty(W_ih), dout, x, hs, cs, gates, tcs, dh, dc,
-                   dx, db, dWx, dWh, dzb, ap, xb, hb, sb, gWx, gWh, into is not None, lens, n)
+    _lstm_bwdw_par(_pack(W_hh), _pack(W_ih), dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, ap,
+                   xb, hb, sb, gWx, gWh, into is not None, lens, n)
     return {} if into is not None else {"weight_ih": dWx[0], "weight_hh": dWh[0]}
 
 
