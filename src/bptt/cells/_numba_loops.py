@@ -1461,17 +1461,22 @@ def _lstm_bwdw_par(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dW
 @njit(**_OPTS)
 def _sum_blocks(parts, out, into, m0, m1):
     """Rows m0:m1 of the sum of parts (n, M, N) over its first axis, in order: added to out (M, N)
-    when ``into``, else stored in parts[0]."""
+    when ``into``, else stored in parts[0]. Row by row through a scratch row, so that each loop
+    runs along a row (vectorised)."""
     n, _, N = parts.shape
+    row = np.empty(N, parts.dtype)
     for i in range(m0, m1):
         for j in range(N):
-            v = parts[0, i, j]
-            for q in range(1, n):
-                v += parts[q, i, j]
-            if into:
-                out[i, j] += v
-            else:
-                parts[0, i, j] = v
+            row[j] = parts[0, i, j]
+        for q in range(1, n):
+            for j in range(N):
+                row[j] += parts[q, i, j]
+        if into:
+            for j in range(N):
+                out[i, j] += row[j]
+        else:
+            for j in range(N):
+                parts[0, i, j] = row[j]
 
 
 @njit(**_POPTS)
