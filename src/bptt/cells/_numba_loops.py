@@ -1208,6 +1208,8 @@ def _add_colsum(A, m0, m1, acc, db):
     bias gradient from its rows of da (rows past their length hold zeros). One pass over rows
     still in cache instead of a float64 addition per element inside the gate math."""
     N = db.shape[0]
+    if m1 <= m0:
+        return
     for j in range(N):
         acc[j] = A[m0, j]
     for r in range(m0 + 1, m1):
