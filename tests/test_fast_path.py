@@ -208,66 +208,6 @@ def test_lstm_weight_grads_inside_backward_loop(wgrad_rows, shards, monkeypatch)
         assert np.array_equal(got[0], after[0]) and np.array_equal(got[3]["bias_ih"], after[3]["bias_ih"])
 
 
-def test_lstm_weight_grads_added_into_given_arrays(shards, monkeypatch):
-    """lstm_backward_x with ``into`` (the layer's gradients) on the path that takes the weight
-    gradients inside the loop: they are added in place to what the arrays held, bit for bit the
-    returned ones added afterwards, and left out of dparams; arrays it cannot add into (another
-    dtype, a strided view) are left alone and the gradients returned as without ``into``."""
-    monkeypatch.setattr(fast, "FUSED_MIN_ROWS", 1)
-    monkeypatch.setattr(fast, "WIDE_MICROKERNEL", True)
-    monkeypatch.setattr(fast, "WGRAD_ROWS", 12)
-    T, B, D, H = 7, 6, 20, 16
-    rng = np.random.default_rng(8)
-    params = {k: v.astype(np.float32) for k, v in _cell_params(4, D, H, True, rng).items()}
-    x = rng.standard_normal((T, B, D)).astype(np.float32)
-    h0, c0, dh_T, dc_T = (rng.standard_normal((B, H)).astype(np.float32) for _ in range(4))
-    dout = rng.standard_normal((T, B, H)).astype(np.float32)
-    hs, cs, gates, tcs = ref.lstm_forward_x(x, h0, c0, params, None)
-    args = (dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, None)
-    plain = fast.lstm_backward_x(*args)
-    held = {k: rng.standard_normal(params[k].shape).astype(np.float32) for k in ("weight_ih", "weight_hh")}
-    into = {k: v.copy() for k, v in held.items()}
-    got = fast.lstm_backward_x(*args, into=into)
-    assert sorted(got[3]) == ["bias_hh", "bias_ih"]
-    for k in held:
-        assert np.array_equal(into[k], held[k] + plain[3][k])
-    for i in range(3):
-        assert np.array_equal(got[i], plain[i])
-    for bad in ({k: v.astype(np.float64) for k, v in held.items()},
-                {k: np.repeat(v, 2, axis=1)[:, ::2] for k, v in held.items()}):
-        before = {k: v.copy() for k, v in bad.items()}
-        got = fast.lstm_backward_x(*args, into=bad)
-        assert sorted(got[3]) == sorted(plain[3])
-        for k in held:
-            assert np.array_equal(bad[k], before[k]) and np.array_equal(got[3][k], plain[3][k])
-
-
-def test_lstm_layer_accumulates_weight_grads(monkeypatch, restore_backend):
-    """A float32 LSTM layer on the path whose loops add the weight gradients into the layer's
-    own: two backwards add up (twice one), zero_grad clears, and they equal the NumPy loops'."""
-    monkeypatch.setattr(fast, "FUSED_MIN_ROWS", 1)
-    T, B, D, H = 6, 4, 12, 16
-    rng = np.random.default_rng(9)
-    x = rng.standard_normal((T, B, D)).astype(np.float32)
-    dout = rng.standard_normal((T, B, H)).astype(np.float32)
-    grads = {}
-    for backend in ("numba", "numpy"):
-        _kernels.set_backend(backend)
-        m = bptt.LSTM(D, H, num_layers=2, bidirectional=True, seed=3)
-        for _ in range(2):
-            m(x)
-            m.backward(np.concatenate([dout, dout], axis=-1))
-        twice = {k: v.copy() for k, v in m.grads.items()}
-        m.zero_grad()
-        m(x)
-        m.backward(np.concatenate([dout, dout], axis=-1))
-        for k, v in m.grads.items():
-            np.testing.assert_allclose(twice[k], 2 * v, rtol=1e-5, atol=1e-6)
-        grads[backend] = dict(m.grads)
-    for k in grads["numpy"]:
-        np.testing.assert_allclose(grads["numba"][k], grads["numpy"][k], rtol=1e-4, atol=1e-5)
-
-
 def test_weight_grad_blocks_an_odd_number_of_cache_lines_apart():
     """_ap_rows: the rows allocated per block of 8 columns of da (32 bytes a row) hold the K rows
     and put the blocks an odd number of 64-byte lines apart (never 4 KiB: K = 128 gives 130),

@@ -277,16 +277,13 @@ class _Recurrent(Module):
                 j = k * K + d
                 dsT = tuple(s[j] for s in dstates_T) if self.n_states == 2 else dstates_T[0][j]
                 dout_d = dinp[:, :, d * H : (d + 1) * H]
-                s = self._suffix(k, d)
-                args = (dout_d if d == 0 else reverse(dout_d, rev), dsT, caches[j])
-                if cell is lstm:  # its compiled loops may add the weight gradients into ours themselves
-                    into = {n: self._grads.get(n + s) for n in ("weight_ih", "weight_hh")}
-                    dx_d, ds0, dparams = cell.backward(*args, into=into)
-                else:
-                    dx_d, ds0, dparams = cell.backward(*args)
+                dx_d, ds0, dparams = cell.backward(
+                    dout_d if d == 0 else reverse(dout_d, rev), dsT, caches[j]
+                )
                 dx_d = dx_d if d == 0 else reverse(dx_d, rev)
                 dprev = dx_d if dprev is None else dprev + dx_d
                 ds0s[j] = ds0 if self.n_states == 2 else (ds0,)
+                s = self._suffix(k, d)
                 for n, g in dparams.items():
                     self.grads[n + s] += g
                 del dparams

@@ -106,8 +106,8 @@ def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
     return _resolve().lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths)
 
 
-def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=None, into=None):
-    return _resolve().lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths, into)
+def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=None):
+    return _resolve().lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths)
 
 
 def lstmp_forward_loop(xw, h0, c0, W_hh, W_hr, lengths=None):

@@ -1437,49 +1437,27 @@ def _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, d
 
 @njit(**_POPTS)
 def _lstm_bwdw_par(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, ap, xb, hb, sb,
-                   gWx, gWh, into, lengths, n):
-    """db (n, 4H) float64, dWx (n, 4H, D), dWh (n, 4H, H), dzb, ap, xb, hb, sb: one per block. The
-    weight gradients summed over the blocks: into dWx[0], dWh[0], or when ``into`` added to gWx
-    (4H, D) and gWh (4H, H) (the layer's gradients: no pass over them after the loop)."""
+                   lengths, n):
+    """db (n, 4H) float64, dWx (n, 4H, D), dWh (n, 4H, H), dzb, ap, xb, hb, sb: one per block; the
+    weight gradients summed over the blocks in dWx[0], dWh[0]."""
     B = dout.shape[1]
-    M = dWx.shape[1]
     if n == 1:  # one block: no threads to start
         _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db[0], dWx[0], dWh[0], dzb[0],
                         ap[0], xb[0], hb[0], sb[0], lengths, 0, B)
-        if into:
-            _sum_blocks(dWx, gWx, into, 0, M)
-            _sum_blocks(dWh, gWh, into, 0, M)
         return
     for s in prange(n):
         b0, b1 = _block(s, n, B)
         _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db[s], dWx[s], dWh[s], dzb[s],
                         ap[s], xb[s], hb[s], sb[s], lengths, b0, b1)
-    for s in prange(n):  # the blocks' partial sums, their rows split over the threads
+    M = dWx.shape[1]
+    for s in prange(n):  # the blocks' partial sums into the first, its rows split over the threads
         m0, m1 = _block(s, n, M)
-        _sum_blocks(dWx, gWx, into, m0, m1)
-        _sum_blocks(dWh, gWh, into, m0, m1)
-
-
-@njit(**_OPTS)
-def _sum_blocks(parts, out, into, m0, m1):
-    """Rows m0:m1 of the sum of parts (n, M, N) over its first axis, in order: added to out (M, N)
-    when ``into``, else stored in parts[0]. Row by row through a scratch row, so that each loop
-    runs along a row (vectorised)."""
-    n, _, N = parts.shape
-    row = np.empty(N, parts.dtype)
-    for i in range(m0, m1):
-        for j in range(N):
-            row[j] = parts[0, i, j]
         for q in range(1, n):
-            for j in range(N):
-                row[j] += parts[q, i, j]
-        if into:
-            for j in range(N):
-                out[i, j] += row[j]
-        else:
-            for j in range(N):
-                parts[0, i, j] = row[j]
-
+            for i in range(m0, m1):
+                for j in range(dWx.shape[2]):
+                    dWx[0, i, j] += dWx[q, i, j]
+                for j in range(dWh.shape[2]):
+                    dWh[0, i, j] += dWh[q, i, j]
 
 @njit(**_POPTS)
 def _lstm_bwd_par(gemm, Wp, dout, cs, gates, tcs, W_hh, dz, dh, dc, lengths, n):
@@ -2115,15 +2093,13 @@ def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
     return dz, dh, dc
 
 
-def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=None, into=None):
+def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=None):
     """The backward loop and the products after it in one: -> dx (T, B, D), dh0, dc0 (B, H),
     dparams. In float32 with the micro-kernel each step's dx_t = da_t W_ih and the bias gradient
     are taken inside the loop while da_t is in cache (``_lstm_bwdx_par``), then the weight
     gradients as in ``sequence_grads``; on AVX-512 CPUs, up to WGRAD_MAX_GATES gate units and
     for H a multiple of 8, the weight gradients too, every few steps (``_lstm_bwdw_par``);
-    otherwise the loop, then ``sequence_grads``. ``into``: as in ``_numpy_loops``; used when the
-    weight gradients are taken inside the loop, whose last pass (the threads' partial sums)
-    then adds them into it."""
+    otherwise the loop, then ``sequence_grads``."""
     W_ih, W_hh = params["weight_ih"], params["weight_hh"]
     dt = _dtype_of(dout, dh_T, dc_T, x, hs, cs, gates, tcs, W_ih, W_hh)
     T, B, H = dout.shape
@@ -2143,8 +2119,7 @@ def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=Non
     dc[...] = 0.0 if dc_T is None else dc_T
     db = np.zeros((plan.n, 4 * H), np.float64)  # one partial sum per block, in float64
     if WIDE_MICROKERNEL and 4 * H <= WGRAD_MAX_GATES and H % 8 == 0:
-        dparams = _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, lens, plan.n,
-                                   _grads_into(into, W_ih, W_hh))
+        dparams = _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, lens, plan.n)
     else:
         dz = _empty64(gates.shape, dt)
         _lstm_bwdx_par(_pack(W_hh), _pack(W_ih), dout, cs, gates, tcs, dz, dh, dc, dx, db, lens, plan.n)
@@ -2183,9 +2158,9 @@ def _ap_rows(K):
     return K + (2 - K % 4) % 4
 
 
-def _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, lens, n, into):
+def _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, lens, n):
     """``_lstm_bwdw_par`` on n blocks of rows -> {"weight_ih", "weight_hh"} (summed over the
-    blocks), or {} when added into ``into`` (``_grads_into``)."""
+    blocks)."""
     T, B, H = dout.shape
     D = x.shape[2]
     R = -(-B // n)
@@ -2197,23 +2172,10 @@ def _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, le
     sb = np.empty((n, K, 16), np.float32)
     dWx = _empty64((n, 4 * H, D), np.float32)
     dWh = _empty64((n, 4 * H, H), np.float32)
-    gWx, gWh = (dWx[0], dWh[0]) if into is None else into
     _lstm_bwdw_par(_pack(W_hh), _pack(W_ih), dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, ap,
-                   xb, hb, sb, gWx, gWh, into is not None, lens, n)
-    return {} if into is not None else {"weight_ih": dWx[0], "weight_hh": dWh[0]}
+                   xb, hb, sb, lens, n)
+    return {"weight_ih": dWx[0], "weight_hh": dWh[0]}
 
-
-def _grads_into(into, W_ih, W_hh):
-    """(dW_ih, dW_hh) from ``into`` (a dict with "weight_ih" and "weight_hh") when both are
-    writable C-contiguous arrays of the weights' shapes and dtype, else None."""
-    if into is None:
-        return None
-    g = (into.get("weight_ih"), into.get("weight_hh"))
-    for a, W in zip(g, (W_ih, W_hh)):
-        if not (isinstance(a, np.ndarray) and a.shape == W.shape and a.dtype == W.dtype
-                and a.flags.c_contiguous and a.flags.writeable):
-            return None
-    return g
 
 def lstmp_forward_loop(xw, h0, c0, W_hh, W_hr, lengths=None):
     """LSTM with projections: xw (T, B, 4H), h0 (B, P), c0 (B, H), W_hh (4H, P), W_hr (P, H)

@@ -119,12 +119,10 @@ def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
 
 
 # ----------------------------------------------------------------------------- GRU
-def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=None, into=None):
+def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=None):
     """The backward loop and the products after it in one: ``lstm_backward_loop``, then
     ``sequence_grads`` -> dx (T, B, D), dh0, dc0 (B, H), dparams. The compiled loops may take dx
-    and the bias gradient step by step inside the loop instead. ``into``: None, or a dict of
-    arrays under "weight_ih" and "weight_hh" (the layer's gradients) which the compiled loops may
-    add those two gradients into in place, leaving them out of dparams; not used here."""
+    and the bias gradient step by step inside the loop instead."""
     da, dh0, dc0 = lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, params["weight_hh"], lengths)
     dx, dparams = sequence_grads(x, hs[:-1], da, da, params)
     return dx, dh0, dc0, dparams

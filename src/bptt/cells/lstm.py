@@ -98,12 +98,10 @@ def forward(x, state0, params, lengths=None):
     return hs[1:], state_T, (x, hs, cs, gates, tcs, params, lengths)
 
 
-def backward(dout, dstate_T, cache, into=None):
+def backward(dout, dstate_T, cache):
     """dout (T, B, H), dstate_T (dh_T, dc_T) -> dx (T, B, D), (dh0, dc0), dparams.
 
-    dstate_T, or either of its parts, may be None: zeros. into: None, or the layer's gradient
-    arrays under "weight_ih" and "weight_hh", which the compiled float32 loops may add those
-    gradients into in place (sparing a pass over them); what was added is left out of dparams."""
+    dstate_T, or either of its parts, may be None: zeros."""
     x, hs, cs, gates, tcs, params, lengths = cache
     dh_T, dc_T = (None, None) if dstate_T is None else dstate_T
     if "weight_hr" in params:
@@ -112,8 +110,7 @@ def backward(dout, dstate_T, cache, into=None):
         return _backward_proj(dout, dh_T, dc_T, cache)
     # the loop (da (T, B, 4H) on the pre-activations, zero past each length), then dx = da W_ih
     # and the weight gradients from da (compiled: dx and the bias gradient inside the loop)
-    dx, dh0, dc0, dparams = _kernels.lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths,
-                                                     into)
+    dx, dh0, dc0, dparams = _kernels.lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths)
     return dx, (dh0, dc0), dparams
 
 
