@@ -52,6 +52,10 @@ VARIANTS = {
     "overlap": {},  # windows of K steps every ceil(K/2) instead of patches of K: overlap_windows
     "mixup0.2": {},  # mixup of the series of a batch, lam ~ Beta(0.2, 0.2): mixup_epoch
     "mixup0.4": {},
+    "time": {},  # the relative time as one more feature: with_time
+    "indrop0.1": {},  # input dropout: input_dropout
+    "indrop0.2": {},
+    "snapshot": {},  # the recipe, scored also by means of consecutive epochs' predictions: snapshot_scores
 }
 
 
@@ -127,6 +131,60 @@ def mixup_epoch(run, alpha):
     return total / n
 
 
+def snapshot_scores(probs, y, widths=(1, 2, 3)):
+    """The variant snapshot (scored after the run, nothing changes in training): probs (E, N, C),
+    each epoch's out-of-fold probabilities. For each w: the best out-of-fold accuracy of the mean
+    probability of epochs e-w..e (trailing) and of e-w..e+w (centred), over the epochs e.
+    -> {name: (accuracy, epoch)}."""
+    E = len(probs)
+    out = {}
+    for w in widths:
+        for kind in ("trail", "centre"):
+            best = (-1.0, 0)
+            for e in range(E):
+                lo, hi = max(0, e - w), (e + 1 if kind == "trail" else min(E, e + w + 1))
+                acc = float((probs[lo:hi].mean(axis=0).argmax(axis=1) == y).mean())
+                best = max(best, (acc, e + 1), key=lambda t: t[0])
+            out[f"{kind}{w}"] = best
+    return out
+
+
+def record_oof(run):
+    """Wrap run.validate to keep each epoch's out-of-fold probabilities in run.oof_probs."""
+    from bptt.classify import predict_logits
+
+    run.oof_probs = []
+    validate = run.validate
+
+    def recording():
+        lg = predict_logits(run.model, run.train_x, members=True)[run.fold, np.arange(len(run.fold))]
+        p = np.exp(lg - lg.max(axis=1, keepdims=True))
+        run.oof_probs.append(p / p.sum(axis=1, keepdims=True))
+        return validate()
+    run.validate = recording
+
+
+def with_time(x):
+    """(T, D) -> (T, D + 1): the relative time 2t/(T-1) - 1 (-1 at the first step, 1 at the last)
+    as one more feature (the variant time; a search-only patch)."""
+    t = np.linspace(-1.0, 1.0, len(x)) if len(x) > 1 else np.zeros(1)
+    return np.concatenate([x, t[:, None].astype(x.dtype)], axis=1)
+
+
+def input_dropout(model, p, seed):
+    """The variant indrop (a search-only patch): in training, each input value (after
+    standardisation, before patching) is zeroed with probability p and the rest scaled by 1/(1-p);
+    eval reads the series as they are."""
+    rng = np.random.default_rng([seed, 11])
+    forward = model.forward
+
+    def dropped(x, lengths=None):
+        if model.training:
+            x = (x * (rng.random(x.shape) >= p) / (1 - p)).astype(x.dtype)
+        return forward(x, lengths)
+    model.forward = dropped
+
+
 def one(name, variant, cell, seed, epochs):
     from bptt.classify_run import ClassifyConfig, ClassifyRun, fit
     from bptt.data import read_ts
@@ -140,7 +198,8 @@ def one(name, variant, cell, seed, epochs):
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         cr.build_model = (mixed_cells(build) if variant == "mixed-cells" else
-                          overlap_model(build, K) if variant == "overlap" else build)
+                          overlap_model(build, K) if variant == "overlap" else
+                          (lambda cfg, D, C: build(cfg, D + 1, C)) if variant == "time" else build)
         try:
             run = ClassifyRun(ClassifyConfig(data=path, cell=cell, seed=seed, out=out, **{"epochs": epochs, **setup}))
         finally:
@@ -150,8 +209,17 @@ def one(name, variant, cell, seed, epochs):
         if variant.startswith("mixup"):
             alpha = float(variant[len("mixup"):])
             run.train_epoch = lambda: mixup_epoch(run, alpha)
+        if variant == "snapshot":
+            record_oof(run)
+        if variant == "time":
+            run.train_x = [with_time(x) for x in run.train_x]
+        if variant.startswith("indrop"):
+            input_dropout(run.model, float(variant[len("indrop"):]), seed)
         fit(run, progress=False)
         sec = time.perf_counter() - t0
+    if variant == "snapshot":
+        for k, (acc, ep) in snapshot_scores(np.array(run.oof_probs), run.train_y).items():
+            print(f"  snapshot {name} {cell} seed {seed}: {k} {acc:.4f} (epoch {ep})", flush=True)
     if os.environ.get("SEARCH_HISTORY"):  # the out-of-fold curve, for stopping rules (no test scores in it)
         with open(os.environ["SEARCH_HISTORY"], "a") as f:
             f.write(json.dumps({"variant": variant, "dataset": name, "cell": cell, "seed": seed,
