@@ -55,6 +55,8 @@ VARIANTS = {
     "time": {},  # the relative time as one more feature: with_time
     "indrop0.1": {},  # input dropout: input_dropout
     "indrop0.2": {},
+    "phase": {},  # patches of K start at a random phase in training: random_phase
+    "phase-tta": {},  # ... and the out-of-fold score averages over phases: phase_validate
     "snapshot": {},  # the recipe, scored also by means of consecutive epochs' predictions: snapshot_scores
 }
 
@@ -185,6 +187,35 @@ def input_dropout(model, p, seed):
     model.forward = dropped
 
 
+def random_phase(run, K, seed):
+    """The variant phase (a search-only patch): each training series drops its first r values,
+    r uniform in 0..K-1 and new every epoch, so the patches of K start at every phase."""
+    rng = np.random.default_rng([seed, 13])
+    batch_series = run._batch_series
+
+    def shifted(idx):
+        return [x[int(rng.integers(K)):] if len(x) > K else x for x in batch_series(idx)]
+    run._batch_series = shifted
+
+
+def phase_validate(run, K):
+    """The variant phase-tta: the out-of-fold score of the mean probability over the phases
+    r = 0, s, 2s, ... < K (s = max(1, K // 4)), each series read from its r-th value."""
+    from bptt.classify import predict_logits, scores
+
+    def validate():
+        p = 0.0
+        shifts = range(0, K, max(1, K // 4))
+        for r in shifts:
+            lg = predict_logits(run.model, [x[r:] for x in run.train_x], members=True)
+            lg = lg[run.fold, np.arange(len(run.fold))]
+            e = np.exp(lg - lg.max(axis=1, keepdims=True))
+            p = p + e / e.sum(axis=1, keepdims=True)
+        s = scores(np.log(p / len(shifts)), run.train_y, len(run.classes))
+        return s["accuracy"], s["loss"]
+    run.validate = validate
+
+
 def one(name, variant, cell, seed, epochs):
     from bptt.classify_run import ClassifyConfig, ClassifyRun, fit
     from bptt.data import read_ts
@@ -213,6 +244,10 @@ def one(name, variant, cell, seed, epochs):
             record_oof(run)
         if variant == "time":
             run.train_x = [with_time(x) for x in run.train_x]
+        if variant.startswith("phase"):
+            random_phase(run, K, seed)
+        if variant == "phase-tta":
+            phase_validate(run, K)
         if variant.startswith("indrop"):
             input_dropout(run.model, float(variant[len("indrop"):]), seed)
         fit(run, progress=False)
