@@ -53,8 +53,9 @@ VARIANTS = {
     "mixup0.2": {},  # mixup of the series of a batch, lam ~ Beta(0.2, 0.2): mixup_epoch
     "mixup0.4": {},
     "time": {},  # the relative time as one more feature: with_time
-    "indrop0.1": {},  # input dropout: input_dropout
-    "indrop0.2": {},
+    "indrop0.1": {"input_dropout": 0.1},  # --input-dropout (first run as a search-only patch, the same draws)
+    "indrop0.2": {"input_dropout": 0.2},
+    "indrop0.05": {"input_dropout": 0.05},
     "phase": {},  # patches of K start at a random phase in training: random_phase
     "phase-tta": {},  # ... and the out-of-fold score averages over phases: phase_validate
     "snapshot": {},  # the recipe, scored also by means of consecutive epochs' predictions: snapshot_scores
@@ -173,20 +174,6 @@ def with_time(x):
     return np.concatenate([x, t[:, None].astype(x.dtype)], axis=1)
 
 
-def input_dropout(model, p, seed):
-    """The variant indrop (a search-only patch): in training, each input value (after
-    standardisation, before patching) is zeroed with probability p and the rest scaled by 1/(1-p);
-    eval reads the series as they are."""
-    rng = np.random.default_rng([seed, 11])
-    forward = model.forward
-
-    def dropped(x, lengths=None):
-        if model.training:
-            x = (x * (rng.random(x.shape) >= p) / (1 - p)).astype(x.dtype)
-        return forward(x, lengths)
-    model.forward = dropped
-
-
 def random_phase(run, K, seed):
     """The variant phase (a search-only patch): each training series drops its first r values,
     r uniform in 0..K-1 and new every epoch, so the patches of K start at every phase."""
@@ -248,8 +235,6 @@ def one(name, variant, cell, seed, epochs):
             random_phase(run, K, seed)
         if variant == "phase-tta":
             phase_validate(run, K)
-        if variant.startswith("indrop"):
-            input_dropout(run.model, float(variant[len("indrop"):]), seed)
         fit(run, progress=False)
         sec = time.perf_counter() - t0
     if variant == "snapshot":
