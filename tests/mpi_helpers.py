@@ -14,6 +14,7 @@ import numpy as np
 
 from bptt import checkpoint as ckpt_io
 
+from fault_cases import checkpoint_files
 from training_helpers import REPO
 
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
@@ -106,3 +107,88 @@ def worst(d1, d2):
     """The largest relative difference over the arrays of two dicts with the same keys."""
     assert set(d1) == set(d2), set(d1) ^ set(d2)
     return max(rel(d1[k], d2[k]) for k in d1)
+
+
+# ----------------------------------------------------------------------------- bad input and faults
+# Run by tests/test_distributed.py (which asserts on each) and by benchmarks/faults_table.py (which
+# writes docs/faults.md's MPI rows from the real messages).
+ARGS = ["--hidden", "8", "--layers", "2", "--embedding-dim", "4", "--seq-len", "5", "--batch", "6",
+        "--dropout", "0.3", "--eval-every", "10", "--eval-batches", "2", "--sample-length", "0",
+        "--checkpoint-every", "10", "--quiet"]
+INJECT = os.path.join(REPO, "tests", "mpi_inject.py")
+
+BAD = {  # name -> (the command as the table shows it, what is wrong, the error line after "bptt: error: ")
+    "indivisible": ("mpiexec -n 2 bptt train --batch 5", "a batch the ranks cannot split",
+                    r"batch 5 cannot be split evenly over 2 ranks \(5 = 2 x 2 \+ 1\); use a multiple of 2 "
+                    r"such as 4 or 6$"),
+    "more-ranks-than-streams": ("mpiexec -n 3 bptt train --batch 2", "more ranks than streams",
+                                r"3 ranks need at least 3 streams, but the batch has 2; use --batch 3 or more "
+                                r"\(a multiple of 3\), or fewer ranks$"),
+    "task": ("mpiexec -n 2 bptt train --task echo", "a task (tasks run as one process)",
+             r"--task is not supported under mpiexec \(2 ranks\): run tasks as one process"),
+    "resume-indivisible": ("mpiexec -n 4 bptt train --resume RUN", "a run of batch 6 resumed on 4 ranks",
+                           r"batch 6 cannot be split evenly over 4 ranks"),
+    "mpi4py-missing": ("mpiexec -n 2 bptt train", "mpi4py not installed",
+                       r"bptt was started by an MPI launcher \(2 ranks\) but mpi4py is not installed; "
+                       r"install it with: pip install 'bptt\[mpi\]'$"),
+    "sample": ("mpiexec -n 2 bptt sample RUN", "a command that runs as one process",
+               r"bptt sample runs as one process, not under mpiexec \(2 ranks\); only bptt train runs on several$"),
+    "other-data": ("mpiexec -n 2 bptt train --data TEXT", "rank 1 reads a different text at the same path",
+                   r"rank 1 read other training data than rank 0 \(\S+text\.txt \(2,472 characters\)\): "
+                   r"every host needs the same text at the same path$"),
+}
+
+FAULTS = {  # name -> (what happens, on 2 ranks resuming a 10-step run; the error line after "bptt: error: ")
+    "nan": ("the loss of rank 1's step 13 is NaN",
+            "the loss became nan at step 13; training stopped. The last checkpoint is kept: {run}/ckpt-00000010"),
+    "drift": ("rank 1's weights move by 1e-4 (relative) after step 13",
+              "the weights of rank 1 differ from rank 0's at step 20: the ranks diverged; training stopped. "
+              "The last checkpoint is kept: {run}/ckpt-00000010"),
+    "oserror": ("rank 1 alone fails in step 13 (its disk is full)",
+                "rank 1: No space left on device: /pretend/scratch"),
+}
+
+
+def small_run(text, out):
+    """A 3-step run of one process at ``out`` -> out."""
+    p = run(0, "train", "--data", text, *ARGS, "--steps", 3, "--out", out)
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+def bad_case(name, text, small, new, tmp):
+    """Run BAD[name] (``small``: a run to resume or sample, ``new``: the --out of a new run, ``tmp``:
+    scratch) -> CompletedProcess."""
+    args = ["train", "--data", text, *ARGS, "--steps", 3, "--out", new]
+    n, extra, extra_env = 2, [], None
+    if name == "indivisible":
+        extra = ["--batch", "5"]
+    elif name == "more-ranks-than-streams":
+        n, extra = 3, ["--batch", "2"]
+    elif name == "task":
+        extra = ["--task", "echo"]
+    elif name == "resume-indivisible":
+        n, args = 4, ["train", "--resume", small, "--steps", 6]
+    elif name == "mpi4py-missing":  # an mpi4py that cannot be imported, first on the path
+        fake = os.path.join(tmp, "fake", "mpi4py")
+        os.makedirs(fake, exist_ok=True)
+        with open(os.path.join(fake, "__init__.py"), "w") as f:
+            f.write("raise ImportError(\"No module named 'mpi4py'\")\n")
+        extra_env = {"PYTHONPATH": os.path.dirname(fake)}
+    elif name == "sample":
+        args = ["sample", small, "--length", 5]
+    elif name == "other-data":
+        return subprocess.run([MPIEXEC, "-n", "2", sys.executable, INJECT, "otherdata", "1", "0", *map(str, args)],
+                              capture_output=True, text=True, timeout=60, cwd=REPO, env=env())
+    return run(n, *args, *extra, extra_env=extra_env, timeout=60)
+
+
+def fault_case(name, text, run_dir):
+    """A 10-step run of 2 ranks at ``run_dir``, then resumed to 30 with FAULTS[name] injected ->
+    (CompletedProcess, the checkpoints' bytes before, after)."""
+    p = run(2, "train", "--data", text, *ARGS, "--steps", 10, "--out", run_dir)
+    assert p.returncode == 0, p.stderr
+    before = checkpoint_files(run_dir)
+    p = subprocess.run([MPIEXEC, "-n", "2", sys.executable, INJECT, name, "1", "3", "train", "--resume", run_dir,
+                        "--steps", "30", "--quiet"], capture_output=True, text=True, timeout=120, cwd=REPO, env=env())
+    return p, before, checkpoint_files(run_dir)

@@ -28,9 +28,7 @@ import pytest
 import mpi_helpers as mh
 from training_helpers import REPO, digests, make_text, write_text
 
-ARGS = ["--hidden", "8", "--layers", "2", "--embedding-dim", "4", "--seq-len", "5", "--batch", "6",
-        "--dropout", "0.3", "--eval-every", "10", "--eval-batches", "2", "--sample-length", "0",
-        "--checkpoint-every", "10", "--quiet"]
+ARGS = mh.ARGS
 STEPS = 20
 
 
@@ -245,88 +243,43 @@ def test_ctrl_c_to_mpiexec_saves_a_checkpoint_and_exits_0(text, tmp_path):
     assert len(mh.losses(run)) == meta["step"]
 
 
-@pytest.mark.parametrize("fault", ["nan", "drift", "oserror"])
+@pytest.mark.parametrize("fault", list(mh.FAULTS))
 def test_a_fault_on_one_rank_stops_every_rank_with_one_message(fault, text, tmp_path):
     """nan: the loss of one rank's step is NaN -> every rank stops with the single-process
     message. drift: one rank's weights move by 1e-4 -> the checksum comparison before the next
     checkpoint stops every rank. oserror: an error of rank 1 alone (its disk is full) -> it says
     so, naming itself, and leaves; the launcher ends the others, which wait in the Allreduce.
     Each: a non-zero exit (1 but for mpiexec's cleanup race), one error line, the checkpoints
-    untouched."""
+    untouched. (The same runs write docs/faults.md's MPI rows: mpi_helpers.fault_case.)"""
     run = str(tmp_path / "run")
-    p = mh.run(2, "train", "--data", text, *ARGS, "--steps", 10, "--out", run)
-    assert p.returncode == 0, p.stderr
-    before = digests(run)
-    inject = os.path.join(REPO, "tests", "mpi_inject.py")
-    p = subprocess.run([mh.MPIEXEC, "-n", "2", sys.executable, inject, fault, "1", "3", "train", "--resume", run,
-                        "--steps", "30", "--quiet"], capture_output=True, text=True, timeout=120, cwd=REPO, env=mh.env())
+    p, before, after = mh.fault_case(fault, text, run)
     # nan, drift: every rank stops by itself with exit 1. oserror: rank 1 exits 1 and mpiexec ends
     # rank 0, stuck in the step's Allreduce; mpiexec's own exit code is then 1 or 9 (SIGKILL),
     # depending on whether its cleanup reached rank 0 before rank 0 noticed rank 1 was gone
     assert p.returncode == 1 if fault != "oserror" else p.returncode in (1, 9), p.stderr
     errors = [line for line in p.stderr.splitlines() if "error" in line]
-    kept = f"The last checkpoint is kept: {run}/ckpt-00000010"
-    expect = {"nan": f"the loss became nan at step 13; training stopped. {kept}",
-              "drift": f"the weights of rank 1 differ from rank 0's at step 20: the ranks diverged; "
-                       f"training stopped. {kept}",
-              "oserror": "rank 1: No space left on device: /pretend/scratch"}[fault]
+    expect = mh.FAULTS[fault][1].replace("{run}", run)
     assert errors == ["bptt: error: " + expect], p.stderr
     assert "Traceback" not in p.stderr
-    after = digests(run)
-    assert {k: v for k, v in after.items() if k.startswith("ckpt-") or k == "latest"} == \
-        {k: v for k, v in before.items() if k.startswith("ckpt-") or k == "latest"}
-
-
-BAD = [  # (ranks, extra argv, the error line)
-    (2, ["--batch", "5"], r"batch 5 cannot be split evenly over 2 ranks \(5 = 2 x 2 \+ 1\); use a multiple of 2 "
-                          r"such as 4 or 6$"),
-    (3, ["--batch", "2"], r"3 ranks need at least 3 streams, but the batch has 2; use --batch 3 or more "
-                          r"\(a multiple of 3\), or fewer ranks$"),
-    (2, ["--task", "echo"], r"--task is not supported under mpiexec \(2 ranks\): run tasks as one process"),
-    ("resume", [], r"batch 6 cannot be split evenly over 4 ranks"),
-    ("no-mpi4py", [], r"bptt was started by an MPI launcher \(2 ranks\) but mpi4py is not installed; "
-                      r"install it with: pip install 'bptt\[mpi\]'$"),
-    ("sample", [], r"bptt sample runs as one process, not under mpiexec \(2 ranks\); only bptt train runs on several$"),
-    ("otherdata", [], r"rank 1 read other training data than rank 0 \(\S+text\.txt \(2,472 characters\)\): "
-                      r"every host needs the same text at the same path$"),
-]
+    assert after == before
 
 
 @pytest.fixture(scope="module")
 def small_run(text, tmp_path_factory):
-    run = str(tmp_path_factory.mktemp("small") / "run")
-    p = mh.run(0, "train", "--data", text, *ARGS, "--steps", 3, "--out", run)
-    assert p.returncode == 0, p.stderr
-    return run
+    return mh.small_run(text, str(tmp_path_factory.mktemp("small") / "run"))
 
 
-@pytest.mark.parametrize("n,extra,expect", BAD, ids=["indivisible", "more-ranks-than-streams", "task",
-                                                     "resume-indivisible", "mpi4py-missing", "sample",
-                                                     "other-data"])
-def test_bad_input_under_mpi_is_one_line(n, extra, expect, text, small_run, tmp_path):
+@pytest.mark.parametrize("case", list(mh.BAD))
+def test_bad_input_under_mpi_is_one_line(case, text, small_run, tmp_path):
+    """Each case of mpi_helpers.BAD (the same runs write docs/faults.md's MPI rows): exit 1, one
+    line on stderr, the earlier run untouched, nothing written for the new one."""
     before = digests(small_run)
     new = str(tmp_path / "new")
-    args = ["train", "--data", text, *ARGS, "--steps", 3, "--out", new]
-    extra_env = None
-    if n == "resume":
-        n, args = 4, ["train", "--resume", small_run, "--steps", 6]
-    elif n == "no-mpi4py":  # an mpi4py that cannot be imported, first on the path
-        fake = tmp_path / "fake" / "mpi4py"
-        fake.mkdir(parents=True)
-        (fake / "__init__.py").write_text("raise ImportError(\"No module named 'mpi4py'\")\n")
-        n, extra_env = 2, {"PYTHONPATH": str(fake.parent)}
-    elif n == "sample":
-        n, args = 2, ["sample", small_run, "--length", 5]
-    if n == "otherdata":
-        inject = os.path.join(REPO, "tests", "mpi_inject.py")
-        p = subprocess.run([mh.MPIEXEC, "-n", "2", sys.executable, inject, "otherdata", "1", "0", *map(str, args)],
-                           capture_output=True, text=True, timeout=60, cwd=REPO, env=mh.env())
-    else:
-        p = mh.run(n, *args, *extra, extra_env=extra_env, timeout=60)
+    p = mh.bad_case(case, text, small_run, new, str(tmp_path))
     assert p.returncode == 1, (p.returncode, p.stderr)
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
-    assert re.match(r"bptt: error: " + expect, lines[0]), lines[0]
+    assert re.match(r"bptt: error: " + mh.BAD[case][2], lines[0]), lines[0]
     assert digests(small_run) == before
     assert not os.path.exists(os.path.join(new, "latest"))
 
