@@ -253,7 +253,7 @@ def main(argv=None):
     p.add_argument("--datasets", nargs="+", default=["ItalyPowerDemand", "GunPoint", "ArrowHead"])
     p.add_argument("--cells", nargs="+", default=["gru"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    p.add_argument("--epochs", type=int, default=150)
+    p.add_argument("--epochs", type=int, default=bench.EPOCHS)
     p.add_argument("--patience", type=int, default=None, help="instead of the recipe's (0: all epochs)")
     p.add_argument("--stopping", metavar="HISTORY", help="print what --patience N would have kept of these curves")
     p.add_argument("--nested", type=int, metavar="K", help="nested cross-validation on TRAIN in K outer folds: "
@@ -311,7 +311,7 @@ def refit(cfg, epochs):
     return run
 
 
-def nested(name, cell, seed, outer=4, epochs=150):
+def nested(name, cell, seed, outer=4, epochs=bench.EPOCHS):
     """Nested cross-validation on TRAIN (TEST never read): TRAIN in `outer` stratified folds; on
     each outer-train part the recipe runs (its out-of-fold best epoch E*), then its members are
     refitted on all of that part for E* epochs; the held-out outer fold scores the recipe's
