@@ -6,12 +6,15 @@ train on it) and its seconds. The TEST files are never read.
     SEARCH_HISTORY=h.jsonl python benchmarks/classify_search.py ...   # also keep each run's curve
     python benchmarks/classify_search.py --stopping h.jsonl          # what --patience N would have kept
     python benchmarks/classify_search.py --stopping h.jsonl --epochs 150   # ... with at most 150 epochs
+    python benchmarks/classify_search.py --nested 4 --datasets ArrowHead   # refit on all of TRAIN, judged
+                                                                           # by nested cross-validation
 
 The search runs with the recipe's --patience (benchmarks/classify.py SETUP); for --stopping, run
 the curves without it (--patience 0).
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -31,6 +34,7 @@ import classify as bench  # noqa: E402  (the recipe: SETUP, patch_rule, data_dir
 # name -> changes to the recipe
 VARIANTS = {
     "recipe": {},
+    "round5": {"input_dropout": 0.0},  # the recipe before the sixth round (with --epochs 150)
     "layers2": {"num_layers": 2},
     "pool-last": {"pool": "last"},
     "pool-max": {"pool": "max"},
@@ -46,6 +50,16 @@ VARIANTS = {
     "warp0.1": {"warp": 0.1},
     "warp0.2": {"warp": 0.2},
     "mixed-cells": {},  # members 0, 2 with the run's cell, 1, 3 with the other (LSTM <-> GRU): mixed_cells
+    "overlap": {},  # windows of K steps every ceil(K/2) instead of patches of K: overlap_windows
+    "mixup0.2": {},  # mixup of the series of a batch, lam ~ Beta(0.2, 0.2): mixup_epoch
+    "mixup0.4": {},
+    "time": {},  # the relative time as one more feature: with_time
+    "indrop0.1": {"input_dropout": 0.1},  # --input-dropout (first run as a search-only patch, the same draws)
+    "indrop0.2": {"input_dropout": 0.2},
+    "indrop0.05": {"input_dropout": 0.05},
+    "phase": {},  # patches of K start at a random phase in training: random_phase
+    "phase-tta": {},  # ... and the out-of-fold score averages over phases: phase_validate
+    "snapshot": {},  # the recipe, scored also by means of consecutive epochs' predictions: snapshot_scores
 }
 
 
@@ -67,6 +81,129 @@ def mixed_cells(build):
     return patched
 
 
+def overlap_model(build, K):
+    """build_model for the variant overlap (a search-only patch): the series are read as
+    overlapping windows of K steps every ceil(K/2) (see overlap_windows), one window per recurrent
+    step, so the model reads K times the features with patch 1."""
+    def patched(cfg, D, C):
+        return build(dataclasses.replace(cfg, patch=1), D * K, C)
+    return patched
+
+
+def overlap_windows(x, K):
+    """(T, D) -> (ceil(T/S), K*D) with S = ceil(K/2): row j holds x[jS : jS+K] (zeros past the end)."""
+    S = -(-K // 2)
+    T, D = x.shape
+    n = -(-T // S)
+    pad = np.zeros((n * S + K, D), x.dtype)
+    pad[:T] = x
+    return np.stack([pad[j * S:j * S + K].reshape(-1) for j in range(n)])
+
+
+def mixup_epoch(run, alpha):
+    """ClassifyRun.train_epoch with mixup (a search-only patch): each batch is mixed with a shuffled
+    copy of itself, x = lam x + (1 - lam) x[perm], lam ~ Beta(alpha, alpha) per batch, the loss
+    lam CE(y) + (1 - lam) CE(y[perm]); member m learns from a mixed pair only when neither series
+    is in its fold (the out-of-fold score stays out of fold)."""
+    from bptt.classify import bucket_batches, masked_cross_entropy, pad_batch
+    from bptt.optim import clip_grad_norm, make_schedule
+
+    mix_rng = run.__dict__.setdefault("mix_rng", np.random.default_rng([run.cfg.seed, 9]))
+    total, n = 0.0, 0
+    run.opt.lr = make_schedule(run.cfg.schedule, run.cfg.lr, run.cfg.epochs)(run.epoch)
+    M = run.cfg.ensemble
+    for idx in bucket_batches([len(s) for s in run.train_x], run.cfg.batch_size, run.rng):
+        x, lengths = pad_batch(run._batch_series(idx), range(len(idx)), run.model.dtype)
+        perm = mix_rng.permutation(len(idx))
+        lam = float(mix_rng.beta(alpha, alpha))
+        x = (lam * x + (1 - lam) * x[:, perm]).astype(x.dtype)  # x (T, B, D)
+        lengths = np.maximum(lengths, lengths[perm])
+        run.model.zero_grad()
+        logits = run.model(x, lengths)
+        own = (run.fold[idx][None, :] != np.arange(M)[:, None])
+        own = (own & own[:, perm]).astype(logits.dtype)
+        y = run.train_y[idx]
+        la, da = masked_cross_entropy(logits, y, own)
+        lb, db = masked_cross_entropy(logits, y[perm], own)
+        loss, dlogits = lam * la + (1 - lam) * lb, (lam * da + (1 - lam) * db).astype(logits.dtype)
+        run.model.backward(dlogits)
+        if run.cfg.clip > 0:
+            clip_grad_norm(run.model.grads, run.cfg.clip)
+        run.opt.step()
+        total, n = total + loss * len(idx), n + len(idx)
+    run.epoch += 1
+    return total / n
+
+
+def snapshot_scores(probs, y, widths=(1, 2, 3)):
+    """The variant snapshot (scored after the run, nothing changes in training): probs (E, N, C),
+    each epoch's out-of-fold probabilities. For each w: the best out-of-fold accuracy of the mean
+    probability of epochs e-w..e (trailing) and of e-w..e+w (centred), over the epochs e.
+    -> {name: (accuracy, epoch)}."""
+    E = len(probs)
+    out = {}
+    for w in widths:
+        for kind in ("trail", "centre"):
+            best = (-1.0, 0)
+            for e in range(E):
+                lo, hi = max(0, e - w), (e + 1 if kind == "trail" else min(E, e + w + 1))
+                acc = float((probs[lo:hi].mean(axis=0).argmax(axis=1) == y).mean())
+                best = max(best, (acc, e + 1), key=lambda t: t[0])
+            out[f"{kind}{w}"] = best
+    return out
+
+
+def record_oof(run):
+    """Wrap run.validate to keep each epoch's out-of-fold probabilities in run.oof_probs."""
+    from bptt.classify import predict_logits
+
+    run.oof_probs = []
+    validate = run.validate
+
+    def recording():
+        lg = predict_logits(run.model, run.train_x, members=True)[run.fold, np.arange(len(run.fold))]
+        p = np.exp(lg - lg.max(axis=1, keepdims=True))
+        run.oof_probs.append(p / p.sum(axis=1, keepdims=True))
+        return validate()
+    run.validate = recording
+
+
+def with_time(x):
+    """(T, D) -> (T, D + 1): the relative time 2t/(T-1) - 1 (-1 at the first step, 1 at the last)
+    as one more feature (the variant time; a search-only patch)."""
+    t = np.linspace(-1.0, 1.0, len(x)) if len(x) > 1 else np.zeros(1)
+    return np.concatenate([x, t[:, None].astype(x.dtype)], axis=1)
+
+
+def random_phase(run, K, seed):
+    """The variant phase (a search-only patch): each training series drops its first r values,
+    r uniform in 0..K-1 and new every epoch, so the patches of K start at every phase."""
+    rng = np.random.default_rng([seed, 13])
+    batch_series = run._batch_series
+
+    def shifted(idx):
+        return [x[int(rng.integers(K)):] if len(x) > K else x for x in batch_series(idx)]
+    run._batch_series = shifted
+
+
+def phase_validate(run, K):
+    """The variant phase-tta: the out-of-fold score of the mean probability over the phases
+    r = 0, s, 2s, ... < K (s = max(1, K // 4)), each series read from its r-th value."""
+    from bptt.classify import predict_logits, scores
+
+    def validate():
+        p = 0.0
+        shifts = range(0, K, max(1, K // 4))
+        for r in shifts:
+            lg = predict_logits(run.model, [x[r:] for x in run.train_x], members=True)
+            lg = lg[run.fold, np.arange(len(run.fold))]
+            e = np.exp(lg - lg.max(axis=1, keepdims=True))
+            p = p + e / e.sum(axis=1, keepdims=True)
+        s = scores(np.log(p / len(shifts)), run.train_y, len(run.classes))
+        return s["accuracy"], s["loss"]
+    run.validate = validate
+
+
 def one(name, variant, cell, seed, epochs):
     from bptt.classify_run import ClassifyConfig, ClassifyRun, fit
     from bptt.data import read_ts
@@ -79,13 +216,31 @@ def one(name, variant, cell, seed, epochs):
     build = cr.build_model
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        cr.build_model = mixed_cells(build) if variant == "mixed-cells" else build
+        cr.build_model = (mixed_cells(build) if variant == "mixed-cells" else
+                          overlap_model(build, K) if variant == "overlap" else
+                          (lambda cfg, D, C: build(cfg, D + 1, C)) if variant == "time" else build)
         try:
             run = ClassifyRun(ClassifyConfig(data=path, cell=cell, seed=seed, out=out, **{"epochs": epochs, **setup}))
         finally:
             cr.build_model = build
+        if variant == "overlap":
+            run.train_x = [overlap_windows(x, K) for x in run.train_x]
+        if variant.startswith("mixup"):
+            alpha = float(variant[len("mixup"):])
+            run.train_epoch = lambda: mixup_epoch(run, alpha)
+        if variant == "snapshot":
+            record_oof(run)
+        if variant == "time":
+            run.train_x = [with_time(x) for x in run.train_x]
+        if variant.startswith("phase"):
+            random_phase(run, K, seed)
+        if variant == "phase-tta":
+            phase_validate(run, K)
         fit(run, progress=False)
         sec = time.perf_counter() - t0
+    if variant == "snapshot":
+        for k, (acc, ep) in snapshot_scores(np.array(run.oof_probs), run.train_y).items():
+            print(f"  snapshot {name} {cell} seed {seed}: {k} {acc:.4f} (epoch {ep})", flush=True)
     if os.environ.get("SEARCH_HISTORY"):  # the out-of-fold curve, for stopping rules (no test scores in it)
         with open(os.environ["SEARCH_HISTORY"], "a") as f:
             f.write(json.dumps({"variant": variant, "dataset": name, "cell": cell, "seed": seed,
@@ -99,15 +254,29 @@ def main(argv=None):
     p.add_argument("--datasets", nargs="+", default=["ItalyPowerDemand", "GunPoint", "ArrowHead"])
     p.add_argument("--cells", nargs="+", default=["gru"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    p.add_argument("--epochs", type=int, default=150)
+    p.add_argument("--epochs", type=int, default=bench.EPOCHS)
     p.add_argument("--patience", type=int, default=None, help="instead of the recipe's (0: all epochs)")
     p.add_argument("--stopping", metavar="HISTORY", help="print what --patience N would have kept of these curves")
+    p.add_argument("--nested", type=int, metavar="K", help="nested cross-validation on TRAIN in K outer folds: "
+                   "the recipe against its members refitted on all of each outer-train part (see nested)")
     p.add_argument("--threads", default="1")
     args = p.parse_args(argv)
     if args.stopping:
         return stopping(args.stopping, cap=args.epochs)
     if args.patience is not None:
         bench.SETUP["patience"] = args.patience
+    if args.nested:
+        for name in args.datasets:
+            for cell in args.cells:
+                accs = []
+                for seed in args.seeds:
+                    acc, sec = nested(name, cell, seed, args.nested, args.epochs)
+                    accs.append(acc)
+                    print(f"nested {name} {cell} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items())
+                          + f" ({sec:.0f} s)", flush=True)
+                print(f"== nested {name} {cell}: mean held-out accuracy " + ", ".join(
+                    f"{k} {np.mean([a[k] for a in accs]):.4f}" for k in accs[0]), flush=True)
+        return 0
     for variant in args.variants:
         for name in args.datasets:
             for cell in args.cells:
@@ -119,6 +288,69 @@ def main(argv=None):
                           f"patch {patch}, {sec:.1f} s", flush=True)
                 print(f"== {variant} {name} {cell}: mean out-of-fold accuracy {np.mean(accs):.4f}", flush=True)
     return 0
+
+
+def write_ts(path, series, labels):
+    """A small .ts file of these (T, D) series and labels (the outer folds of --nested)."""
+    D = series[0].shape[1]
+    classes = " ".join(sorted(set(labels)))
+    with open(path, "w") as f:
+        f.write(f"@problemName nested\n@timeStamps false\n@missing false\n@univariate {str(D == 1).lower()}\n"
+                f"@dimensions {D}\n@equalLength false\n@classLabel true {classes}\n@data\n")
+        for x, label in zip(series, labels):
+            f.write(":".join(",".join(repr(float(v)) for v in x[:, d]) for d in range(D)) + f":{label}\n")
+
+
+def refit(cfg, epochs):
+    """The recipe's members trained on ALL of cfg.data (no fold held out) for `epochs` epochs ->
+    the run (its model is the last epoch's)."""
+    from bptt.classify_run import ClassifyConfig, ClassifyRun, fit
+
+    run = ClassifyRun(ClassifyConfig(**{**cfg.__dict__, "epochs": epochs, "patience": 0}))
+    run.fold = np.full(len(run.train_y), -1)  # member m trains on every series (own = fold != m)
+    fit(run, progress=False)
+    return run
+
+
+def nested(name, cell, seed, outer=4, epochs=bench.EPOCHS):
+    """Nested cross-validation on TRAIN (TEST never read): TRAIN in `outer` stratified folds; on
+    each outer-train part the recipe runs (its out-of-fold best epoch E*), then its members are
+    refitted on all of that part for E* epochs; the held-out outer fold scores the recipe's
+    ensemble, the refitted one, and both together (the mean of 2M members' probabilities).
+    -> {mode: held-out accuracy over all of TRAIN}, seconds."""
+    from bptt.classify import fold_split, mean_softmax_log, predict_logits
+    from bptt.classify_run import ClassifyConfig, ClassifyRun, fit, load_for_eval, test_data
+    from bptt.data import read_ts
+
+    path = os.path.join(bench.data_dir(), name, f"{name}_TRAIN.ts")
+    series, labels = read_ts(path)
+    labels = [str(v) for v in labels]
+    y = np.array([sorted(set(labels)).index(v) for v in labels])
+    ofold = fold_split(y, outer, np.random.default_rng([seed, 7]))
+    hits = {"recipe": 0, "refit": 0, "both": 0}
+    t0 = time.perf_counter()
+    for o in range(outer):
+        with tempfile.TemporaryDirectory() as tmp:
+            tr, ho = np.flatnonzero(ofold != o), np.flatnonzero(ofold == o)
+            p_tr, p_ho = os.path.join(tmp, "tr.ts"), os.path.join(tmp, "ho.ts")
+            write_ts(p_tr, [series[i] for i in tr], [labels[i] for i in tr])
+            write_ts(p_ho, [series[i] for i in ho], [labels[i] for i in ho])
+            K = bench.patch_rule([len(series[i]) for i in tr])
+            cfg = ClassifyConfig(data=p_tr, cell=cell, seed=seed, out=os.path.join(tmp, "cv"), epochs=epochs,
+                                 **{**bench.SETUP, "patch": K})
+            run = fit(ClassifyRun(cfg), progress=False)
+            model, _, _, _ = load_for_eval(cfg.out)
+            x, yh = test_data(run, p_ho)
+            a = predict_logits(model, x, members=True)  # (M, n, C)
+            rcfg = ClassifyConfig(**{**cfg.__dict__, "out": os.path.join(tmp, "refit")})
+            r = refit(rcfg, run.best["epoch"])
+            b = predict_logits(r.model, x, members=True)
+            for mode, lg in (("recipe", a), ("refit", b), ("both", np.concatenate([a, b]))):
+                hits[mode] += int((mean_softmax_log(lg).argmax(axis=1) == yh).sum())
+            print(f"  {name} seed {seed} outer fold {o}: E* {run.best['epoch']}, held out {len(ho)}, "
+                  f"recipe {int((mean_softmax_log(a).argmax(1) == yh).sum())}, refit "
+                  f"{int((mean_softmax_log(b).argmax(1) == yh).sum())}", flush=True)
+    return {k: v / len(y) for k, v in hits.items()}, time.perf_counter() - t0
 
 
 def stopping(path, patience=(20, 30, 40, 50), cap=None):

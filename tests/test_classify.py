@@ -138,6 +138,38 @@ def test_crop_and_time_warp_variants():
     assert time_warp(x[:1], 0.3, np.random.default_rng(0)).shape == (1, 2)
 
 
+def test_input_dropout():
+    """--input-dropout P: each value zeroed with probability P, the rest scaled by 1/(1-P) (the
+    expected input unchanged), padding stays zero, the RNG decides; P = 0 draws nothing."""
+    from bptt.classify import input_dropout
+
+    x = np.ones((50, 8, 3), np.float32)  # (T, B, D)
+    x[40:, :2] = 0  # padding of two shorter series
+    rng = np.random.default_rng(0)
+    assert input_dropout(x, 0.0, rng) is x and rng.random() == np.random.default_rng(0).random()
+    a, b = input_dropout(x, 0.25, np.random.default_rng(1)), input_dropout(x, 0.25, np.random.default_rng(1))
+    assert a.dtype == np.float32 and a.shape == x.shape and np.array_equal(a, b)
+    assert set(np.unique(a)) == {0.0, np.float32(1 / 0.75)}  # dropped or scaled
+    assert np.all(a[40:, :2] == 0)  # padding stays zero
+    assert 0.2 < (a[x > 0] == 0).mean() < 0.3  # about P of the values dropped
+    assert not np.array_equal(a, input_dropout(x, 0.25, np.random.default_rng(2)))
+
+
+def test_training_batches_get_input_dropout(toy, tmp_path):
+    """A run with --input-dropout trains on dropped-out batches (its weights move differently
+    after an epoch); with 0 it trains exactly as without the option."""
+    from bptt.classify_run import ClassifyConfig, ClassifyRun
+
+    def one_epoch(name, **kw):
+        run = ClassifyRun(ClassifyConfig(data=toy["train"], hidden_size=8, seed=3, out=str(tmp_path / name), **kw))
+        run.train_epoch()
+        return run.model.state_dict()
+
+    plain, zero, dropped = one_epoch("a"), one_epoch("b", input_dropout=0.0), one_epoch("c", input_dropout=0.3)
+    assert all(np.array_equal(plain[k], zero[k]) for k in plain)
+    assert not all(np.array_equal(plain[k], dropped[k]) for k in plain)
+
+
 def test_training_batches_are_cropped_and_warped(toy, tmp_path):
     """A run with --crop and --warp trains on windows of its series, read at warped times; the
     validation series stay whole."""
@@ -318,7 +350,8 @@ def test_max_pool_run_trains_and_its_checkpoint_keeps_the_pool(toy, capsys, tmp_
 def test_resume_continues_exactly(toy, capsys):
     a, b = str(toy["dir"] / "a"), str(toy["dir"] / "b")
     args = ["train", "--task", "classify", "--data", toy["train"], "--dropout", "0.3", "--layers", "2",
-            "--augment", "0.1", "--crop", "0.8", "--warp", "0.2", "--ensemble", "2", "--diff"] + TRAIN_ARGS
+            "--augment", "0.1", "--crop", "0.8", "--warp", "0.2", "--input-dropout", "0.2", "--ensemble", "2",
+            "--diff"] + TRAIN_ARGS
     assert main(args + ["--epochs", "4", "--out", a]) == 0
     assert main(args + ["--epochs", "2", "--out", b]) == 0
     assert main(["train", "--resume", b, "--epochs", "4", "--quiet"]) == 0
@@ -333,7 +366,7 @@ def test_resume_continues_exactly(toy, capsys):
 
     assert log(a) == log(b) and len(log(b)) == 4
     cfg = json.load(open(os.path.join(b, "ckpt-00000004", "checkpoint.json")))["config"]
-    assert (cfg["crop"], cfg["warp"], cfg["augment"]) == (0.8, 0.2, 0.1)  # kept in the checkpoint
+    assert (cfg["crop"], cfg["warp"], cfg["augment"], cfg["input_dropout"]) == (0.8, 0.2, 0.1, 0.2)  # kept
     assert [row["lr"] for row in log(b)] == [0.02] * 4
     assert main(["train", "--resume", b, "--lr", "0.1"]) == 1
     assert "cannot change when resuming" in capsys.readouterr().err
@@ -412,6 +445,9 @@ def test_bad_inputs(toy, capsys, tmp_path):
     _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--warp", "1.5",
                              "--out", str(tmp_path / "r6")], "--warp must be in [0, 1]")
     _one_line_error(capsys, ["train", "--warp", "0.1"], "--warp needs --task classify")
+    _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--input-dropout", "1",
+                             "--out", str(tmp_path / "r7")], "--input-dropout must be a probability in [0, 1), got 1.0")
+    _one_line_error(capsys, ["train", "--input-dropout", "0.1"], "--input-dropout needs --task classify")
     assert main(["train", "--task", "classify", "--data", toy["train"], "--crop", "-0.5"]) == 2  # a usage error
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--crop: expected a finite number >= 0, got -0.5" in err, err

@@ -119,6 +119,15 @@ def augment(x, strength, rng):
     return (warped * scale + (a / 4) * rng.standard_normal((T, D))).astype(x.dtype)
 
 
+def input_dropout(x, p, rng):
+    """A training batch x (any shape, zero-padded) with each value zeroed with probability p and
+    the others scaled by 1 / (1 - p), so the expected input stays x (dropout on the model's
+    inputs, before patching; padding stays zero). p = 0: x itself."""
+    if not p:
+        return x
+    return (x * (rng.random(x.shape) >= p) / (1 - p)).astype(x.dtype)
+
+
 def crop(x, fraction, rng):
     """A random window of one series x (T, D) for training: round(fraction * T) consecutive
     steps (at least 1) from a uniformly drawn start (window slicing; fraction 1: the series)."""

@@ -21,7 +21,7 @@ OPTIONS = {"data": "data", "test": "test", "cell": "cell", "hidden_size": "hidde
            "optimizer": "optimizer", "lr": "lr", "clip": "clip", "val_fraction": "val_fraction",
            "seed": "seed", "dtype": "dtype", "out": "out", "patch": "patch",
            "weight_decay": "weight_decay", "augment": "augment", "ensemble": "ensemble", "diff": "diff",
-           "crop": "crop", "warp": "warp",
+           "crop": "crop", "warp": "warp", "input_dropout": "input_dropout",
            "patience": "patience",
            "schedule": "schedule"}
 _IGNORED = {"func", "option_names", "command", "task", "quiet", "resume", "threads"}
@@ -51,6 +51,9 @@ def add_train_options(p):
     a("--warp", type=_nonneg_float, metavar="W", help="classify: train on the series read at smoothly warped "
       "times, new every epoch: the speed of time exp(N(0,W)) at 6 points, linear between, both ends kept, "
       "W <= 1 (default 0: off)")
+    a("--input-dropout", type=_nonneg_float, metavar="P", help="classify: in training, each input value "
+      "(standardised, before --patch) is zeroed with probability P < 1 and the others scaled by 1/(1-P), "
+      "new every batch; eval and predict read the series as they are (default 0: off)")
 
     a("--patience", type=_positive_int, metavar="N", help="classify: stop when N epochs in a row brought "
       "no better validation score (accuracy, then loss; the one that picks RUN/best); a resumed run "
@@ -66,7 +69,7 @@ def add_train_options(p):
 
 
 CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "diff", "weight_decay", "augment", "crop",
-                 "warp", "ensemble",
+                 "warp", "input_dropout", "ensemble",
                  "patience",
                  "threads")
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from .classify import (EnsembleClassifier, SequenceClassifier, Standardizer, augment, bucket_batches, crop,
-                       fold_split, masked_cross_entropy, time_warp, check_dims, encode_labels,
+                       fold_split, input_dropout, masked_cross_entropy, time_warp, check_dims, encode_labels,
                        natural_key, pad_batch, predict_logits, scores, stratified_split)
 from .data import DataError
 from .loss import CrossEntropyLoss
@@ -55,6 +55,7 @@ class ClassifyConfig:
     augment: float = 0.0  # strength of classify.augment on the training part (0: off)
     crop: float = 0.0  # classify.crop: train on random windows of this fraction of each series (0: off)
     warp: float = 0.0  # strength of classify.time_warp on the training part (0: off)
+    input_dropout: float = 0.0  # classify.input_dropout of the training batches (0: off)
     patience: int = 0  # stop after this many epochs without a better validation score (0: all epochs)
     ensemble: int = 1  # members; > 1: member m holds out fold m of TRAIN (instead of val_fraction)
     clip: float = 1.0
@@ -105,6 +106,7 @@ class ClassifyRun:
         self.opt = make_optimizer(cfg.optimizer, self.model, lr=cfg.lr, **wd)
         self.loss = CrossEntropyLoss()
         self.rng = np.random.default_rng([cfg.seed, 2])  # batch order
+        self.drop_rng = np.random.default_rng([cfg.seed, 11])  # --input-dropout masks
         self.epoch, self.best, self.history, self.elapsed = 0, None, [], 0.0
 
     # -- one epoch
@@ -113,6 +115,7 @@ class ClassifyRun:
         self.opt.lr = make_schedule(self.cfg.schedule, self.cfg.lr, self.cfg.epochs)(self.epoch)  # per epoch
         for idx in bucket_batches([len(s) for s in self.train_x], self.cfg.batch_size, self.rng):
             x, lengths = pad_batch(self._batch_series(idx), range(len(idx)), self.model.dtype)
+            x = input_dropout(x, self.cfg.input_dropout, self.drop_rng)  # (T, B, D)
             self.model.zero_grad()
             logits = self.model(x, lengths)  # (B, C), or (M, B, C) for an ensemble
             if self.fold is None:
@@ -169,7 +172,7 @@ class ClassifyRun:
             "task": TASK, "config": asdict(self.cfg), "classes": self.classes, "input_size": self.D,
             "norm_mean": self.norm.mean.tolist(), "norm_std": self.norm.std.tolist(),
             "optimizer": {k: v for k, v in self.opt.state_dict().items() if k != "buffers"},
-            "rng": {"batches": self.rng.bit_generator.state,
+            "rng": {"batches": self.rng.bit_generator.state, "input_dropout": self.drop_rng.bit_generator.state,
                     "dropout": [r.bit_generator.state for r in self._dropout_rngs()]},
             "best": self.best, "history": self.history, "elapsed": self.elapsed,
         }
@@ -195,6 +198,8 @@ class ClassifyRun:
                     buffers.setdefault(b, {})[p] = v
             self.opt.load_state_dict({**meta["optimizer"], "buffers": buffers})
             self.rng.bit_generator.state = meta["rng"]["batches"]
+            if "input_dropout" in meta["rng"]:  # (checkpoints from before --input-dropout have none)
+                self.drop_rng.bit_generator.state = meta["rng"]["input_dropout"]
             states = meta["rng"]["dropout"]
             for r, state in zip(self._dropout_rngs(), [states] if isinstance(states, dict) else states):
                 r.bit_generator.state = state
@@ -238,6 +243,8 @@ def new_run(cfg):
         raise ValueError(f"--crop must be a fraction of the series in (0, 1), got {cfg.crop}")
     if not 0.0 <= cfg.warp <= 1.0:
         raise ValueError(f"--warp must be in [0, 1] (the spread of the log speed of time), got {cfg.warp}")
+    if not 0.0 <= cfg.input_dropout < 1.0:
+        raise ValueError(f"--input-dropout must be a probability in [0, 1), got {cfg.input_dropout}")
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise ValueError(f"--val-fraction must be in [0, 1), got {cfg.val_fraction}")
     run = ClassifyRun(cfg)
