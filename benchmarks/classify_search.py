@@ -106,7 +106,7 @@ def mixup_epoch(run, alpha):
     lam CE(y) + (1 - lam) CE(y[perm]); member m learns from a mixed pair only when neither series
     is in its fold (the out-of-fold score stays out of fold)."""
     from bptt.classify import bucket_batches, masked_cross_entropy, pad_batch
-    from bptt.optim import clip_grad_norm, make_schedule
+    from bptt.optim import make_schedule
 
     mix_rng = run.__dict__.setdefault("mix_rng", np.random.default_rng([run.cfg.seed, 9]))
     total, n = 0.0, 0
@@ -126,10 +126,7 @@ def mixup_epoch(run, alpha):
         la, da = masked_cross_entropy(logits, y, own)
         lb, db = masked_cross_entropy(logits, y[perm], own)
         loss, dlogits = lam * la + (1 - lam) * lb, (lam * da + (1 - lam) * db).astype(logits.dtype)
-        run.model.backward(dlogits)
-        if run.cfg.clip > 0:
-            clip_grad_norm(run.model.grads, run.cfg.clip)
-        run.opt.step()
+        run.update(dlogits)
         total, n = total + loss * len(idx), n + len(idx)
     run.epoch += 1
     return total / n

@@ -127,13 +127,18 @@ class ClassifyRun:
             if not np.isfinite(loss):
                 raise DataError(f"the loss became {loss} at epoch {self.epoch + 1}; training stopped "
                                 f"(try a lower --lr); the last checkpoint is kept")
-            self.model.backward(dlogits)
-            if self.cfg.clip > 0:
-                clip_grad_norm(self.model.grads, self.cfg.clip)
-            self.opt.step()
+            self.update(dlogits)
             total, n = total + loss * len(idx), n + len(idx)
         self.epoch += 1
         return total / n
+
+    def update(self, dlogits):
+        """The batch's backward from dlogits (the forward's cache), gradient clipping, one
+        optimizer step."""
+        self.model.backward(dlogits)
+        if self.cfg.clip > 0:
+            clip_grad_norm(self.model.grads, self.cfg.clip)
+        self.opt.step()
 
     def _batch_series(self, idx):
         """The training series at idx, or random variants of them with crop, warp or augment
