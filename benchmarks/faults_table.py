@@ -123,8 +123,7 @@ def mpi_rows(base):
         run = os.path.join(tmp, "run")
         p, before, after = mh.fault_case(name, text, run)
         errors = [line for line in p.stderr.splitlines() if "error" in line]
-        ok = (p.returncode in ((1, 9) if name == "oserror" else (1,))
-              and errors == ["bptt: error: " + expect.replace("{run}", run)])
+        ok = p.returncode == 1 and errors == ["bptt: error: " + expect.replace("{run}", run)]
         faults.append((name, p.returncode, (errors[0] if errors else "").replace(tmp, "<tmp>"), ok, after == before))
     return bad, faults
 
@@ -146,8 +145,7 @@ def mpi_section(res):
            "(`tests/mpi_inject.py`):", "",
            "| fault | exit | message | checkpoints |", "|---|---|---|---|"]
     for name, rc, line, ok, kept in faults:
-        note = " (mpiexec's exit: 1 or 9, as its cleanup races rank 0 noticing)" if name == "oserror" else ""
-        md.append(f"| {mh.FAULTS[name][0]} | {rc}{note} | {cell(line)} | {'unchanged' if kept else 'CHANGED'} |")
+        md.append(f"| {mh.FAULTS[name][0]} | {rc} | {cell(line)} | {'unchanged' if kept else 'CHANGED'} |")
     return md + [""]
 
 

@@ -468,7 +468,7 @@ def watch_peers(table, message):
         if lower_alive:
             return  # a lower rank on this host reports it
         os.write(2, (message(k, peers[k], host) + "\n").encode("utf-8", "replace"))
-        _comm.Abort(1)
+        abort(1)
 
     _watch["armed"] = True
     t = threading.Thread(target=wait, name="bptt-watch-peers", daemon=True)
@@ -508,10 +508,23 @@ def _alive(pid):
 
 def leave(code):
     """End this rank at once with ``code`` after flushing its output, without MPI_Finalize
-    (which would wait for the other ranks): the launcher then ends the job."""
+    (which would wait for the other ranks): by MPI_Abort(code), so that the launcher ends the
+    job with this code (had the rank only exited, MPICH's mpiexec would kill the others, stuck
+    in a collective, and exit 1 or 9 as the race went). Without MPI: exit."""
     sys.stdout.flush()
     sys.stderr.flush()
+    if _comm is not None:
+        abort(code)
     os._exit(code)
+
+
+def abort(code):
+    """MPI_Abort(code) after this process's error line: its stderr goes to /dev/null first, so
+    MPICH's own "Abort(code) on node ..." line does not follow the one line bptt wrote."""
+    sys.stderr.flush()
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    _comm.Abort(code)
 
 
 __all__ = ["init", "rank", "size", "shard", "allreduce_grads", "broadcast_params",
