@@ -351,7 +351,7 @@ def test_resume_continues_exactly(toy, capsys):
     a, b = str(toy["dir"] / "a"), str(toy["dir"] / "b")
     args = ["train", "--task", "classify", "--data", toy["train"], "--dropout", "0.3", "--layers", "2",
             "--augment", "0.1", "--crop", "0.8", "--warp", "0.2", "--input-dropout", "0.2", "--ensemble", "2",
-            "--diff"] + TRAIN_ARGS
+            "--diff", "--optimizer", "adamw", "--weight-decay", "0.05"] + TRAIN_ARGS
     assert main(args + ["--epochs", "4", "--out", a]) == 0
     assert main(args + ["--epochs", "2", "--out", b]) == 0
     assert main(["train", "--resume", b, "--epochs", "4", "--quiet"]) == 0
@@ -367,6 +367,8 @@ def test_resume_continues_exactly(toy, capsys):
     assert log(a) == log(b) and len(log(b)) == 4
     cfg = json.load(open(os.path.join(b, "ckpt-00000004", "checkpoint.json")))["config"]
     assert (cfg["crop"], cfg["warp"], cfg["augment"], cfg["input_dropout"]) == (0.8, 0.2, 0.1, 0.2)  # kept
+    opt = json.load(open(os.path.join(b, "ckpt-00000004", "checkpoint.json")))["optimizer"]
+    assert (cfg["optimizer"], opt["type"], opt["hyper"]["weight_decay"]) == ("adamw", "adamw", 0.05)
     assert [row["lr"] for row in log(b)] == [0.02] * 4
     assert main(["train", "--resume", b, "--lr", "0.1"]) == 1
     assert "cannot change when resuming" in capsys.readouterr().err
@@ -385,6 +387,36 @@ def test_resume_continues_exactly(toy, capsys):
         assert (open(os.path.join(c, "ckpt-00000003", name), "rb").read()
                 == open(os.path.join(d, "ckpt-00000003", name), "rb").read()), name
     assert log(c) == log(d)
+
+
+def test_weight_decay_is_what_the_run_says(toy, capsys):
+    """--weight-decay reaches the optimizer as given: 0 (the default) is no decay with adamw too
+    (torch's AdamW would default to 0.01); with adamw the decay is decoupled: one epoch of AdamW
+    with weight decay equals AdamW without it from weights shrunk by 1 - lr*wd before each step,
+    which a coupled L2 term (adam) does not."""
+    from bptt.classify_run import ClassifyConfig, ClassifyRun
+
+    def run(opt, wd, hook=None):
+        r = ClassifyRun(ClassifyConfig(data=toy["train"], cell="gru", hidden_size=4, batch_size=8, epochs=1,
+                                       lr=0.02, seed=3, optimizer=opt, weight_decay=wd, out=str(toy["dir"] / "wd")))
+        if hook:
+            step = r.opt.step
+
+            def shrunk_step():  # the decay by hand, then the undecayed step
+                for p in r.model.params.values():
+                    p *= np.float32(1 - 0.02 * hook)
+                step()
+            r.opt.step = shrunk_step
+        r.train_epoch()
+        return r, np.concatenate([p.ravel() for p in r.model.params.values()])
+
+    r0, w0 = run("adamw", 0.0)
+    assert r0.opt.weight_decay == 0.0
+    _, w_decayed = run("adamw", 0.1)
+    _, w_by_hand = run("adamw", 0.0, hook=0.1)
+    _, w_l2 = run("adam", 0.1)
+    np.testing.assert_allclose(w_decayed, w_by_hand, rtol=0, atol=1e-6)
+    assert np.abs(w_decayed - w0).max() > 1e-4 and np.abs(w_l2 - w_decayed).max() > 1e-4
 
 
 def test_patience_stops_and_resume_keeps_the_rule(toy, capsys):

@@ -41,7 +41,10 @@ def add_train_options(p):
     a("--diff", action="store_true", default=None, help="classify: the first differences x[t] - x[t-1] as D "
       "more input features, standardised with their own TRAIN statistics; kept in the checkpoint and "
       "applied by eval, predict and the ONNX export (default: off)")
-    a("--weight-decay", type=_nonneg_float, help="classify: the optimizer's weight decay (default 0)")
+    a("--weight-decay", type=_nonneg_float, metavar="WD", help="classify: the optimizer's weight decay, as "
+      "torch's: with --optimizer adam an L2 term (WD*p added to the gradient, which Adam then rescales), with "
+      "--optimizer adamw decoupled (p *= 1 - lr*WD each step, apart from the gradient) (default 0: none, "
+      "also for adamw)")
     a("--augment", type=_nonneg_float, metavar="A", help="classify: train on random variants of the "
       "series, new every epoch: time stretched by 1+-A and shifted by up to A of the length, values "
       "scaled by 1+N(0,A) plus N(0,A/4) noise (default 0: off)")

@@ -51,7 +51,7 @@ class ClassifyConfig:
     optimizer: str = "adam"
     lr: float = 3e-3
     schedule: str = "constant"  # the lr of each epoch: constant, step (x0.1 per third), cosine (to 0 at the end)
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # adam: L2 (wd p added to the gradient); adamw: decoupled, p *= 1 - lr wd per step
     augment: float = 0.0  # strength of classify.augment on the training part (0: off)
     crop: float = 0.0  # classify.crop: train on random windows of this fraction of each series (0: off)
     warp: float = 0.0  # strength of classify.time_warp on the training part (0: off)
@@ -102,8 +102,8 @@ class ClassifyRun:
         self.train_x, self.train_y = [z[i] for i in tr], y[tr]
         self.val_x, self.val_y = [z[i] for i in va], y[va]
         self.model = build_model(cfg, self.D, len(self.classes))
-        wd = {"weight_decay": cfg.weight_decay} if cfg.weight_decay else {}
-        self.opt = make_optimizer(cfg.optimizer, self.model, lr=cfg.lr, **wd)
+        # weight_decay always given: 0 means none, also for adamw (whose own default is 0.01)
+        self.opt = make_optimizer(cfg.optimizer, self.model, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.loss = CrossEntropyLoss()
         self.rng = np.random.default_rng([cfg.seed, 2])  # batch order
         self.drop_rng = np.random.default_rng([cfg.seed, 11])  # --input-dropout masks
