@@ -79,6 +79,7 @@ VARIANTS = {
     "ens5": {"ensemble": 5},
     "batch12": {"batch_size": 12},
     "lr0.004": {"lr": 4e-3},
+    "pool-attn": {"pool": "attn"},  # --pool attn (a bptt option from this round)
 }
 
 

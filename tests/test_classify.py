@@ -19,14 +19,17 @@ from test_series_files import sktime_data_dir
 @pytest.mark.parametrize("cell,pool,bidirectional,layers,patch", [
     ("lstm", "last", True, 1, 1), ("gru", "mean", False, 2, 1), ("rnn", "mean", True, 1, 1),
     ("lstm", "last", True, 1, 2), ("gru", "mean", True, 1, 3), ("gru", "max", True, 1, 1),
-    ("lstm", "meanmax", True, 1, 2)])
+    ("lstm", "meanmax", True, 1, 2), ("gru", "attn", True, 1, 2), ("lstm", "attn", False, 2, 1)])
 def test_classifier_gradcheck(cell, pool, bidirectional, layers, patch, restore_backend):  # noqa: F811
     """(The NumPy loops: the classifier's own math is checked here, the loops elsewhere.)
-    patch K: K steps as one, a partial last patch for lengths not a multiple of K."""
+    patch K: K steps as one, a partial last patch for lengths not a multiple of K. attn: its
+    score weights set away from their zero start, so the scores' own gradients count."""
     bptt.cells.set_backend("numpy")
     rng = np.random.default_rng(0)
     model = SequenceClassifier(2, 3, cell, hidden_size=3, num_layers=layers, bidirectional=bidirectional,
                                pool=pool, dtype="float64", seed=1, patch=patch)
+    if pool == "attn":
+        model.attn.params["weight"][...] = 2 * rng.standard_normal(model.attn.params["weight"].shape)
     x = rng.standard_normal((5, 4, 2))
     lengths = np.array([3, 5, 1, 4])
     y = np.array([0, 2, 1, 2])
@@ -47,6 +50,38 @@ def test_classifier_gradcheck(cell, pool, bidirectional, layers, patch, restore_
     x2[3:, 0] = 100.0
     model.eval()
     np.testing.assert_array_equal(model(x, lengths), model(x2, lengths))
+
+
+def test_attn_pool_agrees_with_torch_and_starts_as_the_mean():
+    """--pool attn: the softmax over each series' valid steps of out . w, and the weighted sum, as
+    torch computes them in float64 (masked_fill -inf, softmax over time), forward and every
+    gradient <= 1e-12; padding gets no weight and no gradient; w = 0 gives the mean pool."""
+    import torch
+
+    from bptt.classify import attn_pool_backward, attn_pool_forward, mean_pool_forward
+
+    rng = np.random.default_rng(4)
+    T, B, F = 6, 4, 5
+    lengths = np.array([3, 6, 1, 4])
+    valid = (np.arange(T)[:, None] < lengths)[..., None]  # (T, B, 1)
+    out = rng.standard_normal((T, B, F)) * valid  # zero past each length, as the layers give it
+    w = rng.standard_normal(F)
+    dfeat = rng.standard_normal((B, F))
+    feat, a = attn_pool_forward(out, lengths, w)
+    dout, dw = attn_pool_backward(dfeat, out, a, w)
+
+    to, tw = torch.tensor(out, requires_grad=True), torch.tensor(w, requires_grad=True)
+    score = (to @ tw).masked_fill(~torch.tensor(valid[..., 0]), float("-inf"))  # (T, B)
+    ta = torch.softmax(score, dim=0)
+    tfeat = (ta[..., None] * to).sum(dim=0)
+    tfeat.backward(torch.tensor(dfeat))
+    np.testing.assert_allclose(feat, tfeat.detach().numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(a, ta.detach().numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dout, to.grad.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=0, atol=1e-12)
+    assert np.all(a[~valid[..., 0]] == 0) and np.all(dout[~valid[..., 0]] == 0)
+    np.testing.assert_allclose(attn_pool_forward(out, lengths, np.zeros(F))[0], mean_pool_forward(out, lengths),
+                               rtol=0, atol=1e-15)
 
 
 def test_max_pool_never_picks_padding_and_routes_the_gradient_to_one_step():

@@ -32,9 +32,10 @@ def add_train_options(p):
     a = g.add_argument
     a("--test", metavar="FILE", help="classify: a labelled TEST file, scored at the end")
     a("--bidirectional", action="store_true", default=None, help="classify: both directions")
-    a("--pool", choices=["last", "mean", "max", "meanmax"], help="classify: what the head reads of the top layer: "
-      "the last valid state (default), the mean or the element-wise max over the valid steps, or meanmax: "
-      "the mean and the max side by side")
+    a("--pool", choices=["last", "mean", "max", "meanmax", "attn"], help="classify: what the head reads of the "
+      "top layer: the last valid state (default), the mean or the element-wise max over the valid steps, "
+      "meanmax: the mean and the max side by side, or attn: the valid steps weighted by a softmax of a learned "
+      "score (out_t . w, w starting at 0: the mean)")
     a("--epochs", type=_positive_int, help="classify: passes over the training part (default 60)")
     a("--patch", type=_positive_int, help="classify: K consecutive values as one step of K*D features "
       "(a long series is K times fewer steps; default 1)")
