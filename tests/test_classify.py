@@ -386,7 +386,7 @@ def test_resume_continues_exactly(toy, capsys):
     a, b = str(toy["dir"] / "a"), str(toy["dir"] / "b")
     args = ["train", "--task", "classify", "--data", toy["train"], "--dropout", "0.3", "--layers", "2",
             "--augment", "0.1", "--crop", "0.8", "--warp", "0.2", "--input-dropout", "0.2", "--ensemble", "2",
-            "--diff", "--optimizer", "adamw", "--weight-decay", "0.05"] + TRAIN_ARGS
+            "--diff", "--optimizer", "adamw", "--weight-decay", "0.05", "--pool", "attn"] + TRAIN_ARGS
     assert main(args + ["--epochs", "4", "--out", a]) == 0
     assert main(args + ["--epochs", "2", "--out", b]) == 0
     assert main(["train", "--resume", b, "--epochs", "4", "--quiet"]) == 0
@@ -404,6 +404,10 @@ def test_resume_continues_exactly(toy, capsys):
     assert (cfg["crop"], cfg["warp"], cfg["augment"], cfg["input_dropout"]) == (0.8, 0.2, 0.1, 0.2)  # kept
     opt = json.load(open(os.path.join(b, "ckpt-00000004", "checkpoint.json")))["optimizer"]
     assert (cfg["optimizer"], opt["type"], opt["hyper"]["weight_decay"]) == ("adamw", "adamw", 0.05)
+    from safetensors.numpy import load_file
+
+    w = load_file(os.path.join(b, "ckpt-00000004", "model.safetensors"))["member0.attn.weight"]
+    assert cfg["pool"] == "attn" and np.abs(w).max() > 0  # the pool's weights learned, saved, resumed
     assert [row["lr"] for row in log(b)] == [0.02] * 4
     assert main(["train", "--resume", b, "--lr", "0.1"]) == 1
     assert "cannot change when resuming" in capsys.readouterr().err
