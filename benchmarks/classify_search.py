@@ -61,6 +61,7 @@ VARIANTS = {
     "phase-tta": {},  # ... and the out-of-fold score averages over phases: phase_validate
     "snapshot": {},  # the recipe, scored also by means of consecutive epochs' predictions: snapshot_scores
     # seventh round
+    "l2-0.001": {"weight_decay": 0.001},  # adam's coupled L2 (the second round's --weight-decay 0.001)
     "adamw0.01": {"optimizer": "adamw", "weight_decay": 0.01},  # decoupled decay p *= 1 - lr*wd each step
     "adamw0.03": {"optimizer": "adamw", "weight_decay": 0.03},
     "adamw0.1": {"optimizer": "adamw", "weight_decay": 0.1},
@@ -80,8 +81,10 @@ VARIANTS = {
     "batch12": {"batch_size": 12},
     "lr0.004": {"lr": 4e-3},
     "pool-attn": {"pool": "attn"},  # --pool attn (a bptt option from this round)
-    "roll0.1": {},  # each training series circularly shifted by up to 10% of its length: circular_shift
-    "roll0.5": {},
+    "roll0.1": {"roll": 0.1},  # --roll (a bptt option from this round; first run as a patch, other draws)
+    "roll0.5": {"roll": 0.5},
+    "roll0.05": {"roll": 0.05},
+    "roll0.02": {"roll": 0.02},
 }
 
 
@@ -253,22 +256,6 @@ def amplitude(run, sd, shift, seed):
     run._batch_series = scaled
 
 
-def circular_shift(run, frac, seed):
-    """The variants roll (a search-only patch): each training series rotated in time by r steps,
-    r uniform in -frac*T .. frac*T, new every epoch (x[t] -> x[(t - r) mod T]: for the outlines
-    of the shape datasets, another starting point on the contour)."""
-    rng = np.random.default_rng([seed, 23])
-    batch_series = run._batch_series
-
-    def rolled(idx):
-        out = []
-        for x in batch_series(idx):
-            m = int(frac * len(x))
-            out.append(np.roll(x, int(rng.integers(-m, m + 1)), axis=0))
-        return out
-    run._batch_series = rolled
-
-
 def with_time(x):
     """(T, D) -> (T, D + 1): the relative time 2t/(T-1) - 1 (-1 at the first step, 1 at the last)
     as one more feature (the variant time; a search-only patch)."""
@@ -341,8 +328,6 @@ def one(name, variant, cell, seed, epochs):
             head_dropout(run, float(variant[len("headdrop"):]), seed)
         if variant.startswith("ema"):
             ema_weights(run, float(variant[len("ema"):]))
-        if variant.startswith("roll"):
-            circular_shift(run, float(variant[len("roll"):]), seed)
         if variant.startswith("scale"):
             shift = variant.startswith("scaleshift")
             amplitude(run, float(variant[len("scaleshift" if shift else "scale"):]), shift, seed)

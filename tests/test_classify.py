@@ -173,6 +173,25 @@ def test_crop_and_time_warp_variants():
     assert time_warp(x[:1], 0.3, np.random.default_rng(0)).shape == (1, 2)
 
 
+def test_circular_shift():
+    """--roll F: the series rotated in time by r, |r| <= floor(F*T), every such r drawn; the values
+    all kept, in order around the circle; F = 0 (or a shift below one step) draws nothing."""
+    from bptt.classify import circular_shift
+
+    x = np.stack([np.arange(20.0), -np.arange(20.0)], axis=1).astype(np.float32)  # (T, D), step t holds t
+    shifts = set()
+    for seed in range(200):
+        y = circular_shift(x, 0.2, np.random.default_rng(seed))
+        r = (-int(y[0, 0])) % 20  # y[0] = x[-r mod T]
+        np.testing.assert_array_equal(y, np.roll(x, r, axis=0))
+        shifts.add(r if r <= 10 else r - 20)
+    assert shifts == set(range(-4, 5))  # floor(0.2 * 20) = 4
+    rng = np.random.default_rng(0)
+    assert circular_shift(x, 0.0, rng) is x and circular_shift(x, 0.04, rng) is x  # floor(0.8) = 0
+    assert rng.random() == np.random.default_rng(0).random()
+    assert set(np.unique(circular_shift(x, 1.0, np.random.default_rng(1))[:, 0])) == set(range(20))
+
+
 def test_input_dropout():
     """--input-dropout P: each value zeroed with probability P, the rest scaled by 1/(1-P) (the
     expected input unchanged), padding stays zero, the RNG decides; P = 0 draws nothing."""
@@ -212,6 +231,11 @@ def test_training_batches_are_cropped_and_warped(toy, tmp_path):
 
     run = ClassifyRun(ClassifyConfig(data=toy["train"], crop=0.5, warp=0.2, out=str(tmp_path / "r")))
     idx = np.arange(len(run.train_x))
+    rolled = ClassifyRun(ClassifyConfig(data=toy["train"], roll=0.5, out=str(tmp_path / "ro")))
+    for b, i in zip(rolled._batch_series(idx), idx):  # --roll: each a rotation of its series
+        x = rolled.train_x[i]
+        assert any(np.array_equal(b, np.roll(x, r, axis=0)) for r in range(len(x)))
+    assert sum(not np.array_equal(b, rolled.train_x[i]) for b, i in zip(rolled._batch_series(idx), idx)) > len(idx) / 2
     batch = run._batch_series(idx)
     assert [len(b) for b in batch] == [max(1, round(0.5 * len(run.train_x[i]))) for i in idx]
     assert not any(np.array_equal(b, run.train_x[i][: len(b)]) for b, i in zip(batch, idx) if len(b) > 2)
@@ -385,7 +409,7 @@ def test_max_pool_run_trains_and_its_checkpoint_keeps_the_pool(toy, capsys, tmp_
 def test_resume_continues_exactly(toy, capsys):
     a, b = str(toy["dir"] / "a"), str(toy["dir"] / "b")
     args = ["train", "--task", "classify", "--data", toy["train"], "--dropout", "0.3", "--layers", "2",
-            "--augment", "0.1", "--crop", "0.8", "--warp", "0.2", "--input-dropout", "0.2", "--ensemble", "2",
+            "--augment", "0.1", "--crop", "0.8", "--warp", "0.2", "--input-dropout", "0.2", "--roll", "0.3", "--ensemble", "2",
             "--diff", "--optimizer", "adamw", "--weight-decay", "0.05", "--pool", "attn"] + TRAIN_ARGS
     assert main(args + ["--epochs", "4", "--out", a]) == 0
     assert main(args + ["--epochs", "2", "--out", b]) == 0
@@ -401,7 +425,7 @@ def test_resume_continues_exactly(toy, capsys):
 
     assert log(a) == log(b) and len(log(b)) == 4
     cfg = json.load(open(os.path.join(b, "ckpt-00000004", "checkpoint.json")))["config"]
-    assert (cfg["crop"], cfg["warp"], cfg["augment"], cfg["input_dropout"]) == (0.8, 0.2, 0.1, 0.2)  # kept
+    assert (cfg["crop"], cfg["warp"], cfg["augment"], cfg["input_dropout"], cfg["roll"]) == (0.8, 0.2, 0.1, 0.2, 0.3)
     opt = json.load(open(os.path.join(b, "ckpt-00000004", "checkpoint.json")))["optimizer"]
     assert (cfg["optimizer"], opt["type"], opt["hyper"]["weight_decay"]) == ("adamw", "adamw", 0.05)
     from safetensors.numpy import load_file
@@ -516,6 +540,9 @@ def test_bad_inputs(toy, capsys, tmp_path):
     _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--warp", "1.5",
                              "--out", str(tmp_path / "r6")], "--warp must be in [0, 1]")
     _one_line_error(capsys, ["train", "--warp", "0.1"], "--warp needs --task classify")
+    _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--roll", "1.5",
+                             "--out", str(tmp_path / "r8")], "--roll must be a fraction of the series in [0, 1], got 1.5")
+    _one_line_error(capsys, ["train", "--roll", "0.5"], "--roll needs --task classify")
     _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--input-dropout", "1",
                              "--out", str(tmp_path / "r7")], "--input-dropout must be a probability in [0, 1), got 1.0")
     _one_line_error(capsys, ["train", "--input-dropout", "0.1"], "--input-dropout needs --task classify")

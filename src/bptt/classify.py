@@ -1,8 +1,8 @@
 """Sequence classification: labelled series of different lengths -> one class per series.
 
     .ts / .csv --read_series--> list of (T_i, D), labels
-      --Standardizer (the training set's statistics)--> [--crop, --warp, --augment: random variants,
-        training only]
+      --Standardizer (the training set's statistics)--> [--roll, --crop, --warp, --augment: random
+        variants, training only]
       --bucket_batches + pad_batch--> x (T, B, D) zero-padded, lengths (B,)
       --SequenceClassifier: patch_forward (K steps as one) -> RNN/LSTM/GRU with lengths -> the
         last valid state (or the mean, the max, both, or a learned softmax weighting (attn) over the
@@ -127,6 +127,17 @@ def input_dropout(x, p, rng):
     if not p:
         return x
     return (x * (rng.random(x.shape) >= p) / (1 - p)).astype(x.dtype)
+
+
+def circular_shift(x, fraction, rng):
+    """One series x (T, D) rotated in time by r steps for training, r uniform in
+    -floor(fraction T) .. floor(fraction T): step t of the result is x[(t - r) mod T] (for the
+    outlines of closed shapes read as series: another starting point on the outline). fraction 0:
+    x itself, nothing drawn; 0.5 reaches every rotation."""
+    m = int(fraction * len(x))
+    if m == 0:
+        return x
+    return np.roll(x, int(rng.integers(-m, m + 1)), axis=0)
 
 
 def crop(x, fraction, rng):

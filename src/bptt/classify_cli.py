@@ -21,7 +21,7 @@ OPTIONS = {"data": "data", "test": "test", "cell": "cell", "hidden_size": "hidde
            "optimizer": "optimizer", "lr": "lr", "clip": "clip", "val_fraction": "val_fraction",
            "seed": "seed", "dtype": "dtype", "out": "out", "patch": "patch",
            "weight_decay": "weight_decay", "augment": "augment", "ensemble": "ensemble", "diff": "diff",
-           "crop": "crop", "warp": "warp", "input_dropout": "input_dropout",
+           "crop": "crop", "warp": "warp", "roll": "roll", "input_dropout": "input_dropout",
            "patience": "patience",
            "schedule": "schedule"}
 _IGNORED = {"func", "option_names", "command", "task", "quiet", "resume", "threads"}
@@ -49,6 +49,10 @@ def add_train_options(p):
     a("--augment", type=_nonneg_float, metavar="A", help="classify: train on random variants of the "
       "series, new every epoch: time stretched by 1+-A and shifted by up to A of the length, values "
       "scaled by 1+N(0,A) plus N(0,A/4) noise (default 0: off)")
+    a("--roll", type=_nonneg_float, metavar="F", help="classify: train on the series rotated in time, new every "
+      "epoch: each by r steps, r uniform in -F*T..F*T, the steps pushed off one end coming back at the other "
+      "(another starting point of a closed outline; 0.5 reaches every rotation), F <= 1; applied before "
+      "--crop, --warp and --augment (default 0: off)")
     a("--crop", type=_nonneg_float, metavar="F", help="classify: train on random windows of the series, new "
       "every epoch: round(F*T) consecutive steps of each, 0 < F < 1 (window slicing; eval and predict read "
       "whole series; default 0: off)")
@@ -73,7 +77,7 @@ def add_train_options(p):
 
 
 CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "diff", "weight_decay", "augment", "crop",
-                 "warp", "input_dropout", "ensemble",
+                 "warp", "roll", "input_dropout", "ensemble",
                  "patience",
                  "threads")
 
