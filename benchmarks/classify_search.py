@@ -60,6 +60,31 @@ VARIANTS = {
     "phase": {},  # patches of K start at a random phase in training: random_phase
     "phase-tta": {},  # ... and the out-of-fold score averages over phases: phase_validate
     "snapshot": {},  # the recipe, scored also by means of consecutive epochs' predictions: snapshot_scores
+    # seventh round
+    "l2-0.001": {"weight_decay": 0.001},  # adam's coupled L2 (the second round's --weight-decay 0.001)
+    "adamw0.01": {"optimizer": "adamw", "weight_decay": 0.01},  # decoupled decay p *= 1 - lr*wd each step
+    "adamw0.03": {"optimizer": "adamw", "weight_decay": 0.03},
+    "adamw0.1": {"optimizer": "adamw", "weight_decay": 0.1},
+    "adamw0.5": {"optimizer": "adamw", "weight_decay": 0.5},
+    "headdrop0.2": {},  # dropout on the pooled features before the Linear head: head_dropout
+    "headdrop0.5": {},
+    "ema0.8": {},  # each epoch scored (and kept) with the epoch-wise EMA of the weights: ema_weights
+    "ema0.9": {},
+    "scale0.1": {},  # each training series scaled by exp(N(0, 0.1)), new every epoch: amplitude
+    "scaleshift0.1": {},  # ... and shifted by N(0, 0.1)
+    "hidden32": {"hidden_size": 32},
+    "hidden48": {"hidden_size": 48},
+    "clip0.5": {"clip": 0.5},
+    "clip5": {"clip": 5.0},
+    "unidir": {"bidirectional": False},
+    "ens5": {"ensemble": 5},
+    "batch12": {"batch_size": 12},
+    "lr0.004": {"lr": 4e-3},
+    "pool-attn": {"pool": "attn"},  # --pool attn (a bptt option from this round)
+    "roll0.1": {"roll": 0.1},  # --roll (a bptt option from this round; first run as a patch, other draws)
+    "roll0.5": {"roll": 0.5},
+    "roll0.05": {"roll": 0.05},
+    "roll0.02": {"roll": 0.02},
 }
 
 
@@ -165,6 +190,72 @@ def record_oof(run):
     run.validate = recording
 
 
+def head_dropout(run, p, seed):
+    """The variant headdrop (a search-only patch): in training, each pooled feature the Linear head
+    reads is zeroed with probability p and the others scaled by 1/(1-p) (a new mask per batch;
+    the backward applies the same mask); eval reads the features as they are."""
+    rng = np.random.default_rng([seed, 17])
+    for member in getattr(run.model, "members", [run.model]):
+        head = member.head
+        forward, backward = head.forward, head.backward
+
+        def fwd(feat, head=head, forward=forward):
+            if head.training and p:
+                head._mask = (rng.random(feat.shape) >= p) / (1 - p)  # (B, F)
+                feat = (feat * head._mask).astype(feat.dtype)
+            else:
+                head._mask = None
+            return forward(feat)
+
+        def bwd(dy, head=head, backward=backward):
+            dfeat = backward(dy)
+            return dfeat if head._mask is None else (dfeat * head._mask).astype(dfeat.dtype)
+        head.forward, head.backward = fwd, bwd
+
+
+def ema_weights(run, decay):
+    """The variant ema (a search-only patch): after each epoch e the exponential moving average of
+    the weights over the epochs, a = decay a + (1 - decay) w, debiased by 1 - decay^e; each epoch is
+    scored out of fold with the averaged weights (the training goes on from its own weights)."""
+    params = run.model.params  # name -> the arrays the layers own
+    avg = {k: np.zeros(v.shape, np.float64) for k, v in params.items()}
+    train_epoch, validate = run.train_epoch, run.validate
+
+    def epoch():
+        loss = train_epoch()
+        for k, v in params.items():
+            avg[k] = decay * avg[k] + (1 - decay) * v
+        return loss
+
+    def scored():
+        own = {k: v.copy() for k, v in params.items()}
+        debias = 1 - decay ** run.epoch
+        for k, v in params.items():
+            v[...] = avg[k] / debias
+        try:
+            return validate()
+        finally:
+            for k, v in params.items():
+                v[...] = own[k]
+    run.train_epoch, run.validate = epoch, scored
+
+
+def amplitude(run, sd, shift, seed):
+    """The variants scale / scaleshift (a search-only patch): each training series x becomes
+    s x + o, s = exp(N(0, sd)), o = N(0, sd) with shift (one draw per series, new every epoch)."""
+    rng = np.random.default_rng([seed, 19])
+    batch_series = run._batch_series
+
+    def scaled(idx):
+        out = []
+        for x in batch_series(idx):
+            s = np.exp(sd * rng.standard_normal())
+            o = sd * rng.standard_normal() if shift else 0.0
+            out.append((s * x + o).astype(x.dtype))
+        return out
+    run._batch_series = scaled
+
+
 def with_time(x):
     """(T, D) -> (T, D + 1): the relative time 2t/(T-1) - 1 (-1 at the first step, 1 at the last)
     as one more feature (the variant time; a search-only patch)."""
@@ -233,6 +324,13 @@ def one(name, variant, cell, seed, epochs):
             random_phase(run, K, seed)
         if variant == "phase-tta":
             phase_validate(run, K)
+        if variant.startswith("headdrop"):
+            head_dropout(run, float(variant[len("headdrop"):]), seed)
+        if variant.startswith("ema"):
+            ema_weights(run, float(variant[len("ema"):]))
+        if variant.startswith("scale"):
+            shift = variant.startswith("scaleshift")
+            amplitude(run, float(variant[len("scaleshift" if shift else "scale"):]), shift, seed)
         fit(run, progress=False)
         sec = time.perf_counter() - t0
     if variant == "snapshot":

@@ -19,14 +19,17 @@ from test_series_files import sktime_data_dir
 @pytest.mark.parametrize("cell,pool,bidirectional,layers,patch", [
     ("lstm", "last", True, 1, 1), ("gru", "mean", False, 2, 1), ("rnn", "mean", True, 1, 1),
     ("lstm", "last", True, 1, 2), ("gru", "mean", True, 1, 3), ("gru", "max", True, 1, 1),
-    ("lstm", "meanmax", True, 1, 2)])
+    ("lstm", "meanmax", True, 1, 2), ("gru", "attn", True, 1, 2), ("lstm", "attn", False, 2, 1)])
 def test_classifier_gradcheck(cell, pool, bidirectional, layers, patch, restore_backend):  # noqa: F811
     """(The NumPy loops: the classifier's own math is checked here, the loops elsewhere.)
-    patch K: K steps as one, a partial last patch for lengths not a multiple of K."""
+    patch K: K steps as one, a partial last patch for lengths not a multiple of K. attn: its
+    score weights set away from their zero start, so the scores' own gradients count."""
     bptt.cells.set_backend("numpy")
     rng = np.random.default_rng(0)
     model = SequenceClassifier(2, 3, cell, hidden_size=3, num_layers=layers, bidirectional=bidirectional,
                                pool=pool, dtype="float64", seed=1, patch=patch)
+    if pool == "attn":
+        model.attn.params["weight"][...] = 2 * rng.standard_normal(model.attn.params["weight"].shape)
     x = rng.standard_normal((5, 4, 2))
     lengths = np.array([3, 5, 1, 4])
     y = np.array([0, 2, 1, 2])
@@ -47,6 +50,38 @@ def test_classifier_gradcheck(cell, pool, bidirectional, layers, patch, restore_
     x2[3:, 0] = 100.0
     model.eval()
     np.testing.assert_array_equal(model(x, lengths), model(x2, lengths))
+
+
+def test_attn_pool_agrees_with_torch_and_starts_as_the_mean():
+    """--pool attn: the softmax over each series' valid steps of out . w, and the weighted sum, as
+    torch computes them in float64 (masked_fill -inf, softmax over time), forward and every
+    gradient <= 1e-12; padding gets no weight and no gradient; w = 0 gives the mean pool."""
+    import torch
+
+    from bptt.classify import attn_pool_backward, attn_pool_forward, mean_pool_forward
+
+    rng = np.random.default_rng(4)
+    T, B, F = 6, 4, 5
+    lengths = np.array([3, 6, 1, 4])
+    valid = (np.arange(T)[:, None] < lengths)[..., None]  # (T, B, 1)
+    out = rng.standard_normal((T, B, F)) * valid  # zero past each length, as the layers give it
+    w = rng.standard_normal(F)
+    dfeat = rng.standard_normal((B, F))
+    feat, a = attn_pool_forward(out, lengths, w)
+    dout, dw = attn_pool_backward(dfeat, out, a, w)
+
+    to, tw = torch.tensor(out, requires_grad=True), torch.tensor(w, requires_grad=True)
+    score = (to @ tw).masked_fill(~torch.tensor(valid[..., 0]), float("-inf"))  # (T, B)
+    ta = torch.softmax(score, dim=0)
+    tfeat = (ta[..., None] * to).sum(dim=0)
+    tfeat.backward(torch.tensor(dfeat))
+    np.testing.assert_allclose(feat, tfeat.detach().numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(a, ta.detach().numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dout, to.grad.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=0, atol=1e-12)
+    assert np.all(a[~valid[..., 0]] == 0) and np.all(dout[~valid[..., 0]] == 0)
+    np.testing.assert_allclose(attn_pool_forward(out, lengths, np.zeros(F))[0], mean_pool_forward(out, lengths),
+                               rtol=0, atol=1e-15)
 
 
 def test_max_pool_never_picks_padding_and_routes_the_gradient_to_one_step():
@@ -138,6 +173,25 @@ def test_crop_and_time_warp_variants():
     assert time_warp(x[:1], 0.3, np.random.default_rng(0)).shape == (1, 2)
 
 
+def test_circular_shift():
+    """--roll F: the series rotated in time by r, |r| <= floor(F*T), every such r drawn; the values
+    all kept, in order around the circle; F = 0 (or a shift below one step) draws nothing."""
+    from bptt.classify import circular_shift
+
+    x = np.stack([np.arange(20.0), -np.arange(20.0)], axis=1).astype(np.float32)  # (T, D), step t holds t
+    shifts = set()
+    for seed in range(200):
+        y = circular_shift(x, 0.2, np.random.default_rng(seed))
+        r = (-int(y[0, 0])) % 20  # y[0] = x[-r mod T]
+        np.testing.assert_array_equal(y, np.roll(x, r, axis=0))
+        shifts.add(r if r <= 10 else r - 20)
+    assert shifts == set(range(-4, 5))  # floor(0.2 * 20) = 4
+    rng = np.random.default_rng(0)
+    assert circular_shift(x, 0.0, rng) is x and circular_shift(x, 0.04, rng) is x  # floor(0.8) = 0
+    assert rng.random() == np.random.default_rng(0).random()
+    assert set(np.unique(circular_shift(x, 1.0, np.random.default_rng(1))[:, 0])) == set(range(20))
+
+
 def test_input_dropout():
     """--input-dropout P: each value zeroed with probability P, the rest scaled by 1/(1-P) (the
     expected input unchanged), padding stays zero, the RNG decides; P = 0 draws nothing."""
@@ -177,6 +231,11 @@ def test_training_batches_are_cropped_and_warped(toy, tmp_path):
 
     run = ClassifyRun(ClassifyConfig(data=toy["train"], crop=0.5, warp=0.2, out=str(tmp_path / "r")))
     idx = np.arange(len(run.train_x))
+    rolled = ClassifyRun(ClassifyConfig(data=toy["train"], roll=0.5, out=str(tmp_path / "ro")))
+    for b, i in zip(rolled._batch_series(idx), idx):  # --roll: each a rotation of its series
+        x = rolled.train_x[i]
+        assert any(np.array_equal(b, np.roll(x, r, axis=0)) for r in range(len(x)))
+    assert sum(not np.array_equal(b, rolled.train_x[i]) for b, i in zip(rolled._batch_series(idx), idx)) > len(idx) / 2
     batch = run._batch_series(idx)
     assert [len(b) for b in batch] == [max(1, round(0.5 * len(run.train_x[i]))) for i in idx]
     assert not any(np.array_equal(b, run.train_x[i][: len(b)]) for b, i in zip(batch, idx) if len(b) > 2)
@@ -350,8 +409,8 @@ def test_max_pool_run_trains_and_its_checkpoint_keeps_the_pool(toy, capsys, tmp_
 def test_resume_continues_exactly(toy, capsys):
     a, b = str(toy["dir"] / "a"), str(toy["dir"] / "b")
     args = ["train", "--task", "classify", "--data", toy["train"], "--dropout", "0.3", "--layers", "2",
-            "--augment", "0.1", "--crop", "0.8", "--warp", "0.2", "--input-dropout", "0.2", "--ensemble", "2",
-            "--diff"] + TRAIN_ARGS
+            "--augment", "0.1", "--crop", "0.8", "--warp", "0.2", "--input-dropout", "0.2", "--roll", "0.3", "--ensemble", "2",
+            "--diff", "--optimizer", "adamw", "--weight-decay", "0.05", "--pool", "attn"] + TRAIN_ARGS
     assert main(args + ["--epochs", "4", "--out", a]) == 0
     assert main(args + ["--epochs", "2", "--out", b]) == 0
     assert main(["train", "--resume", b, "--epochs", "4", "--quiet"]) == 0
@@ -366,7 +425,13 @@ def test_resume_continues_exactly(toy, capsys):
 
     assert log(a) == log(b) and len(log(b)) == 4
     cfg = json.load(open(os.path.join(b, "ckpt-00000004", "checkpoint.json")))["config"]
-    assert (cfg["crop"], cfg["warp"], cfg["augment"], cfg["input_dropout"]) == (0.8, 0.2, 0.1, 0.2)  # kept
+    assert (cfg["crop"], cfg["warp"], cfg["augment"], cfg["input_dropout"], cfg["roll"]) == (0.8, 0.2, 0.1, 0.2, 0.3)
+    opt = json.load(open(os.path.join(b, "ckpt-00000004", "checkpoint.json")))["optimizer"]
+    assert (cfg["optimizer"], opt["type"], opt["hyper"]["weight_decay"]) == ("adamw", "adamw", 0.05)
+    from safetensors.numpy import load_file
+
+    w = load_file(os.path.join(b, "ckpt-00000004", "model.safetensors"))["member0.attn.weight"]
+    assert cfg["pool"] == "attn" and np.abs(w).max() > 0  # the pool's weights learned, saved, resumed
     assert [row["lr"] for row in log(b)] == [0.02] * 4
     assert main(["train", "--resume", b, "--lr", "0.1"]) == 1
     assert "cannot change when resuming" in capsys.readouterr().err
@@ -385,6 +450,36 @@ def test_resume_continues_exactly(toy, capsys):
         assert (open(os.path.join(c, "ckpt-00000003", name), "rb").read()
                 == open(os.path.join(d, "ckpt-00000003", name), "rb").read()), name
     assert log(c) == log(d)
+
+
+def test_weight_decay_is_what_the_run_says(toy, capsys):
+    """--weight-decay reaches the optimizer as given: 0 (the default) is no decay with adamw too
+    (torch's AdamW would default to 0.01); with adamw the decay is decoupled: one epoch of AdamW
+    with weight decay equals AdamW without it from weights shrunk by 1 - lr*wd before each step,
+    which a coupled L2 term (adam) does not."""
+    from bptt.classify_run import ClassifyConfig, ClassifyRun
+
+    def run(opt, wd, hook=None):
+        r = ClassifyRun(ClassifyConfig(data=toy["train"], cell="gru", hidden_size=4, batch_size=8, epochs=1,
+                                       lr=0.02, seed=3, optimizer=opt, weight_decay=wd, out=str(toy["dir"] / "wd")))
+        if hook:
+            step = r.opt.step
+
+            def shrunk_step():  # the decay by hand, then the undecayed step
+                for p in r.model.params.values():
+                    p *= np.float32(1 - 0.02 * hook)
+                step()
+            r.opt.step = shrunk_step
+        r.train_epoch()
+        return r, np.concatenate([p.ravel() for p in r.model.params.values()])
+
+    r0, w0 = run("adamw", 0.0)
+    assert r0.opt.weight_decay == 0.0
+    _, w_decayed = run("adamw", 0.1)
+    _, w_by_hand = run("adamw", 0.0, hook=0.1)
+    _, w_l2 = run("adam", 0.1)
+    np.testing.assert_allclose(w_decayed, w_by_hand, rtol=0, atol=1e-6)
+    assert np.abs(w_decayed - w0).max() > 1e-4 and np.abs(w_l2 - w_decayed).max() > 1e-4
 
 
 def test_patience_stops_and_resume_keeps_the_rule(toy, capsys):
@@ -445,6 +540,9 @@ def test_bad_inputs(toy, capsys, tmp_path):
     _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--warp", "1.5",
                              "--out", str(tmp_path / "r6")], "--warp must be in [0, 1]")
     _one_line_error(capsys, ["train", "--warp", "0.1"], "--warp needs --task classify")
+    _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--roll", "1.5",
+                             "--out", str(tmp_path / "r8")], "--roll must be a fraction of the series in [0, 1], got 1.5")
+    _one_line_error(capsys, ["train", "--roll", "0.5"], "--roll needs --task classify")
     _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--input-dropout", "1",
                              "--out", str(tmp_path / "r7")], "--input-dropout must be a probability in [0, 1), got 1.0")
     _one_line_error(capsys, ["train", "--input-dropout", "0.1"], "--input-dropout needs --task classify")

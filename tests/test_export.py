@@ -114,7 +114,8 @@ def test_char_model_matches_onnx_runtime(cell, layers, tmp_path):
 @pytest.mark.parametrize("cell,pool,bidirectional,layers,patch,members,diff", [
     ("lstm", "last", False, 1, 1, 1, False), ("gru", "mean", True, 2, 3, 1, False), ("rnn", "last", True, 2, 4, 1, False),
     ("lstm", "mean", True, 1, 2, 1, True), ("gru", "mean", True, 1, 2, 3, False), ("gru", "last", False, 1, 3, 2, True),
-    ("gru", "max", True, 1, 2, 1, False), ("lstm", "meanmax", True, 1, 1, 2, False)])
+    ("gru", "max", True, 1, 2, 1, False), ("lstm", "meanmax", True, 1, 1, 2, False),
+    ("gru", "attn", True, 1, 2, 2, False)])
 def test_classifier_matches_onnx_runtime(cell, pool, bidirectional, layers, patch, members, diff):
     """Raw series of unequal lengths (garbage past each length, a NaN inside) -> the graph's
     logits equal the model's on the standardised, zero-padded series (an ensemble: the log of
@@ -125,6 +126,9 @@ def test_classifier_matches_onnx_runtime(cell, pool, bidirectional, layers, patc
     kw = dict(cell=cell, hidden_size=4, num_layers=layers, bidirectional=bidirectional, pool=pool, seed=1, patch=patch)
     F = 2 * D if diff else D  # the model's input features
     model = (SequenceClassifier(F, C, **kw) if members == 1 else EnsembleClassifier(F, C, members, **kw)).eval()
+    for k, v in model.params.items():  # attn: score weights away from their zero start (the mean)
+        if k.endswith("attn.weight"):
+            v[...] = np.random.default_rng(len(k)).standard_normal(v.shape)
     norm = Standardizer([0.5, -1.0, 0.1, -0.2][:F], [2.0, 0.5, 1.5, 0.7][:F], diff=diff)
     sess = ort.InferenceSession(build_onnx(model, ["a", "b", "c"], norm).SerializeToString(),
                                 providers=["CPUExecutionProvider"])

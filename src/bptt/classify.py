@@ -1,11 +1,12 @@
 """Sequence classification: labelled series of different lengths -> one class per series.
 
     .ts / .csv --read_series--> list of (T_i, D), labels
-      --Standardizer (the training set's statistics)--> [--crop, --warp, --augment: random variants,
-        training only]
+      --Standardizer (the training set's statistics)--> [--roll, --crop, --warp, --augment: random
+        variants, training only]
       --bucket_batches + pad_batch--> x (T, B, D) zero-padded, lengths (B,)
       --SequenceClassifier: patch_forward (K steps as one) -> RNN/LSTM/GRU with lengths -> the
-        last valid state (or the mean, the max, or both, over the valid steps) -> Linear--> logits (B, C)
+        last valid state (or the mean, the max, both, or a learned softmax weighting (attn) over the
+        valid steps) -> Linear--> logits (B, C)
         --CrossEntropyLoss
 backward: exactly the reverse; training keeps the best epoch on a validation part of TRAIN.
 EnsembleClassifier: M of them side by side, member m trained on the series outside fold m
@@ -26,7 +27,7 @@ from .module import Module, no_grad
 from .recurrent import GRU, LSTM, RNN
 
 LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
-POOLS = ("last", "mean", "max", "meanmax")
+POOLS = ("last", "mean", "max", "meanmax", "attn")
 
 
 # ----------------------------------------------------------------------------- data
@@ -128,6 +129,17 @@ def input_dropout(x, p, rng):
     return (x * (rng.random(x.shape) >= p) / (1 - p)).astype(x.dtype)
 
 
+def circular_shift(x, fraction, rng):
+    """One series x (T, D) rotated in time by r steps for training, r uniform in
+    -floor(fraction T) .. floor(fraction T): step t of the result is x[(t - r) mod T] (for the
+    outlines of closed shapes read as series: another starting point on the outline). fraction 0:
+    x itself, nothing drawn; 0.5 reaches every rotation."""
+    m = int(fraction * len(x))
+    if m == 0:
+        return x
+    return np.roll(x, int(rng.integers(-m, m + 1)), axis=0)
+
+
 def crop(x, fraction, rng):
     """A random window of one series x (T, D) for training: round(fraction * T) consecutive
     steps (at least 1) from a uniformly drawn start (window slicing; fraction 1: the series)."""
@@ -177,7 +189,8 @@ class SequenceClassifier(Module):
     pool 'last': the top layer's state after each series' own last step (both directions'
     final states when bidirectional); 'mean': the top layer's outputs averaged over the valid
     steps; 'max': their element-wise maximum over the valid steps; 'meanmax': the mean and the
-    max side by side (the head reads twice as many features).
+    max side by side (the head reads twice as many features); 'attn': a learned softmax weighting of
+    the valid steps (``AttentionPool``; it starts as the mean).
     forward(x (T, B, D), lengths (B,) or None) -> logits (B, C); backward(dlogits) -> dx."""
 
     def __init__(self, input_size, num_classes, cell="lstm", hidden_size=64, num_layers=1,
@@ -194,6 +207,8 @@ class SequenceClassifier(Module):
                                 bidirectional=bidirectional, dtype=dtype, seed=seed)
         K = self.rnn.num_directions
         width = 2 if pool == "meanmax" else 1  # meanmax: the mean, then the max
+        if pool == "attn":
+            self.attn = AttentionPool(K * hidden_size, dtype=dtype)
         self.head = Linear(width * K * hidden_size, num_classes, dtype=dtype,
                            seed=None if seed is None else seed + 1)
         self.dtype = self.rnn.dtype
@@ -214,6 +229,8 @@ class SequenceClassifier(Module):
             feat = mean_pool_forward(out, lengths)  # (B, K*H)
         elif self.pool == "max":
             feat, where = max_pool_forward(out, lengths)  # (B, K*H)
+        elif self.pool == "attn":
+            feat = self.attn(out, lengths)  # (B, K*H)
         else:
             feat_max, where = max_pool_forward(out, lengths)
             feat = np.concatenate([mean_pool_forward(out, lengths), feat_max], axis=1)  # (B, 2*K*H)
@@ -235,6 +252,8 @@ class SequenceClassifier(Module):
                 dout = mean_pool_backward(dfeat, lengths, T)
             elif self.pool == "max":
                 dout = max_pool_backward(dfeat, where, T)
+            elif self.pool == "attn":
+                dout = self.attn.backward(dfeat)
             else:
                 dout = mean_pool_backward(dfeat[:, :KH], lengths, T) + max_pool_backward(dfeat[:, KH:], where, T)
             dout = dout.astype(self.dtype, copy=False)
@@ -328,6 +347,50 @@ def mean_pool_backward(dfeat, lengths, T):
     """dfeat (B, F) -> dout (T, B, F): dfeat / length at each valid step, 0 past it."""
     mask = (np.arange(T)[:, None] < lengths)[..., None]  # (T, B, 1)
     return mask * (dfeat / lengths[:, None])[None]
+
+
+class AttentionPool(Module):
+    """Attention pooling: a learned softmax weighting of each series' valid steps,
+    score_t = out_t . weight, a = softmax of the scores over t < length, feat = sum_t a_t out_t.
+    weight (F,) starts at zero, so the pooling starts as the mean over the valid steps.
+    forward(out (T, B, F) zero past each length, lengths (B,)) -> feat (B, F); backward(dfeat) -> dout."""
+
+    def __init__(self, features, dtype="float32"):
+        super().__init__()
+        self.params = {"weight": np.zeros(int(features), dtype)}
+        self._init_grads()
+
+    def forward(self, out, lengths):
+        feat, a = attn_pool_forward(out, lengths, self.params["weight"])
+        self._save_for_backward((out, a))
+        return feat
+
+    def backward(self, dfeat):
+        out, a = self._saved_for_backward()
+        dout, dweight = attn_pool_backward(dfeat, out, a, self.params["weight"])
+        self.grads["weight"] += dweight
+        return dout
+
+
+def attn_pool_forward(out, lengths, weight):
+    """out (T, B, F), lengths (B,), weight (F,) -> (feat (B, F), the weights a (T, B), 0 past each
+    length): a = softmax over the valid steps of out . weight, feat = sum_t a_t out_t."""
+    valid = np.arange(len(out))[:, None] < lengths  # (T, B)
+    score = np.where(valid, out @ weight, -np.inf)  # (T, B)
+    e = np.exp(score - score.max(axis=0))  # (T, B), 0 past each length
+    a = (e / e.sum(axis=0)).astype(out.dtype)
+    return (a[..., None] * out).sum(axis=0), a
+
+
+def attn_pool_backward(dfeat, out, a, weight):
+    """dfeat (B, F) -> (dout (T, B, F), dweight (F,)): through feat = sum_t a_t out_t directly
+    (a_t dfeat) and through the weights, dscore_t = a_t (g_t - sum_s a_s g_s) with g_t = out_t . dfeat,
+    dout_t += dscore_t weight, dweight = sum_{t,b} dscore_t out_t."""
+    g = (out * dfeat[None]).sum(axis=2)  # (T, B)
+    dscore = a * (g - (a * g).sum(axis=0))  # (T, B), 0 past each length (a = 0 there)
+    dout = a[..., None] * dfeat[None] + dscore[..., None] * weight  # (T, B, F)
+    dweight = np.einsum("tb,tbf->f", dscore, out)
+    return dout.astype(out.dtype, copy=False), dweight.astype(weight.dtype, copy=False)
 
 
 def max_pool_forward(out, lengths):

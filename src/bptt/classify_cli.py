@@ -21,7 +21,7 @@ OPTIONS = {"data": "data", "test": "test", "cell": "cell", "hidden_size": "hidde
            "optimizer": "optimizer", "lr": "lr", "clip": "clip", "val_fraction": "val_fraction",
            "seed": "seed", "dtype": "dtype", "out": "out", "patch": "patch",
            "weight_decay": "weight_decay", "augment": "augment", "ensemble": "ensemble", "diff": "diff",
-           "crop": "crop", "warp": "warp", "input_dropout": "input_dropout",
+           "crop": "crop", "warp": "warp", "roll": "roll", "input_dropout": "input_dropout",
            "patience": "patience",
            "schedule": "schedule"}
 _IGNORED = {"func", "option_names", "command", "task", "quiet", "resume", "threads"}
@@ -32,19 +32,27 @@ def add_train_options(p):
     a = g.add_argument
     a("--test", metavar="FILE", help="classify: a labelled TEST file, scored at the end")
     a("--bidirectional", action="store_true", default=None, help="classify: both directions")
-    a("--pool", choices=["last", "mean", "max", "meanmax"], help="classify: what the head reads of the top layer: "
-      "the last valid state (default), the mean or the element-wise max over the valid steps, or meanmax: "
-      "the mean and the max side by side")
+    a("--pool", choices=["last", "mean", "max", "meanmax", "attn"], help="classify: what the head reads of the "
+      "top layer: the last valid state (default), the mean or the element-wise max over the valid steps, "
+      "meanmax: the mean and the max side by side, or attn: the valid steps weighted by a softmax of a learned "
+      "score (out_t . w, w starting at 0: the mean)")
     a("--epochs", type=_positive_int, help="classify: passes over the training part (default 60)")
     a("--patch", type=_positive_int, help="classify: K consecutive values as one step of K*D features "
       "(a long series is K times fewer steps; default 1)")
     a("--diff", action="store_true", default=None, help="classify: the first differences x[t] - x[t-1] as D "
       "more input features, standardised with their own TRAIN statistics; kept in the checkpoint and "
       "applied by eval, predict and the ONNX export (default: off)")
-    a("--weight-decay", type=_nonneg_float, help="classify: the optimizer's weight decay (default 0)")
+    a("--weight-decay", type=_nonneg_float, metavar="WD", help="classify: the optimizer's weight decay, as "
+      "torch's: with --optimizer adam an L2 term (WD*p added to the gradient, which Adam then rescales), with "
+      "--optimizer adamw decoupled (p *= 1 - lr*WD each step, apart from the gradient) (default 0: none, "
+      "also for adamw)")
     a("--augment", type=_nonneg_float, metavar="A", help="classify: train on random variants of the "
       "series, new every epoch: time stretched by 1+-A and shifted by up to A of the length, values "
       "scaled by 1+N(0,A) plus N(0,A/4) noise (default 0: off)")
+    a("--roll", type=_nonneg_float, metavar="F", help="classify: train on the series rotated in time, new every "
+      "epoch: each by r steps, r uniform in -F*T..F*T, the steps pushed off one end coming back at the other "
+      "(another starting point of a closed outline; 0.5 reaches every rotation), F <= 1; applied before "
+      "--crop, --warp and --augment (default 0: off)")
     a("--crop", type=_nonneg_float, metavar="F", help="classify: train on random windows of the series, new "
       "every epoch: round(F*T) consecutive steps of each, 0 < F < 1 (window slicing; eval and predict read "
       "whole series; default 0: off)")
@@ -69,7 +77,7 @@ def add_train_options(p):
 
 
 CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "diff", "weight_decay", "augment", "crop",
-                 "warp", "input_dropout", "ensemble",
+                 "warp", "roll", "input_dropout", "ensemble",
                  "patience",
                  "threads")
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from . import checkpoint as ckpt_io
-from .classify import (EnsembleClassifier, SequenceClassifier, Standardizer, augment, bucket_batches, crop,
+from .classify import (EnsembleClassifier, SequenceClassifier, Standardizer, augment, bucket_batches, circular_shift, crop,
                        fold_split, input_dropout, masked_cross_entropy, time_warp, check_dims, encode_labels,
                        natural_key, pad_batch, predict_logits, scores, stratified_split)
 from .data import DataError
@@ -51,8 +51,9 @@ class ClassifyConfig:
     optimizer: str = "adam"
     lr: float = 3e-3
     schedule: str = "constant"  # the lr of each epoch: constant, step (x0.1 per third), cosine (to 0 at the end)
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # adam: L2 (wd p added to the gradient); adamw: decoupled, p *= 1 - lr wd per step
     augment: float = 0.0  # strength of classify.augment on the training part (0: off)
+    roll: float = 0.0  # classify.circular_shift: rotate each training series by up to this fraction of it (0: off)
     crop: float = 0.0  # classify.crop: train on random windows of this fraction of each series (0: off)
     warp: float = 0.0  # strength of classify.time_warp on the training part (0: off)
     input_dropout: float = 0.0  # classify.input_dropout of the training batches (0: off)
@@ -102,8 +103,8 @@ class ClassifyRun:
         self.train_x, self.train_y = [z[i] for i in tr], y[tr]
         self.val_x, self.val_y = [z[i] for i in va], y[va]
         self.model = build_model(cfg, self.D, len(self.classes))
-        wd = {"weight_decay": cfg.weight_decay} if cfg.weight_decay else {}
-        self.opt = make_optimizer(cfg.optimizer, self.model, lr=cfg.lr, **wd)
+        # weight_decay always given: 0 means none, also for adamw (whose own default is 0.01)
+        self.opt = make_optimizer(cfg.optimizer, self.model, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.loss = CrossEntropyLoss()
         self.rng = np.random.default_rng([cfg.seed, 2])  # batch order
         self.drop_rng = np.random.default_rng([cfg.seed, 11])  # --input-dropout masks
@@ -141,13 +142,15 @@ class ClassifyRun:
         self.opt.step()
 
     def _batch_series(self, idx):
-        """The training series at idx, or random variants of them with crop, warp or augment
+        """The training series at idx, or random variants of them with roll, crop, warp or augment
         (in that order; drawn from the batch-order RNG, which the checkpoint keeps, so a resumed
         run draws the same)."""
         c = self.cfg
         out = []
         for i in idx:
             x = self.train_x[i]
+            if c.roll:
+                x = circular_shift(x, c.roll, self.rng)
             if c.crop:
                 x = crop(x, c.crop, self.rng)
             if c.warp:
@@ -246,6 +249,8 @@ def new_run(cfg):
         raise ValueError(f"--schedule must be constant, step or cosine, got {cfg.schedule!r}")
     if not 0.0 <= cfg.crop < 1.0:
         raise ValueError(f"--crop must be a fraction of the series in (0, 1), got {cfg.crop}")
+    if not 0.0 <= cfg.roll <= 1.0:
+        raise ValueError(f"--roll must be a fraction of the series in [0, 1], got {cfg.roll}")
     if not 0.0 <= cfg.warp <= 1.0:
         raise ValueError(f"--warp must be in [0, 1] (the spread of the log speed of time), got {cfg.warp}")
     if not 0.0 <= cfg.input_dropout < 1.0:

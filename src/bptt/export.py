@@ -245,8 +245,9 @@ def _classifier_graph(g, model, vocab, norm=None):
     value, NaN, becomes 0), zero every step at or past each series' length, K consecutive steps
     as one (patch K: pad T to a multiple of K, (T/K, B, K*D), lengths ceil(len/K)), the recurrent
     stack with ``sequence_lens``, the top layer's final states (pool last) or its outputs averaged
-    over the valid steps (pool mean), their max over the valid steps (pool max), or both side by
-    side (pool meanmax), then the Linear head; an ensemble: each member so, then the
+    over the valid steps (pool mean), their max over the valid steps (pool max), both side by
+    side (pool meanmax), or weighted by the softmax over the valid steps of out . w (pool attn),
+    then the Linear head; an ensemble: each member so, then the
     log of the members' mean softmax. ``vocab``: the class labels."""
     onnx = g.onnx
     F, I64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
@@ -313,6 +314,14 @@ def _member_nodes(g, model, z, lens64, seq_lens, prefix):
             valid = g.node("Cast", [mask], to=g.onnx.TensorProto.BOOL)
             masked = g.node("Where", [valid, out, g.const("minus_inf", np.array(-np.inf, np.float32))])
             feats.append(g.node("ReduceMax", [masked], axes=[0], keepdims=0))  # (B, K*H)
+        if model.pool == "attn":  # softmax over the valid steps of out . w, then the weighted sum
+            w = g.const(f"{prefix}_attn_weight", P["attn.weight"].astype(np.float32).reshape(-1, 1))  # (K*H, 1)
+            score = g.node("MatMul", [out, w])  # (T, B, 1)
+            valid = g.node("Cast", [mask], to=g.onnx.TensorProto.BOOL)
+            score = g.node("Where", [valid, score, g.const("minus_inf", np.array(-np.inf, np.float32))])
+            a = g.node("Softmax", [score], axis=0)  # (T, B, 1), 0 past each length
+            feats.append(g.node("ReduceSum", [g.node("Mul", [a, out]), g.const("axis", np.array([0], np.int64))],
+                                keepdims=0))  # (B, K*H)
         feat = feats[0] if len(feats) == 1 else g.node("Concat", feats, axis=1)  # meanmax (B, 2*K*H)
     W = g.const(f"{prefix}_head_weight_T", np.ascontiguousarray(P["head.weight"].T, np.float32))  # (K*H, C)
     y = g.node("MatMul", [feat, W], name=f"{prefix}_head_matmul")
