@@ -10,6 +10,11 @@ that thread's CPU time, which leaves out the time the step waited for a core oth
 
     python benchmarks/before_after.py --baseline main --cells lstm --rows 2,3,4,5 --threads 1,2
     python benchmarks/before_after.py --threads 1 --clock thread
+    python benchmarks/before_after.py --threads 1 --clock thread --shapes 64,16,128,192
+
+--shapes times (T, B, D, H) of one's own instead of grid rows: with one thread and B the rows one
+thread gets at two (64,16,128,192 for the grid's 64,32,128,192), the work of one of two threads,
+timed by its CPU time, when other processes make two-thread wall times useless.
 """
 
 import argparse
@@ -51,6 +56,8 @@ def main(argv=None):
     p.add_argument("--baseline", default="main", metavar="GITREF", help="the old bptt (default main)")
     p.add_argument("--cells", default="lstm", help="comma-separated: rnn,lstm,gru")
     p.add_argument("--rows", default="2,3,4,5", help="rows of cells.GRID, numbered from 0")
+    p.add_argument("--shapes", default=None, metavar="T,B,D,H[;T,B,D,H...]",
+                   help="shapes to time instead of --rows, separated by ';'")
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     p.add_argument("--blocks", type=int, default=9, help="alternating blocks per library and row")
     p.add_argument("--block-seconds", type=float, default=0.3, help="target length of a block")
@@ -73,8 +80,7 @@ def main(argv=None):
     for n in threads:
         numba.set_num_threads(n)
         for cell in args.cells.split(","):
-            for i in [int(v) for v in args.rows.split(",")]:
-                T, B, D, H = cells.GRID[i]
+            for T, B, D, H in _shapes(args):
                 new_step = cells.make_pair(cell, T, B, D, H)[0]
                 old_step = cells.make_pair(cell, T, B, D, H, lib=old)[0]
                 fns = {"new": new_step, "old": old_step}
@@ -87,6 +93,13 @@ def main(argv=None):
                 print(f"threads {n} {cell} T={T} B={B} D={D} H={H}: new {t_new:.2f} ms, old {t_old:.2f} ms, "
                       f"new/old {t_new / t_old:.3f} (rounds {r.min():.3f}-{r.max():.3f}, "
                       f"{args.blocks} x {steps} steps)", flush=True)
+
+
+def _shapes(args):
+    """The (T, B, D, H) to time: --shapes, else the --rows of cells.GRID."""
+    if args.shapes:
+        return [tuple(int(v) for v in s.split(",")) for s in args.shapes.split(";")]
+    return [cells.GRID[int(i)] for i in args.rows.split(",")]
 
 
 if __name__ == "__main__":

@@ -104,6 +104,11 @@ def test_before_after_benchmark_blocks_and_clock():
     per = ba.time_blocks(fns, blocks=2, steps=3, clock=lambda: float(next(ticks)))
     assert calls == ["new", "old"] + ["new"] * 4 + ["old"] * 4 + ["old"] * 4 + ["new"] * 4
     assert per == {"new": [1 / 3, 1 / 3], "old": [1 / 3, 1 / 3]}  # one tick per block of 3 steps
+    # the shapes timed: --shapes of one's own (e.g. one thread's share of a row), else grid rows
+    args = ba.argparse.Namespace(shapes="64,16,128,192;8,4,8,16", rows="0")
+    assert ba._shapes(args) == [(64, 16, 128, 192), (8, 4, 8, 16)]
+    args = ba.argparse.Namespace(shapes=None, rows="3,0")
+    assert ba._shapes(args) == [ba.cells.GRID[3], ba.cells.GRID[0]]
 
 
 def test_cells_benchmark_turns_the_order_of_its_blocks():
