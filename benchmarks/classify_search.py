@@ -6,8 +6,10 @@ train on it) and its seconds. The TEST files are never read.
     SEARCH_HISTORY=h.jsonl python benchmarks/classify_search.py ...   # also keep each run's curve
     python benchmarks/classify_search.py --stopping h.jsonl          # what --patience N would have kept
     python benchmarks/classify_search.py --stopping h.jsonl --epochs 150   # ... with at most 150 epochs
-    python benchmarks/classify_search.py --nested 4 --datasets ArrowHead   # refit on all of TRAIN, judged
-                                                                           # by nested cross-validation
+    python benchmarks/classify_search.py --nested 4 --variants recipe pool-attn --datasets ArrowHead
+        # each variant's held-out accuracy by nested cross-validation on TRAIN (round eight's score)
+    python benchmarks/classify_search.py --nested 4 --refit --datasets ArrowHead   # refit on all of TRAIN
+                                                                                   # against the recipe
 
 The search runs with the recipe's --patience (benchmarks/classify.py SETUP); for --stopping, run
 the curves without it (--patience 0).
@@ -85,6 +87,12 @@ VARIANTS = {
     "roll0.5": {"roll": 0.5},
     "roll0.05": {"roll": 0.05},
     "roll0.02": {"roll": 0.02},
+    # eighth round (judged by --nested)
+    "snap-trail2": {},  # each epoch predicts by the mean probability of epochs e-2..e: snapshot_choice
+    "snap-centre1": {},  # ... of epochs e-1..e+1
+    "snap-centre2": {},  # ... of epochs e-2..e+2
+    "ens6": {"ensemble": 6},
+    "ens8": {"ensemble": 8},
 }
 
 
@@ -292,55 +300,105 @@ def phase_validate(run, K):
     run.validate = validate
 
 
+def prepare(path, variant, cell, seed, epochs, K, out, heldout=None):
+    """The variant's run on the TRAIN file `path` (patch K), with its search-only patches applied,
+    ready for fit. heldout: standardised (T, D) series (held out of `path`, --nested): each epoch's
+    member logits on them, under the weights that epoch is scored with, are kept in run.ho_logits
+    (E, M, n, C), the same transforms as the training series applied to them."""
+    from bptt.classify_run import ClassifyConfig, ClassifyRun
+    import bptt.classify_run as cr
+
+    setup = {**bench.SETUP, "patch": K, **VARIANTS[variant]}
+    build = cr.build_model
+    cr.build_model = (mixed_cells(build) if variant == "mixed-cells" else
+                      overlap_model(build, K) if variant == "overlap" else
+                      (lambda cfg, D, C: build(cfg, D + 1, C)) if variant == "time" else build)
+    try:
+        run = ClassifyRun(ClassifyConfig(data=path, cell=cell, seed=seed, out=out, **{"epochs": epochs, **setup}))
+    finally:
+        cr.build_model = build
+    xform = ((lambda x: overlap_windows(x, K)) if variant == "overlap" else
+             with_time if variant == "time" else None)
+    if xform:
+        run.train_x = [xform(x) for x in run.train_x]
+    if heldout is not None:
+        record_heldout(run, [xform(x) for x in heldout] if xform else heldout)
+    if variant.startswith("mixup"):
+        alpha = float(variant[len("mixup"):])
+        run.train_epoch = lambda: mixup_epoch(run, alpha)
+    if variant == "snapshot" or variant.startswith("snap-"):
+        record_oof(run)
+    if variant.startswith("phase"):
+        random_phase(run, K, seed)
+    if variant == "phase-tta":
+        if heldout is not None:
+            raise SystemExit("phase-tta has no --nested score (its held-out predictions would need its phases)")
+        phase_validate(run, K)
+    if variant.startswith("headdrop"):
+        head_dropout(run, float(variant[len("headdrop"):]), seed)
+    if variant.startswith("ema"):
+        ema_weights(run, float(variant[len("ema"):]))
+    if variant.startswith("scale"):
+        shift = variant.startswith("scaleshift")
+        amplitude(run, float(variant[len("scaleshift" if shift else "scale"):]), shift, seed)
+    return run
+
+
+def record_heldout(run, x):
+    """Wrap run.validate to keep each epoch's member logits on the series x in run.ho_logits
+    (wrapped before any patch that swaps weights around validate, so they are the scored weights)."""
+    from bptt.classify import predict_logits
+
+    run.ho_logits = []
+    validate = run.validate
+
+    def recording():
+        run.ho_logits.append(predict_logits(run.model, x, members=True))  # (M, n, C)
+        return validate()
+    run.validate = recording
+
+
 def one(name, variant, cell, seed, epochs):
-    from bptt.classify_run import ClassifyConfig, ClassifyRun, fit
+    from bptt.classify_run import fit
     from bptt.data import read_ts
 
     path = os.path.join(bench.data_dir(), name, f"{name}_TRAIN.ts")
     K = bench.patch_rule([len(x) for x in read_ts(path)[0]])
-    setup = {**bench.SETUP, "patch": K, **VARIANTS[variant]}
-    import bptt.classify_run as cr
-
-    build = cr.build_model
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        cr.build_model = (mixed_cells(build) if variant == "mixed-cells" else
-                          overlap_model(build, K) if variant == "overlap" else
-                          (lambda cfg, D, C: build(cfg, D + 1, C)) if variant == "time" else build)
-        try:
-            run = ClassifyRun(ClassifyConfig(data=path, cell=cell, seed=seed, out=out, **{"epochs": epochs, **setup}))
-        finally:
-            cr.build_model = build
-        if variant == "overlap":
-            run.train_x = [overlap_windows(x, K) for x in run.train_x]
-        if variant.startswith("mixup"):
-            alpha = float(variant[len("mixup"):])
-            run.train_epoch = lambda: mixup_epoch(run, alpha)
-        if variant == "snapshot":
-            record_oof(run)
-        if variant == "time":
-            run.train_x = [with_time(x) for x in run.train_x]
-        if variant.startswith("phase"):
-            random_phase(run, K, seed)
-        if variant == "phase-tta":
-            phase_validate(run, K)
-        if variant.startswith("headdrop"):
-            head_dropout(run, float(variant[len("headdrop"):]), seed)
-        if variant.startswith("ema"):
-            ema_weights(run, float(variant[len("ema"):]))
-        if variant.startswith("scale"):
-            shift = variant.startswith("scaleshift")
-            amplitude(run, float(variant[len("scaleshift" if shift else "scale"):]), shift, seed)
+        run = prepare(path, variant, cell, seed, epochs, K, out)
         fit(run, progress=False)
         sec = time.perf_counter() - t0
     if variant == "snapshot":
         for k, (acc, ep) in snapshot_scores(np.array(run.oof_probs), run.train_y).items():
             print(f"  snapshot {name} {cell} seed {seed}: {k} {acc:.4f} (epoch {ep})", flush=True)
+    if variant.startswith("snap-"):
+        acc, ep, _ = snapshot_choice(run, variant)
+        print(f"  {variant} {name} {cell} seed {seed}: {acc:.4f} (epoch {ep})", flush=True)
     if os.environ.get("SEARCH_HISTORY"):  # the out-of-fold curve, for stopping rules (no test scores in it)
         with open(os.environ["SEARCH_HISTORY"], "a") as f:
             f.write(json.dumps({"variant": variant, "dataset": name, "cell": cell, "seed": seed,
                                 "history": run.history}) + "\n")
-    return run.best["val_accuracy"], run.best["epoch"], sec, setup["patch"]
+    return run.best["val_accuracy"], run.best["epoch"], sec, K
+
+
+def snapshot_choice(run, variant):
+    """The variants snap-trailW / snap-centreW (a search-only patch; nothing changes in training):
+    the prediction of epoch e is the mean probability of epochs e-W..e (trail) or e-W..e+W (centre);
+    the epoch is chosen by that mean's out-of-fold accuracy, then loss, as fit chooses.
+    -> (out-of-fold accuracy, epoch, (lo, hi): the epochs averaged, as slice bounds)."""
+    kind = "trail" if variant.startswith("snap-trail") else "centre"
+    w = int(variant[len("snap-" + kind):])
+    probs, y = np.array(run.oof_probs), run.train_y  # (E, N, C)
+    best = None
+    for e in range(len(probs)):
+        lo, hi = max(0, e - w), (e + 1 if kind == "trail" else min(len(probs), e + w + 1))
+        p = probs[lo:hi].mean(axis=0)
+        acc = float((p.argmax(axis=1) == y).mean())
+        loss = float(-np.log(np.maximum(p[np.arange(len(y)), y], 1e-300)).mean())
+        if best is None or (acc, -loss) > best[0]:
+            best = ((acc, -loss), e + 1, (lo, hi))
+    return best[0][0], best[1], best[2]
 
 
 def main(argv=None):
@@ -352,25 +410,40 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=bench.EPOCHS)
     p.add_argument("--patience", type=int, default=None, help="instead of the recipe's (0: all epochs)")
     p.add_argument("--stopping", metavar="HISTORY", help="print what --patience N would have kept of these curves")
-    p.add_argument("--nested", type=int, metavar="K", help="nested cross-validation on TRAIN in K outer folds: "
-                   "the recipe against its members refitted on all of each outer-train part (see nested)")
+    p.add_argument("--nested", type=int, metavar="K", help="score each variant by nested cross-validation on "
+                   "TRAIN in K outer folds: its whole run on K-1 of them, its chosen ensemble scores the Kth "
+                   "(see nested)")
+    p.add_argument("--refit", action="store_true", help="with --nested: the sixth round's comparison instead, "
+                   "the recipe against its members refitted on all of each outer-train part (see nested_refit)")
     p.add_argument("--threads", default="1")
     args = p.parse_args(argv)
     if args.stopping:
         return stopping(args.stopping, cap=args.epochs)
     if args.patience is not None:
         bench.SETUP["patience"] = args.patience
-    if args.nested:
+    if args.nested and args.refit:
         for name in args.datasets:
             for cell in args.cells:
                 accs = []
                 for seed in args.seeds:
-                    acc, sec = nested(name, cell, seed, args.nested, args.epochs)
+                    acc, sec = nested_refit(name, cell, seed, args.nested, args.epochs)
                     accs.append(acc)
                     print(f"nested {name} {cell} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items())
                           + f" ({sec:.0f} s)", flush=True)
                 print(f"== nested {name} {cell}: mean held-out accuracy " + ", ".join(
                     f"{k} {np.mean([a[k] for a in accs]):.4f}" for k in accs[0]), flush=True)
+        return 0
+    if args.nested:
+        for variant in args.variants:
+            for name in args.datasets:
+                for cell in args.cells:
+                    accs = []
+                    for seed in args.seeds:
+                        acc, oof, sec = nested(name, variant, cell, seed, args.nested, args.epochs)
+                        accs.append(acc)
+                        print(f"nested {variant} {name} {cell} seed {seed}: held-out accuracy {acc:.4f} "
+                              f"(inner out-of-fold {oof:.4f}), {sec:.0f} s", flush=True)
+                    print(f"== nested {variant} {name} {cell}: mean held-out accuracy {np.mean(accs):.4f}", flush=True)
         return 0
     for variant in args.variants:
         for name in args.datasets:
@@ -407,29 +480,84 @@ def refit(cfg, epochs):
     return run
 
 
-def nested(name, cell, seed, outer=4, epochs=bench.EPOCHS):
+def outer_folds(name, seed, outer):
+    """TRAIN of `name` in `outer` stratified folds drawn from the seed -> (series, labels, y, fold)."""
+    from bptt.classify import fold_split
+    from bptt.data import read_ts
+
+    series, labels = read_ts(os.path.join(bench.data_dir(), name, f"{name}_TRAIN.ts"))
+    labels = [str(v) for v in labels]
+    y = np.array([sorted(set(labels)).index(v) for v in labels])
+    return series, labels, y, fold_split(y, outer, np.random.default_rng([seed, 7]))
+
+
+def write_split(tmp, series, labels, ofold, o):
+    """The outer-train part (folds != o) and the held-out fold o as .ts files in tmp -> their paths,
+    the outer-train indices and the held-out ones."""
+    tr, ho = np.flatnonzero(ofold != o), np.flatnonzero(ofold == o)
+    p_tr, p_ho = os.path.join(tmp, "tr.ts"), os.path.join(tmp, "ho.ts")
+    write_ts(p_tr, [series[i] for i in tr], [labels[i] for i in tr])
+    write_ts(p_ho, [series[i] for i in ho], [labels[i] for i in ho])
+    return p_tr, p_ho, tr, ho
+
+
+def heldout_prediction(run, variant):
+    """The class each held-out series gets from the variant's chosen ensemble: the mean member
+    probability at the best out-of-fold epoch (fit's choice), or for snap-* over its chosen epochs."""
+    from bptt.classify import mean_softmax_log
+
+    lg = np.array(run.ho_logits)  # (E, M, n, C)
+    if variant.startswith("snap-"):
+        _, _, (lo, hi) = snapshot_choice(run, variant)
+        e = lg[lo:hi]
+        p = np.exp(e - e.max(axis=-1, keepdims=True))
+        return (p / p.sum(axis=-1, keepdims=True)).mean(axis=(0, 1)).argmax(axis=1)
+    return mean_softmax_log(lg[run.best["epoch"] - 1]).argmax(axis=1)
+
+
+def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
+    """Nested cross-validation of a variant on TRAIN (TEST never read): TRAIN in `outer` stratified
+    folds; for each, the variant's whole procedure (prepare, fit: its members, its epoch chosen by
+    its own inner out-of-fold score, its patch from the outer-train lengths) runs on the other folds
+    and its chosen ensemble predicts the held-out fold.
+    -> (held-out accuracy over all of TRAIN, mean inner out-of-fold score, seconds)."""
+    from bptt.classify_run import fit, test_data
+
+    series, labels, y, ofold = outer_folds(name, seed, outer)
+    hits, oofs = 0, []
+    t0 = time.perf_counter()
+    for o in range(outer):
+        with tempfile.TemporaryDirectory() as tmp:
+            p_tr, p_ho, tr, ho = write_split(tmp, series, labels, ofold, o)
+            K = bench.patch_rule([len(series[i]) for i in tr])
+            probe = prepare(p_tr, variant, cell, seed, 1, K, os.path.join(tmp, "probe"))  # its norm, classes
+            x, yh = test_data(probe, p_ho)
+            run = prepare(p_tr, variant, cell, seed, epochs, K, os.path.join(tmp, "cv"), heldout=x)
+            fit(run, progress=False)
+            oof, ep = ((snapshot_choice(run, variant)[:2]) if variant.startswith("snap-")
+                       else (run.best["val_accuracy"], run.best["epoch"]))
+            h = int((heldout_prediction(run, variant) == yh).sum())
+            hits, oofs = hits + h, oofs + [oof]
+            print(f"  {variant} {name} seed {seed} outer fold {o}: E* {ep} of {run.epoch}, "
+                  f"inner out-of-fold {oof:.3f}, held out {h}/{len(ho)}", flush=True)
+    return hits / len(y), float(np.mean(oofs)), time.perf_counter() - t0
+
+
+def nested_refit(name, cell, seed, outer=4, epochs=bench.EPOCHS):
     """Nested cross-validation on TRAIN (TEST never read): TRAIN in `outer` stratified folds; on
     each outer-train part the recipe runs (its out-of-fold best epoch E*), then its members are
     refitted on all of that part for E* epochs; the held-out outer fold scores the recipe's
     ensemble, the refitted one, and both together (the mean of 2M members' probabilities).
     -> {mode: held-out accuracy over all of TRAIN}, seconds."""
-    from bptt.classify import fold_split, mean_softmax_log, predict_logits
+    from bptt.classify import mean_softmax_log, predict_logits
     from bptt.classify_run import ClassifyConfig, ClassifyRun, fit, load_for_eval, test_data
-    from bptt.data import read_ts
 
-    path = os.path.join(bench.data_dir(), name, f"{name}_TRAIN.ts")
-    series, labels = read_ts(path)
-    labels = [str(v) for v in labels]
-    y = np.array([sorted(set(labels)).index(v) for v in labels])
-    ofold = fold_split(y, outer, np.random.default_rng([seed, 7]))
+    series, labels, y, ofold = outer_folds(name, seed, outer)
     hits = {"recipe": 0, "refit": 0, "both": 0}
     t0 = time.perf_counter()
     for o in range(outer):
         with tempfile.TemporaryDirectory() as tmp:
-            tr, ho = np.flatnonzero(ofold != o), np.flatnonzero(ofold == o)
-            p_tr, p_ho = os.path.join(tmp, "tr.ts"), os.path.join(tmp, "ho.ts")
-            write_ts(p_tr, [series[i] for i in tr], [labels[i] for i in tr])
-            write_ts(p_ho, [series[i] for i in ho], [labels[i] for i in ho])
+            p_tr, p_ho, tr, ho = write_split(tmp, series, labels, ofold, o)
             K = bench.patch_rule([len(series[i]) for i in tr])
             cfg = ClassifyConfig(data=p_tr, cell=cell, seed=seed, out=os.path.join(tmp, "cv"), epochs=epochs,
                                  **{**bench.SETUP, "patch": K})
