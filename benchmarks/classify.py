@@ -208,7 +208,54 @@ SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's e
              'attn --datasets GunPoint ItalyPowerDemand, --variants adamw0.01 adamw0.03 pool-attn roll0.1 '
              '--datasets OSULeaf, --variants roll0.5 --datasets ItalyPowerDemand GunPoint ArrowHead OSULeaf, '
              '--variants roll0.1 roll0.05 roll0.02 --datasets ArrowHead, --variants l2-0.001 --datasets GunPoint '
-             '(with SEARCH_HISTORY for its curve); all with --seeds 0 1.')
+             '(with SEARCH_HISTORY for its curve); all with --seeds 0 1.'
+             ' An eighth round, blind to test accuracy (benchmarks/classify_search.py --nested 4: TEST not read), '
+             'judged by nested cross-validation instead of the best out-of-fold accuracy. The out-of-fold score is'
+             " the maximum over up to 200 epochs of an ensemble's accuracy on TRAIN's own series (36 on "
+             "ArrowHead), so it is optimistic and rewards a lucky epoch; the nested score runs a variant's whole "
+             'procedure (its members, its epoch chosen by its own inner out-of-fold score, its patch from the '
+             'outer-train lengths) on three of four stratified outer folds of TRAIN and scores its chosen ensemble'
+             ' on the fourth, each TRAIN series held out once (one ArrowHead series is 0.014 of a two-seed mean, '
+             'one GunPoint series 0.010, one ItalyPowerDemand series 0.007, one OSULeaf series 0.0025). The rule, '
+             "written down (commit f7cd3d2) before any run: above the recipe's nested score (mean of seeds 0 and 1) on at "
+             'least one of ItalyPowerDemand / GunPoint / ArrowHead / OSULeaf and below it on none, OSULeaf run '
+             'only for variants that pass the other three, then the same again against the recipe on fresh seeds '
+             '12 and 13 (the best mean over the four datasets first). GRU; nested held-out accuracy, mean of seeds'
+             ' 0 and 1, as ItalyPowerDemand / GunPoint / ArrowHead / OSULeaf (- not run; each variant ran on '
+             'ArrowHead first, and only those above the recipe there went on): the recipe 0.933 / 0.970 / 0.611 / '
+             '0.733 (its inner out-of-fold scores, on 3/4 of TRAIN, 0.960 / 0.997 / 0.713 / 0.726: on ArrowHead '
+             '0.10 above what it scores on series it never saw); --optimizer adamw --weight-decay 0.01 0.940 / '
+             '0.980 / 0.667 / 0.743; --weight-decay 0.03 (adamw) - / - / 0.653 / -; --pool attn 0.940 / 0.960 / '
+             '0.736 / - (the best ArrowHead score of the round, +0.125, and one GunPoint series of 100 fewer: '
+             '0.940 / 0.980 against 0.960 / 0.980); 6 members (--ensemble 6) 0.948 / 0.970 / 0.667 / 0.758; 8 '
+             'members - / - / 0.625 / -; --input-dropout 0.1 - / - / 0.653 / -; clipping at 0.5 - / - / 0.611 / -;'
+             ' the exponential average of the weights over the epochs (d = 0.8, each epoch scored and chosen with '
+             'it; search-only patch ema0.8) - / - / 0.639 / -; the mean probability of consecutive epochs, the '
+             "epoch chosen by that mean's out-of-fold score and the held-out fold predicted by the same epochs' "
+             'mean (search-only patches snap-centre1: epochs e-1..e+1, snap-trail2: e-2..e) - / - / 0.625 / -, - /'
+             ' - / 0.625 / -; --roll 0.5 - / - / 0.597 / -. The queued GunPoint / ItalyPowerDemand runs of adamw '
+             '0.03, input dropout 0.1 and ema 0.8 (above the recipe on ArrowHead) were stopped for the '
+             'confirmations below and not run. Two variants passed on seeds 0 and 1: --ensemble 6 (mean over the '
+             'four 0.836) and --optimizer adamw --weight-decay 0.01 (0.832). On seeds 12 and 13, fresh, the recipe'
+             ' scored 0.963 / 0.950 / 0.681 / 0.733; --ensemble 6 (run first, the higher mean) 0.940 / - / 0.625 /'
+             ' - (below on ArrowHead and ItalyPowerDemand: stopped there); adamw 0.01 0.970 / 0.970 / 0.653 / '
+             '0.715 (above on ItalyPowerDemand and GunPoint, below on ArrowHead and OSULeaf). Neither was '
+             'confirmed, so the recipe is unchanged (benchmarks/classify.py SETUP as it was; no bptt option added:'
+             ' adamw, --ensemble and --pool attn exist already). What the round shows: the nested scores move with'
+             ' the seed more than the variants move them apart (the recipe itself: ArrowHead 0.611 on seeds 0 and '
+             '1, 0.681 on 12 and 13; GunPoint 0.970 and 0.950; ItalyPowerDemand 0.933 and 0.963), so two seeds of '
+             'a 36-series dataset cannot confirm a gain of a few series, and the fresh-seed step rejected both '
+             "passers by 2 to 4 ArrowHead series of 72. The one large ArrowHead difference, --pool attn's +0.125 "
+             'on seeds 0 and 1 (6 and 3 series of 36 more on the two seeds), was rejected by a single GunPoint '
+             'series; it has not been run on seeds 12 and 13. Commands: python benchmarks/classify_search.py '
+             '--nested 4 --variants recipe --datasets ArrowHead ItalyPowerDemand GunPoint --seeds 0 1; python '
+             'benchmarks/classify_search.py --nested 4 --variants adamw0.03 adamw0.01 pool-attn clip0.5 ema0.8 '
+             'snap-centre1 snap-trail2 indrop0.1 roll0.5 ens6 ens8 --datasets ArrowHead --seeds 0 1; python '
+             'benchmarks/classify_search.py --nested 4 --variants pool-attn adamw0.01 ens6 --datasets GunPoint '
+             'ItalyPowerDemand --seeds 0 1; python benchmarks/classify_search.py --nested 4 --variants recipe '
+             'adamw0.01 ens6 --datasets OSULeaf --seeds 0 1; python benchmarks/classify_search.py --nested 4 '
+             '--variants recipe ens6 adamw0.01 --datasets ArrowHead ItalyPowerDemand GunPoint OSULeaf --seeds 12 '
+             '13.')
 DATASETS_NOTE = ("Datasets: the archive datasets the issue names that sktime ships, whose 1-NN DTW and ROCKET "
                  "figures both sources below give (the univariate UCR ones), and whose run of the recipe "
                  "trains in about a minute or less on this machine: GunPoint, ItalyPowerDemand, ArrowHead, "
