@@ -93,6 +93,10 @@ VARIANTS = {
     "snap-centre2": {},  # ... of epochs e-2..e+2
     "ens6": {"ensemble": 6},
     "ens8": {"ensemble": 8},
+    "steps16": {},  # K = ceil(median length / 16): about 16 recurrent steps (patch_for)
+    "steps8": {},  # about 8 steps of K values
+    "steps4": {},  # about 4
+    "steps1": {},  # the whole series as one step of T values (a gated one-layer network)
 }
 
 
@@ -300,6 +304,14 @@ def phase_validate(run, K):
     run.validate = validate
 
 
+def patch_for(variant, lengths):
+    """The patch K of a run of the variant on series of these lengths: the recipe's rule, or for
+    stepsN, K = ceil(median length / N) (about N recurrent steps)."""
+    if variant.startswith("steps"):
+        return max(1, -(-int(np.median(lengths)) // int(variant[len("steps"):])))
+    return bench.patch_rule(lengths)
+
+
 def prepare(path, variant, cell, seed, epochs, K, out, heldout=None):
     """The variant's run on the TRAIN file `path` (patch K), with its search-only patches applied,
     ready for fit. heldout: standardised (T, D) series (held out of `path`, --nested): each epoch's
@@ -363,7 +375,7 @@ def one(name, variant, cell, seed, epochs):
     from bptt.data import read_ts
 
     path = os.path.join(bench.data_dir(), name, f"{name}_TRAIN.ts")
-    K = bench.patch_rule([len(x) for x in read_ts(path)[0]])
+    K = patch_for(variant, [len(x) for x in read_ts(path)[0]])
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         run = prepare(path, variant, cell, seed, epochs, K, out)
@@ -529,7 +541,7 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
     for o in range(outer):
         with tempfile.TemporaryDirectory() as tmp:
             p_tr, p_ho, tr, ho = write_split(tmp, series, labels, ofold, o)
-            K = bench.patch_rule([len(series[i]) for i in tr])
+            K = patch_for(variant, [len(series[i]) for i in tr])
             probe = prepare(p_tr, variant, cell, seed, 1, K, os.path.join(tmp, "probe"))  # its norm, classes
             x, yh = test_data(probe, p_ho)
             run = prepare(p_tr, variant, cell, seed, epochs, K, os.path.join(tmp, "cv"), heldout=x)
