@@ -599,3 +599,108 @@ def test_export_classify_run_to_onnx(toy, capsys):
     assert main(["eval", out, "--data", toy["test"], "--json"]) == 0  # eval reads the --diff run the same way
     r = json.loads(capsys.readouterr().out)
     assert r["accuracy"] == np.mean([classes[k] == t for k, t in zip(logits.argmax(axis=1), labels)])
+
+
+# ----------------------------------------------------------------------------- --patch auto
+def test_auto_patches_and_the_choice(capsys):
+    from bptt.classify_run import AUTO_STEPS, auto_patches, choose
+
+    assert AUTO_STEPS == (32, 8, 4)
+    assert auto_patches([251] * 36) == [8, 32, 63]  # ArrowHead: ceil(251 / 32), / 8, / 4
+    assert auto_patches([24, 24]) == [1, 3, 6]  # ItalyPowerDemand
+    assert auto_patches([5, 7, 9]) == [1, 2]  # repeats dropped: K = 1, 1, 2
+    assert auto_patches([2]) == [1]
+    assert choose([0.5, 0.7, 0.6]) == 1
+    assert choose([0.7, 0.7, 0.6]) == 0 and choose([0.6, 0.7, 0.7]) == 1  # ties: more steps
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "N = " + ", ".join(map(str, AUTO_STEPS)) + " (about N steps" in help_text  # the help says what the code does
+
+
+def _auto_run(toy, out, epochs, extra=()):
+    return main(["train", "--task", "classify", "--data", toy["train"], "--test", toy["test"], "--epochs", str(epochs),
+                 "--patch", "auto", "--ensemble", "2", "--pool", "mean", "--out", out, *extra] + TRAIN_ARGS)
+
+
+def test_patch_auto_trains_each_candidate_and_keeps_the_best(toy, capsys):
+    """--patch auto: a full run per candidate patch in RUN/patch-K, RUN/best a copy of the best
+    checkpoint of the one with the highest validation accuracy; eval, predict and export read it."""
+    from bptt.classify_run import auto_patches, choose, load_labelled
+
+    out = str(toy["dir"] / "auto")
+    assert _auto_run(toy, out, 3) == 0
+    text = capsys.readouterr().out
+    sel = json.load(open(os.path.join(out, "select.json")))
+    series, _ = load_labelled(toy["train"], "training")
+    patches = auto_patches([len(s) for s in series])
+    assert [c["patch"] for c in sel["candidates"]] == patches and len(patches) == 2
+    accs = []
+    for c in sel["candidates"]:
+        run = os.path.join(out, c["dir"])
+        history = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
+        best = max(history, key=lambda h: (h["val_accuracy"], -h["val_loss"]))
+        meta = json.load(open(os.path.join(run, "best", "checkpoint.json")))
+        assert meta["step"] == best["epoch"] == c["best"]["epoch"] and meta["config"]["patch"] == c["patch"]
+        assert len(history) == 3
+        accs.append(best["val_accuracy"])
+    k = choose(accs)
+    assert sel["chosen"] == k and f"patch {patches[k]}: best epoch" in text and "<- chosen" in text
+    winner = os.path.join(out, sel["candidates"][k]["dir"], "best")
+    for name in ("model.safetensors", "checkpoint.json"):
+        assert open(os.path.join(out, "best", name), "rb").read() == open(os.path.join(winner, name), "rb").read()
+    assert "test " in text
+    assert main(["eval", out, "--data", toy["test"], "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert main(["eval", winner, "--data", toy["test"], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == r["accuracy"] and r["n"] == 20
+    assert main(["predict", out, "--data", toy["test"]]) == 0
+    assert len(capsys.readouterr().out.split()) == 20
+    assert main(["export", out, "--onnx", str(toy["dir"] / "auto.onnx")]) == 0
+    capsys.readouterr()
+
+
+def test_patch_auto_resumes_exactly(toy, capsys):
+    """A selection stopped after 2 of 3 epochs, or killed before its last candidate (no RUN/best),
+    resumed with bptt train --resume RUN, ends as the run that never stopped."""
+    a, b, c = (str(toy["dir"] / n) for n in ("auto-a", "auto-b", "auto-c"))
+    assert _auto_run(toy, a, 3) == 0
+    assert _auto_run(toy, b, 2) == 0
+    assert main(["train", "--resume", b, "--epochs", "3", "--quiet"]) == 0
+    shutil.copytree(a, c)
+    sel = json.load(open(os.path.join(a, "select.json")))
+    shutil.rmtree(os.path.join(c, sel["candidates"][-1]["dir"]))
+    shutil.rmtree(os.path.join(c, "best"))
+    capsys.readouterr()
+    _one_line_error(capsys, ["eval", c, "--data", toy["test"]], "the patch selection has not finished")
+    assert main(["train", "--resume", c, "--quiet"]) == 0
+    assert "resuming the patch selection" in capsys.readouterr().err
+    for run in (b, c):
+        assert json.load(open(os.path.join(run, "select.json")))["chosen"] == sel["chosen"]
+        for cand in sel["candidates"]:
+            for name in ("model.safetensors", "state.safetensors"):
+                path = os.path.join(cand["dir"], "ckpt-00000003", name)
+                assert open(os.path.join(a, path), "rb").read() == open(os.path.join(run, path), "rb").read(), path
+        assert (open(os.path.join(a, "best", "model.safetensors"), "rb").read()
+                == open(os.path.join(run, "best", "model.safetensors"), "rb").read())
+    _one_line_error(capsys, ["train", "--resume", b, "--lr", "0.1"], "cannot change when resuming")
+
+
+def test_patch_auto_bad_inputs(toy, capsys, tmp_path):
+    out = str(tmp_path / "a1")
+    _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--patch", "auto",
+                             "--val-fraction", "0", "--out", out], "--patch auto chooses by the validation score")
+    assert not os.path.exists(out)
+    _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--patch", "auto",
+                             "--crop", "1", "--out", out], "--crop must be a fraction")
+    assert not os.path.exists(out)  # every check of a run before anything is written
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--patch", "many"]) == 2  # a usage error
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--patch: expected a positive integer, got 'many'" in err, err
+    assert _auto_run(toy, out, 1) == 0
+    capsys.readouterr()
+    _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--out", out], "already holds a run")
+    _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--patch", "auto", "--out", out],
+                    "already holds a run")
+    (tmp_path / "a1" / "select.json").write_text("{not json")
+    _one_line_error(capsys, ["train", "--resume", out], "not a readable patch selection")

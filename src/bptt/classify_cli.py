@@ -5,14 +5,22 @@ command-line side of ``bptt.classify`` / ``bptt.classify_run``.
     bptt train --resume runs/gp --epochs 80        continue exactly where it stopped
     bptt eval runs/gp --data TEST.ts [--json]      accuracy, recall per class, confusion matrix
     bptt predict runs/gp --data NEW.ts             one label per series, in file order
+
+    bptt train --task classify --data TRAIN.ts --ensemble 4 --patch auto --out runs/ah
+                                                   one run per candidate patch, the best kept
 """
 
+import contextlib
 import json
 import os
 import sys
 
 from .argtypes import nonneg_float as _nonneg_float
 from .argtypes import positive_int as _positive_int
+
+def _patch(text):
+    return "auto" if text == "auto" else _positive_int(text)
+
 
 # bptt train options (argparse dest) that a classify run takes -> ClassifyConfig field
 OPTIONS = {"data": "data", "test": "test", "cell": "cell", "hidden_size": "hidden_size",
@@ -37,8 +45,10 @@ def add_train_options(p):
       "meanmax: the mean and the max side by side, or attn: the valid steps weighted by a softmax of a learned "
       "score (out_t . w, w starting at 0: the mean)")
     a("--epochs", type=_positive_int, help="classify: passes over the training part (default 60)")
-    a("--patch", type=_positive_int, help="classify: K consecutive values as one step of K*D features "
-      "(a long series is K times fewer steps; default 1)")
+    a("--patch", type=_patch, metavar="K|auto", help="classify: K consecutive values as one step of K*D features "
+      "(a long series is K times fewer steps; default 1); auto: one run for each K = ceil(median TRAIN length / N), "
+      "N = 32, 8, 4 (about N steps per series; classify_run.AUTO_STEPS), in RUN/patch-K, one after the other; "
+      "the one with the highest validation (or out-of-fold) accuracy becomes RUN/best")
     a("--diff", action="store_true", default=None, help="classify: the first differences x[t] - x[t-1] as D "
       "more input features, standardised with their own TRAIN statistics; kept in the checkpoint and "
       "applied by eval, predict and the ONNX export (default: off)")
@@ -105,14 +115,25 @@ def _set_threads(n):
     return before
 
 
+@contextlib.contextmanager
+def _threads(n):
+    """--threads N for the duration of the block (nothing when N is None)."""
+    before = _set_threads(n) if n else None
+    try:
+        yield
+    finally:
+        if before is not None:
+            _set_threads(before)
+
+
 def _flag(name):
     return "--" + {"hidden_size": "hidden", "batch_size": "batch", "num_layers": "layers"}.get(
         name, name).replace("_", "-")
 
 
 def run_train(args):
-    from .classify_run import ClassifyConfig, fit, new_run, resume_run, test_data
-    from .classify import predict_logits, scores
+    from .classify_run import (ClassifyConfig, fit, is_select_run, new_run, new_select, read_select,
+                               resume_run)
 
     given = {k: v for k, v in vars(args).items() if k not in _IGNORED and v is not None and v is not False}
     wrong = sorted(k for k in given if k not in OPTIONS)
@@ -123,8 +144,20 @@ def run_train(args):
         if fixed:
             raise ValueError(f"{', '.join(_flag(k) for k in fixed)} cannot change when resuming; "
                              f"the run keeps its own settings (only --epochs)")
+        if is_select_run(args.resume):
+            sel = read_select(args.resume)
+            print(f"resuming the patch selection {args.resume} (patch {', '.join(str(c['patch']) for c in sel['candidates'])})",
+                  file=sys.stderr)
+            return _select(args, args.resume, given.get("epochs"))
         run = resume_run(args.resume, given.get("epochs"))
         print(f"resuming {run.cfg.out} at epoch {run.epoch} of {run.cfg.epochs}", file=sys.stderr)
+    elif given.get("patch") == "auto":
+        sel = new_select(ClassifyConfig(**{OPTIONS[k]: v for k, v in given.items() if k != "patch"}))
+        c = sel["config"]
+        print(f"data: {c['data']}; patch auto: one run per patch K = "
+              f"{', '.join(str(x['patch']) for x in sel['candidates'])} (about {', '.join(map(str, sel['steps']))} "
+              f"steps per series), each in {c['out']}/patch-K", file=sys.stderr)
+        return _select(args, c["out"], None)
     else:
         run = new_run(ClassifyConfig(**{OPTIONS[k]: v for k, v in given.items()}))
         m, c = run.model, run.cfg
@@ -137,25 +170,39 @@ def run_train(args):
               f"{c.cell.upper()} {c.num_layers}x{c.hidden_size}{' bidirectional' if c.bidirectional else ''}, "
               f"pool {c.pool}, patch {c.patch}{', diff' if c.diff else ''}"
               f"{', lr schedule ' + c.schedule if c.schedule != 'constant' else ''}, {m.num_parameters():,} parameters; run directory {c.out}", file=sys.stderr)
-    before = _set_threads(args.threads) if args.threads else None
-    try:
+    with _threads(args.threads):
         fit(run, progress=not args.quiet)
-    finally:
-        if before is not None:
-            _set_threads(before)
     b = run.best
     print(f"finished {run.epoch} epochs in {run.elapsed:.1f} s; best epoch {b['epoch']}: validation accuracy "
           f"{b['val_accuracy']:.4f}, loss {b['val_loss']:.4f}; best checkpoint {os.path.join(run.cfg.out, 'best')}")
-    if run.cfg.test:
-        from .classify_run import load_for_eval
-
-        model, _, classes, _ = load_for_eval(run.cfg.out)
-        x, y = test_data(run, run.cfg.test)
-        s = scores(predict_logits(model, x), y, len(classes))
-        print(f"test {run.cfg.test}: accuracy {s['accuracy']:.4f} ({int((s['pred'] == y).sum())}/{s['n']}), "
-              f"loss {s['loss']:.4f}")
-    print(f"evaluate with: bptt eval {run.cfg.out} --data FILE")
+    _test_and_hint(run.cfg.out, run.cfg.test)
     return 0
+
+
+def _select(args, out, epochs):
+    """--patch auto: train or resume every candidate of the selection in `out`, then report."""
+    from .classify_run import fit_select
+
+    with _threads(args.threads):
+        sel = fit_select(out, epochs, progress=not args.quiet)
+    for i, c in enumerate(sel["candidates"]):
+        b = c["best"]
+        print(f"patch {c['patch']}: best epoch {b['epoch']}, validation accuracy {b['val_accuracy']:.4f}, loss "
+              f"{b['val_loss']:.4f}" + ("  <- chosen" if i == sel["chosen"] else ""))
+    print(f"best checkpoint {os.path.join(out, 'best')} (patch {sel['candidates'][sel['chosen']]['patch']})")
+    _test_and_hint(out, sel["config"]["test"])
+    return 0
+
+
+def _test_and_hint(out, test):
+    """The run's best model on its TEST file (if it has one), and how to evaluate it."""
+    if test:
+        from .classify_run import evaluate_file
+
+        s, _, _ = evaluate_file(test, out)
+        print(f"test {test}: accuracy {s['accuracy']:.4f} ({int(s['confusion'].trace())}/{s['n']}), "
+              f"loss {s['loss']:.4f}")
+    print(f"evaluate with: bptt eval {out} --data FILE")
 
 
 # ----------------------------------------------------------------------------- eval

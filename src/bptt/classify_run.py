@@ -9,6 +9,11 @@
                                --ensemble M the validation is out of fold on all of TRAIN
       metrics.jsonl            one line per epoch
 
+With ``--patch auto`` (``new_select`` / ``fit_select``) RUN holds one such run per candidate patch
+instead, RUN/patch-K/, trained one after the other, and RUN/select.json (the candidates, then their
+scores and the choice); when the last has finished, the best checkpoint of the one with the highest
+validation accuracy is copied to RUN/best, which eval, predict and export read as usual.
+
 The epoch is the checkpoint step. Everything that decides the next epoch is in the checkpoint,
 so a resumed run continues exactly as if it had not stopped.
 """
@@ -64,6 +69,28 @@ class ClassifyConfig:
     seed: int = 0
     dtype: str = "float32"
     out: str = None
+
+
+AUTO_STEPS = (32, 8, 4)  # --patch auto: one run with about this many recurrent steps per series each
+SELECT = "select.json"
+
+
+def auto_patches(lengths, steps=AUTO_STEPS):
+    """The candidate patches of --patch auto: K = ceil(median length / N) for each N of steps,
+    without repeats, in that order (most steps first)."""
+    med = int(np.median(lengths))
+    out = []
+    for n in steps:
+        k = max(1, -(-med // n))
+        if k not in out:
+            out.append(k)
+    return out
+
+
+def choose(scores):
+    """The index of the candidate with the highest validation accuracy; ties go to the first (the
+    one with more steps)."""
+    return max(range(len(scores)), key=lambda i: (scores[i], -i))
 
 
 def load_labelled(path, what):
@@ -229,6 +256,8 @@ def build_model(cfg, D, C):
 
 
 def is_classify_run(path):
+    if is_select_run(path):
+        return True
     try:
         _, meta, _, _ = ckpt_io.load_checkpoint(path)
     except (ckpt_io.CheckpointError, OSError):
@@ -237,12 +266,7 @@ def is_classify_run(path):
 
 
 def new_run(cfg):
-    if cfg.data is None:
-        raise ValueError("--task classify needs --data TRAIN (a .ts or .csv file)")
-    if cfg.out is None:
-        cfg.out = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + "-classify")
-    if os.path.isdir(cfg.out) and any(n.startswith("ckpt-") for n in os.listdir(cfg.out)):
-        raise ValueError(f"{cfg.out} already holds a run; choose another --out or --resume it")
+    _check_new(cfg)
     if not 1 <= cfg.ensemble <= 50:
         raise ValueError(f"--ensemble must be 1..50 members, got {cfg.ensemble}")
     if cfg.schedule not in ("constant", "step", "cosine"):
@@ -261,6 +285,84 @@ def new_run(cfg):
     if cfg.test:
         test_data(run, cfg.test)  # check TEST before any time is spent
     return run
+
+
+def is_select_run(path):
+    return os.path.isfile(os.path.join(path, SELECT))
+
+
+def _check_new(cfg):
+    if cfg.data is None:
+        raise ValueError("--task classify needs --data TRAIN (a .ts or .csv file)")
+    if cfg.out is None:
+        cfg.out = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + "-classify")
+    if is_select_run(cfg.out) or (os.path.isdir(cfg.out) and any(n.startswith("ckpt-") for n in os.listdir(cfg.out))):
+        raise ValueError(f"{cfg.out} already holds a run; choose another --out or --resume it")
+
+
+def _write_select(out, sel):
+    path = os.path.join(out, SELECT)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(sel, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+
+
+def read_select(out):
+    try:
+        with open(os.path.join(out, SELECT), encoding="utf-8") as f:
+            sel = json.load(f)
+        ClassifyConfig(**sel["config"])
+        [int(c["patch"]) for c in sel["candidates"]]
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise ckpt_io.CheckpointError(f"{os.path.join(out, SELECT)}: not a readable patch selection: {e}") from None
+    return sel
+
+
+def new_select(cfg, steps=AUTO_STEPS):
+    """--patch auto: check the config and the data (one ``new_run`` of the first candidate), then
+    RUN/select.json with the candidate patches (``auto_patches`` of the TRAIN lengths). cfg.patch is
+    ignored. -> the selection (a dict), to train with ``fit_select``."""
+    _check_new(cfg)
+    if cfg.ensemble == 1 and cfg.val_fraction == 0:
+        raise ValueError("--patch auto chooses by the validation score: it needs --val-fraction > 0 or --ensemble M")
+    series, _ = load_labelled(cfg.data, "training")
+    patches = auto_patches([len(s) for s in series], steps)
+    first = ClassifyConfig(**{**asdict(cfg), "patch": patches[0], "out": os.path.join(cfg.out, f"patch-{patches[0]}")})
+    new_run(first)  # every check of a run (options, TRAIN, TEST) before anything is written
+    os.makedirs(cfg.out, exist_ok=True)
+    sel = {"task": TASK, "config": {**asdict(cfg), "patch": None}, "steps": list(steps),
+           "candidates": [{"patch": k, "dir": f"patch-{k}"} for k in patches], "chosen": None}
+    _write_select(cfg.out, sel)
+    return sel
+
+
+def fit_select(out, epochs=None, progress=True):
+    """Train (or resume) each candidate of the patch selection in RUN=out, one after the other,
+    then copy the best checkpoint of the one with the highest validation accuracy to RUN/best.
+    epochs: a new --epochs for every candidate. -> the selection, with each candidate's best
+    epoch and scores and the chosen index."""
+    sel = read_select(out)
+    if epochs is not None:
+        sel["config"]["epochs"] = epochs
+    cands = sel["candidates"]
+    for i, c in enumerate(cands):
+        path = os.path.join(out, c["dir"])
+        if progress:
+            print(f"candidate {i + 1} of {len(cands)}: patch {c['patch']} ({path})", file=sys.stderr)
+        if os.path.isdir(path) and any(n.startswith("ckpt-") for n in os.listdir(path)):
+            run = resume_run(path, sel["config"]["epochs"])
+        else:
+            run = ClassifyRun(ClassifyConfig(**{**sel["config"], "patch": c["patch"], "out": path}))
+        fit(run, progress)
+        c["best"] = run.best
+        _write_select(out, {**sel, "chosen": None})
+    k = choose([c["best"]["val_accuracy"] for c in cands])
+    ckpt_io.copy_to_best(ckpt_io.best_dir(os.path.join(out, cands[k]["dir"])), out)
+    sel["chosen"] = k
+    _write_select(out, sel)
+    return sel
 
 
 def resume_run(path, epochs=None):
@@ -339,6 +441,9 @@ def _ensure(d):
 
 def load_for_eval(path):
     """RUN (its best checkpoint) or a checkpoint directory -> (model, norm, classes, meta)."""
+    if is_select_run(path) and ckpt_io.best_dir(path) is None:
+        raise ckpt_io.CheckpointError(f"{path}: the patch selection has not finished (no RUN/best yet); "
+                                      f"resume it: bptt train --resume {path}")
     ckpt, meta, weights, _ = ckpt_io.load_checkpoint(resolve_best(path))
     if meta.get("task") != TASK:
         raise ValueError(f"{path} is not a classify run")
