@@ -97,6 +97,7 @@ VARIANTS = {
     "steps8": {},  # about 8 steps of K values
     "steps4": {},  # about 4
     "steps1": {},  # the whole series as one step of T values (a gated one-layer network)
+    "select": {},  # --nested only: SELECT_CANDIDATES each run, the best inner out-of-fold score predicts
 }
 
 
@@ -431,6 +432,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.stopping:
         return stopping(args.stopping, cap=args.epochs)
+    if "select" in args.variants and not args.nested:
+        raise SystemExit("the variant select is scored by --nested only (its own score is the best of its candidates')")
     if args.patience is not None:
         bench.SETUP["patience"] = args.patience
     if args.nested and args.refit:
@@ -533,26 +536,42 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
     its own inner out-of-fold score, its patch from the outer-train lengths) runs on the other folds
     and its chosen ensemble predicts the held-out fold.
     -> (held-out accuracy over all of TRAIN, mean inner out-of-fold score, seconds)."""
-    from bptt.classify_run import fit, test_data
-
     series, labels, y, ofold = outer_folds(name, seed, outer)
     hits, oofs = 0, []
     t0 = time.perf_counter()
     for o in range(outer):
         with tempfile.TemporaryDirectory() as tmp:
             p_tr, p_ho, tr, ho = write_split(tmp, series, labels, ofold, o)
-            K = patch_for(variant, [len(series[i]) for i in tr])
-            probe = prepare(p_tr, variant, cell, seed, 1, K, os.path.join(tmp, "probe"))  # its norm, classes
-            x, yh = test_data(probe, p_ho)
-            run = prepare(p_tr, variant, cell, seed, epochs, K, os.path.join(tmp, "cv"), heldout=x)
-            fit(run, progress=False)
-            oof, ep = ((snapshot_choice(run, variant)[:2]) if variant.startswith("snap-")
-                       else (run.best["val_accuracy"], run.best["epoch"]))
-            h = int((heldout_prediction(run, variant) == yh).sum())
+            lengths = [len(series[i]) for i in tr]
+            if variant == "select":  # the recipe since round ten: one run per candidate, the best by inner score
+                runs = [_fold_run(v, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho))
+                        for v in SELECT_CANDIDATES]
+                oof, ep, h = runs[max(range(len(runs)), key=lambda i: (runs[i][0], -i))]
+            else:
+                oof, ep, h = _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho))
             hits, oofs = hits + h, oofs + [oof]
-            print(f"  {variant} {name} seed {seed} outer fold {o}: E* {ep} of {run.epoch}, "
-                  f"inner out-of-fold {oof:.3f}, held out {h}/{len(ho)}", flush=True)
     return hits / len(y), float(np.mean(oofs)), time.perf_counter() - t0
+
+
+# select: bptt's --patch auto (classify_run.AUTO_STEPS = 32, 8, 4 steps; "recipe" is the 32-step run)
+SELECT_CANDIDATES = ("recipe", "steps8", "steps4")
+
+
+def _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, n_ho):
+    """The variant's run on one outer-train part -> (inner out-of-fold score, its epoch, held-out hits)."""
+    from bptt.classify_run import fit, test_data
+
+    K = patch_for(variant, lengths)
+    probe = prepare(p_tr, variant, cell, seed, 1, K, os.path.join(tmp, variant, "probe"))  # its norm, classes
+    x, yh = test_data(probe, p_ho)
+    run = prepare(p_tr, variant, cell, seed, epochs, K, os.path.join(tmp, variant, "cv"), heldout=x)
+    fit(run, progress=False)
+    oof, ep = ((snapshot_choice(run, variant)[:2]) if variant.startswith("snap-")
+               else (run.best["val_accuracy"], run.best["epoch"]))
+    h = int((heldout_prediction(run, variant) == yh).sum())
+    print(f"  {variant} {name} seed {seed} outer fold {o}: E* {ep} of {run.epoch}, "
+          f"inner out-of-fold {oof:.3f}, held out {h}/{n_ho}", flush=True)
+    return oof, ep, h
 
 
 def nested_refit(name, cell, seed, outer=4, epochs=bench.EPOCHS):
