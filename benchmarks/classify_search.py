@@ -97,8 +97,16 @@ VARIANTS = {
     "steps8": {},  # about 8 steps of K values
     "steps4": {},  # about 4
     "steps1": {},  # the whole series as one step of T values (a gated one-layer network)
-    "select": {},  # --nested only: SELECT_CANDIDATES each run, the best inner out-of-fold score predicts
+    "select": {},  # --nested only: a run per SELECT_STEPS, the best inner out-of-fold score predicts (select_parts)
+    "steps2": {},
+    "select-32,8,4,2": {},
+    "select-32,8,4,1": {},
+    "select-32,16,8,4": {},
 }
+
+
+VARIANTS.update({f"select+{v}": {} for v in ("indrop0.1", "indrop0.2", "ens6", "ens8", "hidden96", "pool-attn",
+                                             "lr0.002", "adamw0.01", "clip0.5")})
 
 
 def mixed_cells(build):
@@ -432,7 +440,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.stopping:
         return stopping(args.stopping, cap=args.epochs)
-    if "select" in args.variants and not args.nested:
+    if any(v.startswith("select") for v in args.variants) and not args.nested:
         raise SystemExit("the variant select is scored by --nested only (its own score is the best of its candidates')")
     if args.patience is not None:
         bench.SETUP["patience"] = args.patience
@@ -543,9 +551,10 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
         with tempfile.TemporaryDirectory() as tmp:
             p_tr, p_ho, tr, ho = write_split(tmp, series, labels, ofold, o)
             lengths = [len(series[i]) for i in tr]
-            if variant == "select":  # the recipe since round ten: one run per candidate, the best by inner score
-                runs = [_fold_run(v, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho))
-                        for v in SELECT_CANDIDATES]
+            if variant.startswith("select"):  # the recipe since round ten: a run per candidate, the best inner score
+                base, steps = select_parts(variant)
+                runs = [_fold_run(base, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho), n)
+                        for n in steps]
                 oof, ep, h = runs[max(range(len(runs)), key=lambda i: (runs[i][0], -i))]
             else:
                 oof, ep, h = _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho))
@@ -553,12 +562,28 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
     return hits / len(y), float(np.mean(oofs)), time.perf_counter() - t0
 
 
-# select: bptt's --patch auto (classify_run.AUTO_STEPS = 32, 8, 4 steps; "recipe" is the 32-step run)
-SELECT_CANDIDATES = ("recipe", "steps8", "steps4")
+# select: bptt's --patch auto, the recipe since round ten (classify_run.AUTO_STEPS: a run with about
+# 32, 8 and 4 steps; "recipe" is the 32-step run). select+X: X's settings in every candidate;
+# select-N,N,...: other numbers of steps.
+SELECT_STEPS = (32, 8, 4)
 
 
-def _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, n_ho):
-    """The variant's run on one outer-train part -> (inner out-of-fold score, its epoch, held-out hits)."""
+def select_parts(variant):
+    """'select', 'select+X' or 'select-32,8,4,2' -> (the variant each candidate runs, its numbers of steps)."""
+    if variant.startswith("select+"):
+        return variant[len("select+"):], SELECT_STEPS
+    if variant.startswith("select-"):
+        return "recipe", tuple(int(n) for n in variant[len("select-"):].split(","))
+    return "recipe", SELECT_STEPS
+
+
+def _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, n_ho, steps=None):
+    """The variant's run on one outer-train part (with about `steps` recurrent steps, if given)
+    -> (inner out-of-fold score, its epoch, held-out hits)."""
+    from bptt.classify_run import fit, test_data
+
+    K = patch_for(variant if steps is None else f"steps{steps}", lengths)
+    label = variant if steps is None else f"{variant}@{steps}"
     from bptt.classify_run import fit, test_data
 
     K = patch_for(variant, lengths)
@@ -569,7 +594,7 @@ def _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, n_
     oof, ep = ((snapshot_choice(run, variant)[:2]) if variant.startswith("snap-")
                else (run.best["val_accuracy"], run.best["epoch"]))
     h = int((heldout_prediction(run, variant) == yh).sum())
-    print(f"  {variant} {name} seed {seed} outer fold {o}: E* {ep} of {run.epoch}, "
+    print(f"  {label} {name} seed {seed} outer fold {o}: E* {ep} of {run.epoch}, "
           f"inner out-of-fold {oof:.3f}, held out {h}/{n_ho}", flush=True)
     return oof, ep, h
 
