@@ -126,6 +126,11 @@ def save_checkpoint(run_dir, step, weights, state_tensors, meta):
     return final
 
 
+def holds_checkpoints(run_dir):
+    """Whether run_dir is a directory holding checkpoints (or the leftovers of one being written)."""
+    return os.path.isdir(run_dir) and any(n.startswith("ckpt-") for n in os.listdir(run_dir))
+
+
 def _checkpoint_dirs(run_dir):
     names = [n for n in os.listdir(run_dir) if n.startswith("ckpt-") and n[5:].isdigit()]
     return sorted(names)

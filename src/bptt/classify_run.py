@@ -296,7 +296,7 @@ def _check_new(cfg):
         raise ValueError("--task classify needs --data TRAIN (a .ts or .csv file)")
     if cfg.out is None:
         cfg.out = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + "-classify")
-    if is_select_run(cfg.out) or (os.path.isdir(cfg.out) and any(n.startswith("ckpt-") for n in os.listdir(cfg.out))):
+    if is_select_run(cfg.out) or ckpt_io.holds_checkpoints(cfg.out):
         raise ValueError(f"{cfg.out} already holds a run; choose another --out or --resume it")
 
 
@@ -351,7 +351,7 @@ def fit_select(out, epochs=None, progress=True):
         path = os.path.join(out, c["dir"])
         if progress:
             print(f"candidate {i + 1} of {len(cands)}: patch {c['patch']} ({path})", file=sys.stderr)
-        if os.path.isdir(path) and any(n.startswith("ckpt-") for n in os.listdir(path)):
+        if ckpt_io.holds_checkpoints(path):
             run = resume_run(path, sel["config"]["epochs"])
         else:
             run = ClassifyRun(ClassifyConfig(**{**sel["config"], "patch": c["patch"], "out": path}))

@@ -94,11 +94,12 @@ def task_kwargs(args):
 def run(args):
     """``bptt train --task NAME ...``: train, print the result, save the run directory."""
     from . import tasks
+    from .checkpoint import holds_checkpoints
 
     kw = task_kwargs(args)
     task = args.task
     out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S") + "-" + task)
-    if os.path.isdir(out) and any(n.startswith("ckpt-") for n in os.listdir(out)):
+    if holds_checkpoints(out):
         raise ValueError(f"{out} already holds a run; choose another --out")
     fn = tasks.TASKS[task]
     result = fn(progress=not args.quiet, **kw)

@@ -388,7 +388,7 @@ def _fresh_run(cfg):
     run = Run(cfg, text, Vocab.from_text(text), desc)
     if not dist.is_root():
         return run
-    if os.path.isdir(cfg.out) and any(n.startswith("ckpt-") for n in os.listdir(cfg.out)):
+    if ckpt_io.holds_checkpoints(cfg.out):
         raise ValueError(f"{cfg.out} already holds a run; resume it with --resume {cfg.out} or choose another --out")
     if os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
         raise ValueError(f"{cfg.out} is a file, not a run directory; choose another --out")
