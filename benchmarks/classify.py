@@ -297,7 +297,21 @@ SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's e
              'stopped), and --variants steps1 steps8; --variants recipe --datasets ArrowHead ItalyPowerDemand '
              'GunPoint OSULeaf --seeds 20 21 22 23, and --variants steps8 steps4; select was scored from these runs'
              "' outer folds (each fold's best inner score), which --variants select (the same runs in one command) "
-             'reproduces.')
+             'reproduces.'
+             ' An eleventh round (nested as in the eighth; TEST not read; its rule written down before the runs, '
+             "ROUND11.md, commit 86f2a47 in the git history): after the tenth, ArrowHead is 0.034 short of ROCKET's"
+             " 2 points (0.794), and the recipe's other settings had been chosen for 32 short steps, so seven "
+             'settings, each applied to every candidate of the selection (classify_search.py select+X, '
+             'select-N,...), against select, GRU, on fresh seeds 24 and 25, ArrowHead first. ArrowHead, mean of '
+             'the two seeds: select 0.681 (0.778, 0.583); input dropout 0.1 0.625, 0.2 0.639; 96 hidden units '
+             '0.736; 8 members 0.708; --pool attn 0.681; a fourth candidate of 2 steps 0.681, of 1 step 0.681. The '
+             'two above select went on to ItalyPowerDemand: select 0.955 (0.940, 0.970), 96 hidden units 0.948 '
+             '(below: out), 8 members 0.910 on seed 24 (stopped: it would have needed all 67 held-out series of '
+             "seed 25 to tie); select's GunPoint 0.950. No variant passed, so the recipe is unchanged. Commands: "
+             'python benchmarks/classify_search.py --nested 4 --variants select select+indrop0.1 select+hidden96 '
+             'select-32,8,4,2 --datasets ArrowHead --seeds 24 25, and --variants select+ens8 select+indrop0.2 '
+             'select+pool-attn select-32,8,4,1; --variants select, select+hidden96 and select+ens8 --datasets '
+             'ItalyPowerDemand GunPoint OSULeaf --seeds 24 25 (stopped there).')
 DATASETS_NOTE = ("Datasets: the archive datasets the issue names that sktime ships, whose 1-NN DTW and ROCKET "
                  "figures both sources below give (the univariate UCR ones), and whose run of the recipe "
                  "trains in about a minute or less on this machine: GunPoint, ItalyPowerDemand, ArrowHead, "
