@@ -18,7 +18,9 @@ import sys
 from .argtypes import nonneg_float as _nonneg_float
 from .argtypes import positive_int as _positive_int
 
+
 def _patch(text):
+    """--patch K or --patch auto."""
     return "auto" if text == "auto" else _positive_int(text)
 
 
