@@ -334,7 +334,7 @@ def data_dir():
     return os.path.join(os.path.dirname(spec.origin), "datasets", "data")
 
 
-def one_run(name, cell, seed, epochs):
+def one_run(name, cell, seed, epochs, jobs=1):
     """One run of the recipe (--patch auto: a run per candidate patch, the best by its out-of-fold
     accuracy kept) on TRAIN, its RUN/best scored on TEST -> (accuracy, seconds, the chosen patch)."""
     from bptt.classify_run import ClassifyConfig, evaluate_file, fit_select, new_select
@@ -345,7 +345,7 @@ def one_run(name, cell, seed, epochs):
         cfg = ClassifyConfig(data=os.path.join(d, f"{name}_TRAIN.ts"), cell=cell, epochs=epochs, seed=seed,
                              out=os.path.join(out, "run"), **SETUP)
         new_select(cfg)
-        sel = fit_select(cfg.out, progress=False)
+        sel = fit_select(cfg.out, progress=False, jobs=jobs)
         s, _, _ = evaluate_file(os.path.join(d, f"{name}_TEST.ts"), cfg.out)
         return s["accuracy"], time.perf_counter() - t0, sel["candidates"][sel["chosen"]]["patch"]
 
@@ -369,6 +369,8 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=EPOCHS)
     p.add_argument("--threads", default="1")
+    p.add_argument("--jobs", type=int, default=2, help="candidates of --patch auto trained at a time, each in "
+                   "its own process with one thread (default 2: this machine's cores)")
     p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
     rows = []
@@ -378,7 +380,7 @@ def main(argv=None):
         for cell in ("lstm", "gru"):
             accs, secs, chosen[cell] = [], [], []
             for seed in range(args.seeds):
-                acc, sec, k = one_run(name, cell, seed, args.epochs)
+                acc, sec, k = one_run(name, cell, seed, args.epochs, args.jobs)
                 accs.append(acc)
                 secs.append(sec)
                 chosen[cell].append(k)
@@ -423,8 +425,10 @@ def table(rows, args):
         f"{SETUP['ensemble']} (`--ensemble {SETUP['ensemble']}`: TRAIN in {SETUP['ensemble']} folds, model m trained "
         f"on all but fold m, the best epoch chosen by the out-of-fold accuracy on all of TRAIN, the models' mean "
         f"probability predicts); median test accuracy "
-        f"of {args.seeds} seeds; seconds per run (every candidate trained, then TEST scored) on {args.threads} thread(s). "
-        f"Machine: {machine_line()}.",
+        f"of {args.seeds} seeds; seconds per run (every candidate trained, then TEST scored) "
+        + (f"with {args.jobs} candidates at a time (`--jobs {args.jobs}`), each process on one thread. " if args.jobs > 1
+           else f"on {args.threads} thread(s). ")
+        + f"Machine: {machine_line()}.",
         "",
         "| dataset | train | test | length | dims | patch K: candidates (chosen, by seed) | LSTM acc | LSTM s | GRU acc | GRU s | 1-NN DTW | ROCKET "
         "| best >= DTW | best within 2 pts of ROCKET |",

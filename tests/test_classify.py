@@ -685,6 +685,21 @@ def test_patch_auto_resumes_exactly(toy, capsys):
                 == open(os.path.join(run, "best", "model.safetensors"), "rb").read())
     _one_line_error(capsys, ["train", "--resume", b, "--lr", "0.1"], "cannot change when resuming")
 
+    # --jobs 2: the candidates side by side in their own processes, each trained as alone
+    j = str(toy["dir"] / "auto-j")
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--epochs", "3", "--patch", "auto",
+                 "--ensemble", "2", "--pool", "mean", "--jobs", "2", "--out", j]
+                + [a for a in TRAIN_ARGS if a != "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("finished: best epoch") == 2 and "epoch 1/3" not in err  # the workers' own lines stay quiet
+    assert json.load(open(os.path.join(j, "select.json")))["chosen"] == sel["chosen"]
+    for cand in sel["candidates"]:
+        for name in ("model.safetensors", "state.safetensors"):
+            path = os.path.join(cand["dir"], "ckpt-00000003", name)
+            assert open(os.path.join(a, path), "rb").read() == open(os.path.join(j, path), "rb").read(), path
+    assert (open(os.path.join(a, "best", "model.safetensors"), "rb").read()
+            == open(os.path.join(j, "best", "model.safetensors"), "rb").read())
+
 
 def test_patch_auto_bad_inputs(toy, capsys, tmp_path):
     out = str(tmp_path / "a1")
@@ -702,5 +717,8 @@ def test_patch_auto_bad_inputs(toy, capsys, tmp_path):
     _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--out", out], "already holds a run")
     _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--patch", "auto", "--out", out],
                     "already holds a run")
+    _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--jobs", "2",
+                             "--out", str(tmp_path / "a2")], "--jobs trains the candidates of --patch auto")
+    _one_line_error(capsys, ["train", "--jobs", "2"], "--jobs needs --task classify")
     (tmp_path / "a1" / "select.json").write_text("{not json")
     _one_line_error(capsys, ["train", "--resume", out], "not a readable patch selection")

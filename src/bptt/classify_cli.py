@@ -34,7 +34,7 @@ OPTIONS = {"data": "data", "test": "test", "cell": "cell", "hidden_size": "hidde
            "crop": "crop", "warp": "warp", "roll": "roll", "input_dropout": "input_dropout",
            "patience": "patience",
            "schedule": "schedule"}
-_IGNORED = {"func", "option_names", "command", "task", "quiet", "resume", "threads"}
+_IGNORED = {"func", "option_names", "command", "task", "quiet", "resume", "threads", "jobs"}
 
 
 def add_train_options(p):
@@ -86,12 +86,15 @@ def add_train_options(p):
     a("--threads", type=_positive_int, metavar="N", help="classify: threads of the compiled loops for this "
       "run (default: all cores); small models on a busy machine train fastest with 1. Results do not "
       "depend on it; it may differ when resuming")
+    a("--jobs", type=_positive_int, metavar="N", help="classify with --patch auto: train N candidates at a time, "
+      "each in its own process with one thread (default 1: one after the other in this process). Results do "
+      "not depend on it; it may differ when resuming")
 
 
 CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "diff", "weight_decay", "augment", "crop",
                  "warp", "roll", "input_dropout", "ensemble",
                  "patience",
-                 "threads")
+                 "threads", "jobs")
 
 
 def wants_classify(args):
@@ -141,6 +144,8 @@ def run_train(args):
     wrong = sorted(k for k in given if k not in OPTIONS)
     if wrong:
         raise ValueError(f"{', '.join(_flag(k) for k in wrong)} does not apply to --task classify")
+    if args.jobs and given.get("patch") != "auto" and not (args.resume and is_select_run(args.resume)):
+        raise ValueError("--jobs trains the candidates of --patch auto side by side; it needs --patch auto")
     if args.resume:
         fixed = sorted(k for k in given if k != "epochs")
         if fixed:
@@ -186,7 +191,7 @@ def _select(args, out, epochs):
     from .classify_run import fit_select
 
     with _threads(args.threads):
-        sel = fit_select(out, epochs, progress=not args.quiet)
+        sel = fit_select(out, epochs, progress=not args.quiet, jobs=args.jobs or 1)
     for i, c in enumerate(sel["candidates"]):
         b = c["best"]
         print(f"patch {c['patch']}: best epoch {b['epoch']}, validation accuracy {b['val_accuracy']:.4f}, loss "

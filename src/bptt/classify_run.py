@@ -338,31 +338,63 @@ def new_select(cfg, steps=AUTO_STEPS):
     return sel
 
 
-def fit_select(out, epochs=None, progress=True):
-    """Train (or resume) each candidate of the patch selection in RUN=out, one after the other,
-    then copy the best checkpoint of the one with the highest validation accuracy to RUN/best.
-    epochs: a new --epochs for every candidate. -> the selection, with each candidate's best
-    epoch and scores and the chosen index."""
+def fit_select(out, epochs=None, progress=True, jobs=1):
+    """Train (or resume) each candidate of the patch selection in RUN=out, then copy the best
+    checkpoint of the one with the highest validation accuracy to RUN/best. epochs: a new --epochs
+    for every candidate. jobs: candidates trained at a time, each in its own process with one
+    thread (1: one after the other here); each trains as it would alone, so the results are the
+    same. -> the selection, with each candidate's best epoch and scores and the chosen index."""
     sel = read_select(out)
     if epochs is not None:
         sel["config"]["epochs"] = epochs
     cands = sel["candidates"]
-    for i, c in enumerate(cands):
-        path = os.path.join(out, c["dir"])
-        if progress:
-            print(f"candidate {i + 1} of {len(cands)}: patch {c['patch']} ({path})", file=sys.stderr)
-        if ckpt_io.holds_checkpoints(path):
-            run = resume_run(path, sel["config"]["epochs"])
-        else:
-            run = ClassifyRun(ClassifyConfig(**{**sel["config"], "patch": c["patch"], "out": path}))
-        fit(run, progress)
-        c["best"] = run.best
+
+    def done(i, best):
+        cands[i]["best"] = best
         _write_select(out, {**sel, "chosen": None})
+
+    if jobs > 1 and len(cands) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = multiprocessing.get_context("spawn")  # not fork: the parent's numba threads may be running
+        with ProcessPoolExecutor(min(jobs, len(cands)), mp_context=ctx, initializer=_one_thread) as pool:
+            todo = {pool.submit(_fit_candidate, out, c, sel["config"], False): i for i, c in enumerate(cands)}
+            for f in as_completed(todo):
+                i = todo[f]
+                done(i, f.result())
+                if progress:
+                    b = cands[i]["best"]
+                    print(f"patch {cands[i]['patch']} finished: best epoch {b['epoch']}, validation accuracy "
+                          f"{b['val_accuracy']:.4f}", file=sys.stderr)
+    else:
+        for i, c in enumerate(cands):
+            if progress:
+                print(f"candidate {i + 1} of {len(cands)}: patch {c['patch']} ({os.path.join(out, c['dir'])})",
+                      file=sys.stderr)
+            done(i, _fit_candidate(out, c, sel["config"], progress))
     k = choose([c["best"]["val_accuracy"] for c in cands])
     ckpt_io.copy_to_best(ckpt_io.best_dir(os.path.join(out, cands[k]["dir"])), out)
     sel["chosen"] = k
     _write_select(out, sel)
     return sel
+
+
+def _fit_candidate(out, c, config, progress):
+    """Train (or resume) candidate c of the selection in RUN=out -> its best epoch and scores."""
+    path = os.path.join(out, c["dir"])
+    if ckpt_io.holds_checkpoints(path):
+        run = resume_run(path, config["epochs"])
+    else:
+        run = ClassifyRun(ClassifyConfig(**{**config, "patch": c["patch"], "out": path}))
+    return fit(run, progress).best
+
+
+def _one_thread():
+    """A --jobs worker: one thread for the compiled loops (the others run in the other workers)."""
+    import numba
+
+    numba.set_num_threads(1)
 
 
 def resume_run(path, epochs=None):
