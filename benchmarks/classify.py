@@ -311,7 +311,11 @@ SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's e
              'python benchmarks/classify_search.py --nested 4 --variants select select+indrop0.1 select+hidden96 '
              'select-32,8,4,2 --datasets ArrowHead --seeds 24 25, and --variants select+ens8 select+indrop0.2 '
              'select+pool-attn select-32,8,4,1; --variants select, select+hidden96 and select+ens8 --datasets '
-             'ItalyPowerDemand GunPoint OSULeaf --seeds 24 25 (stopped there).')
+             'ItalyPowerDemand GunPoint OSULeaf --seeds 24 25 (stopped there).'
+             ' The table above is the second run of this recipe, with --jobs 2 (a bptt option from the same day: '
+             'the candidates trained side by side, each in its own process on one thread; 06:52-06:58 UTC); its 24 '
+             'test accuracies and chosen patches are those of the first run, one candidate after the other on one '
+             'thread (05:54-06:05 UTC), whose medians took 15-55 s per cell (OSULeaf LSTM 55 s).')
 DATASETS_NOTE = ("Datasets: the archive datasets the issue names that sktime ships, whose 1-NN DTW and ROCKET "
                  "figures both sources below give (the univariate UCR ones), and whose run of the recipe "
                  "trains in about a minute or less on this machine: GunPoint, ItalyPowerDemand, ArrowHead, "
