@@ -662,7 +662,8 @@ def test_patch_auto_trains_each_candidate_and_keeps_the_best(toy, capsys):
 
 def test_patch_auto_resumes_exactly(toy, capsys):
     """A selection stopped after 2 of 3 epochs, or killed before its last candidate (no RUN/best),
-    resumed with bptt train --resume RUN, ends as the run that never stopped."""
+    resumed with bptt train --resume RUN, ends as the run that never stopped; so does one trained
+    with --jobs 2."""
     a, b, c = (str(toy["dir"] / n) for n in ("auto-a", "auto-b", "auto-c"))
     assert _auto_run(toy, a, 3) == 0
     assert _auto_run(toy, b, 2) == 0
@@ -675,7 +676,14 @@ def test_patch_auto_resumes_exactly(toy, capsys):
     _one_line_error(capsys, ["eval", c, "--data", toy["test"]], "the patch selection has not finished")
     assert main(["train", "--resume", c, "--quiet"]) == 0
     assert "resuming the patch selection" in capsys.readouterr().err
-    for run in (b, c):
+    # --jobs 2: the candidates side by side in their own processes, each trained as alone
+    j = str(toy["dir"] / "auto-j")
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--epochs", "3", "--patch", "auto",
+                 "--ensemble", "2", "--pool", "mean", "--jobs", "2", "--out", j]
+                + [arg for arg in TRAIN_ARGS if arg != "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("finished: best epoch") == 2 and "epoch 1/3" not in err  # the workers' own lines stay quiet
+    for run in (b, c, j):
         assert json.load(open(os.path.join(run, "select.json")))["chosen"] == sel["chosen"]
         for cand in sel["candidates"]:
             for name in ("model.safetensors", "state.safetensors"):
@@ -684,21 +692,6 @@ def test_patch_auto_resumes_exactly(toy, capsys):
         assert (open(os.path.join(a, "best", "model.safetensors"), "rb").read()
                 == open(os.path.join(run, "best", "model.safetensors"), "rb").read())
     _one_line_error(capsys, ["train", "--resume", b, "--lr", "0.1"], "cannot change when resuming")
-
-    # --jobs 2: the candidates side by side in their own processes, each trained as alone
-    j = str(toy["dir"] / "auto-j")
-    assert main(["train", "--task", "classify", "--data", toy["train"], "--epochs", "3", "--patch", "auto",
-                 "--ensemble", "2", "--pool", "mean", "--jobs", "2", "--out", j]
-                + [a for a in TRAIN_ARGS if a != "--quiet"]) == 0
-    err = capsys.readouterr().err
-    assert err.count("finished: best epoch") == 2 and "epoch 1/3" not in err  # the workers' own lines stay quiet
-    assert json.load(open(os.path.join(j, "select.json")))["chosen"] == sel["chosen"]
-    for cand in sel["candidates"]:
-        for name in ("model.safetensors", "state.safetensors"):
-            path = os.path.join(cand["dir"], "ckpt-00000003", name)
-            assert open(os.path.join(a, path), "rb").read() == open(os.path.join(j, path), "rb").read(), path
-    assert (open(os.path.join(a, "best", "model.safetensors"), "rb").read()
-            == open(os.path.join(j, "best", "model.safetensors"), "rb").read())
 
 
 def test_patch_auto_bad_inputs(toy, capsys, tmp_path):
