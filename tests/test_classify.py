@@ -694,6 +694,43 @@ def test_patch_auto_resumes_exactly(toy, capsys):
     _one_line_error(capsys, ["train", "--resume", b, "--lr", "0.1"], "cannot change when resuming")
 
 
+def test_patch_auto_jobs_stop_at_ctrl_c(toy, tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) during a --jobs 2
+    selection: one message, exit 130 at once, no worker process left behind, and --resume
+    finishes the selection from what was saved."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "int"
+    p = subprocess.Popen([sys.executable, "-m", "bptt", "train", "--task", "classify", "--data", toy["train"],
+                          "--epochs", "100000", "--patch", "auto", "--ensemble", "2", "--jobs", "2", "--out", str(out)]
+                         + TRAIN_ARGS, start_new_session=True, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while not (out / "patch-1" / "metrics.jsonl").is_file() or not (out / "patch-1" / "metrics.jsonl").read_text():
+        assert time.time() < deadline and p.poll() is None
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGINT)
+    t = time.time()
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and err.strip().splitlines()[-1] == "bptt: interrupted", err
+    assert time.time() - t < 10
+    def group_alive():
+        try:
+            os.killpg(p.pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+
+    while group_alive():  # the workers go with the parent (the resource tracker a moment later)
+        assert time.time() - t < 10, "a worker outlived the interrupted run"
+        time.sleep(0.05)
+    assert main(["train", "--resume", str(out), "--epochs", "3", "--quiet"]) == 0
+    assert os.path.isfile(out / "best" / "checkpoint.json")
+
+
 def test_patch_auto_bad_inputs(toy, capsys, tmp_path):
     out = str(tmp_path / "a1")
     _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--patch", "auto",

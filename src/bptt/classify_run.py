@@ -355,18 +355,25 @@ def fit_select(out, epochs=None, progress=True, jobs=1):
 
     if jobs > 1 and len(cands) > 1:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        import queue
 
+        finished = queue.Queue()  # (index, best, error) as each candidate ends
         ctx = multiprocessing.get_context("spawn")  # not fork: the parent's numba threads may be running
-        with ProcessPoolExecutor(min(jobs, len(cands)), mp_context=ctx, initializer=_one_thread) as pool:
-            todo = {pool.submit(_fit_candidate, out, c, sel["config"], False): i for i, c in enumerate(cands)}
-            for f in as_completed(todo):
-                i = todo[f]
-                done(i, f.result())
+        # leaving the block in any way (an error, Ctrl-C) terminates the workers at once; what they
+        # saved stays (each checkpoint is written whole or not at all) and --resume goes on from it
+        with ctx.Pool(min(jobs, len(cands)), initializer=_worker_init) as pool:
+            for i, c in enumerate(cands):
+                pool.apply_async(_fit_candidate, (out, c, sel["config"], False),
+                                 callback=lambda best, i=i: finished.put((i, best, None)),
+                                 error_callback=lambda e, i=i: finished.put((i, None, e)))
+            for _ in cands:
+                i, best, error = finished.get()
+                if error is not None:
+                    raise error
+                done(i, best)
                 if progress:
-                    b = cands[i]["best"]
-                    print(f"patch {cands[i]['patch']} finished: best epoch {b['epoch']}, validation accuracy "
-                          f"{b['val_accuracy']:.4f}", file=sys.stderr)
+                    print(f"patch {cands[i]['patch']} finished: best epoch {best['epoch']}, validation accuracy "
+                          f"{best['val_accuracy']:.4f}", file=sys.stderr)
     else:
         for i, c in enumerate(cands):
             if progress:
@@ -390,10 +397,14 @@ def _fit_candidate(out, c, config, progress):
     return fit(run, progress).best
 
 
-def _one_thread():
-    """A --jobs worker: one thread for the compiled loops (the others run in the other workers)."""
+def _worker_init():
+    """A --jobs worker: one thread for the compiled loops (the others run in the other workers),
+    and Ctrl-C left to the parent, which stops the workers (one message, not one per process)."""
+    import signal
+
     import numba
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     numba.set_num_threads(1)
 
 
