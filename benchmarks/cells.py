@@ -2,8 +2,11 @@
 (``main(argv)`` from Python).
 
 For each cell and size (T, B, D, H) one training step of one layer, float32: forward, then
-backward of sum(out * g) for a fixed random g, input gradient included, for ``bptt.RNN/LSTM/GRU``
-and ``torch.nn.RNN/LSTM/GRU`` in the same process, timed as in training: runs of consecutive
+backward of sum(out * g) for a fixed random g, for ``bptt.RNN/LSTM/GRU`` and
+``torch.nn.RNN/LSTM/GRU`` in the same process. Two pairs of steps: the layer on data (the input
+takes no gradient: torch's x without requires_grad, bptt's backward(input_grad=False)), the
+table's main columns; and the input gradient too (x.requires_grad, input_grad=True), as for a
+layer above an embedding or another layer. All four are timed as in training: runs of consecutive
 steps, in alternating blocks (N bptt steps, N torch steps, then the order turned: N torch
 steps, N bptt steps, ...; each block led in by one untimed step of its own library, so every timed
 step follows one of its own, as in training), no pause between them, warm-up steps only at the start of a row; the median over the blocks. Both use the same
@@ -121,15 +124,20 @@ def recurrent_rate(cell, T, B, H, repeats=3):
     return 2.0 * T * rows * GH * H / float(np.median(ts[1:])) / 1e9
 
 
-def step_flops(cell, T, B, D, H):
-    """Matrix-product flops of forward + backward: 3 * 2*T*B*G*H*(D+H)."""
-    return 3 * 2 * T * B * GATES[cell] * H * (D + H)
+def step_flops(cell, T, B, D, H, input_grad=True):
+    """Matrix-product flops of forward + backward: 3 * 2*T*B*G*H*(D+H); without the input
+    gradient's product dx = da W_ih, 2*T*B*G*H*D less."""
+    G = GATES[cell]
+    return 3 * 2 * T * B * G * H * (D + H) - (0 if input_grad else 2 * T * B * G * H * D)
 
 
 # ----------------------------------------------------------------------------- the two steps
-def make_pair(cell, T, B, D, H, seed=0, lib=None):
+def make_pair(cell, T, B, D, H, seed=0, lib=None, input_grad=False):
     """-> (bptt step, torch step, bptt layer, torch layer): closures doing one forward + backward
-    each. lib: the bptt package to use (default ``bptt``; e.g. a baseline's)."""
+    each; the input is data (no gradient) unless ``input_grad``. lib: the bptt package to use
+    (default ``bptt``; e.g. a baseline's: one from before ``input_grad`` existed computes dx)."""
+    import inspect
+
     import torch
 
     bptt = lib
@@ -144,12 +152,13 @@ def make_pair(cell, T, B, D, H, seed=0, lib=None):
     rng = np.random.default_rng(seed + 1)
     x = rng.standard_normal((T, B, D), dtype=np.float32)
     g = rng.standard_normal((T, B, H), dtype=np.float32)
-    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    xt = torch.from_numpy(x.copy()).requires_grad_(input_grad)
     gt = torch.from_numpy(g.copy())
+    kw = {"input_grad": input_grad} if "input_grad" in inspect.signature(bl.backward).parameters else {}
 
     def bptt_step():
         bl.forward(x)
-        bl.backward(g)
+        bl.backward(g, **kw)
 
     def torch_step():
         out, _ = tl(xt)
@@ -444,8 +453,8 @@ def _label(r):
 def table(rows):
     head = ("| cell | T | B | D | H | bptt ms | torch ms | bptt/torch | matmul GFLOP/s | matmul floor ms "
             "| bptt GFLOP/s | bptt % of matmul | torch % of matmul | bptt peak MB | torch peak MB "
-            "| bptt/torch block by block | steps timed |")
-    lines = [head, "|" + "---|" * 17]
+            "| bptt/torch block by block | bptt/torch with dx (block by block) | steps timed |")
+    lines = [head, "|" + "---|" * 18]
     for r in rows:
         rate = r["rate"]
         gb, gt = r["flops"] / r["bptt_s"] / 1e9, r["flops"] / r["torch_s"] / 1e9
@@ -454,9 +463,16 @@ def table(rows):
             f"| {r['bptt_s'] * 1e3:.2f} | {r['torch_s'] * 1e3:.2f} | {r['bptt_s'] / r['torch_s']:.2f} "
             f"| {rate:.0f} | {r['flops'] / rate / 1e6:.2f} | {gb:.1f} | {100 * gb / rate:.0f}% | {100 * gt / rate:.0f}% "
             f"| {_fmt_mb(r['bptt_peak'])} | {_fmt_mb(r['torch_peak'])} "
-            f"| {r['ratio_lo']:.2f}-{r['ratio_hi']:.2f} | {r['blocks']} x {r['steps']} |"
+            f"| {r['ratio_lo']:.2f}-{r['ratio_hi']:.2f} | {_dx_cell(r)} | {r['blocks']} x {r['steps']} |"
         )
     return "\n".join(lines)
+
+
+def _dx_cell(r):
+    """bptt/torch of the steps with the input gradient, and its range block by block."""
+    if "ratio_dx" not in r:
+        return "-"  # the char model: its embedding always takes dx
+    return f"{r['ratio_dx']:.2f} ({r['ratio_dx_lo']:.2f}-{r['ratio_dx_hi']:.2f})"
 
 
 def compile_text(ct):
@@ -610,11 +626,12 @@ def main(argv=None):
             fns["bptt"], fns["torch"], _, _ = make_pair(cell, T, B, D, H)
             if base:
                 fns["baseline"] = make_pair(cell, T, B, D, H, lib=base[0])[0]
-            flops, step_rate = step_flops(cell, T, B, D, H), recurrent_rate(cell, T, B, H)
+            fns["bptt+dx"], fns["torch+dx"], _, _ = make_pair(cell, T, B, D, H, input_grad=True)
+            flops, step_rate = step_flops(cell, T, B, D, H, input_grad=False), recurrent_rate(cell, T, B, H)
             if cell not in onednn:
                 onednn[cell] = any("mkldnn_rnn" in op for op in torch_ops(fns["torch"]))
         if base and "baseline" in fns:  # alternate bptt, baseline, torch
-            fns = {k: fns[k] for k in ("bptt", "baseline", "torch")}
+            fns = {k: fns[k] for k in ("bptt", "baseline", "torch", "bptt+dx", "torch+dx")}
         # the machine's matmul rate for this row, measured before its warm-up (it drifts)
         row_rate = float(np.median([matmul_rate(mm_n, 1) for _ in range(3)]))
         for _ in range(args.warmup):
@@ -632,6 +649,10 @@ def main(argv=None):
                  steps=steps, blocks=args.blocks, other=other, loadavg=la, bptt_peak=mb, torch_peak=mt,
                  flops=flops, step_rate=step_rate, rate=row_rate, torch_onednn=onednn.get(cell, True),
                  char=size if cell == "char model" else None)
+        if "bptt+dx" in per:  # the input gradient too
+            r["bptt_dx_s"], r["torch_dx_s"] = float(np.median(per["bptt+dx"])), float(np.median(per["torch+dx"]))
+            r["ratio_dx"] = r["bptt_dx_s"] / r["torch_dx_s"]
+            r["ratio_dx_lo"], r["ratio_dx_hi"] = block_ratios(per, "bptt+dx", "torch+dx")[1:]
         if "baseline" in per:
             r["base_s"] = float(np.median(per["baseline"]))
             r["base_ratio"] = r["base_s"] / tt
@@ -641,6 +662,9 @@ def main(argv=None):
         gb = r["flops"] / tb / 1e9
         extra = (f"  baseline {r['base_s'] * 1e3:9.2f} ms ratio {r['base_ratio']:5.2f}  new/baseline "
                  f"{r['new_over_base']:5.2f}") if "base_s" in r else ""
+        if "ratio_dx" in r:
+            extra += (f"  with dx: bptt {r['bptt_dx_s'] * 1e3:.2f} ms torch {r['torch_dx_s'] * 1e3:.2f} ms "
+                      f"ratio {r['ratio_dx']:5.2f} ({r['ratio_dx_lo']:.2f}-{r['ratio_dx_hi']:.2f})")
         print(f"{cell:10s} T={T:<4d} B={B:<4d} D={D:<4d} H={H:<4d} bptt {tb * 1e3:9.2f} ms  "
               f"torch {tt * 1e3:9.2f} ms  ratio {ratio:5.2f} ({rlo:.2f}-{rhi:.2f}){extra}  {gb:6.1f} GFLOP/s "
               f"({100 * gb / row_rate:3.0f}% of matmul {row_rate:.0f})  peak MB bptt {_fmt_mb(mb)} "
@@ -704,6 +728,10 @@ def notes_text(rows):
         short = []
         if not (ratio <= goal and ratio < 1.0):
             short.append(f"bptt/torch {ratio:.2f} (goal {f'<= {goal}' if goal < 1 else '< 1'})")
+        if "ratio_dx" in r and not (r["ratio_dx"] <= goal and r["ratio_dx"] < 1.0):
+            short.append(f"with the input gradient too, bptt/torch {r['ratio_dx']:.2f} "
+                         f"(bptt {r['bptt_dx_s'] * 1e3:.2f} ms, torch {r['torch_dx_s'] * 1e3:.2f} ms; "
+                         f"goal {f'<= {goal}' if goal < 1 else '< 1'})")
         if need is not None and bpct < need:
             short.append(f"{bpct:.0f}% of the matmul rate (goal {need}%)")
         if r["bptt_peak"] is not None and r["torch_peak"] is not None and r["bptt_peak"] > r["torch_peak"]:
@@ -754,15 +782,15 @@ def notes_text(rows):
 
 def readme_table(rows):
     """The short table the README quotes: times, ratio, share of the matmul rate, peaks."""
-    lines = ["| cell | T | B | D | H | bptt ms | torch ms | bptt/torch | block by block | bptt % of matmul "
-             "| torch % of matmul | peak MB bptt / torch |", "|" + "---|" * 12]
+    lines = ["| cell | T | B | D | H | bptt ms | torch ms | bptt/torch | block by block | with dx | bptt % of matmul "
+             "| torch % of matmul | peak MB bptt / torch |", "|" + "---|" * 13]
     for r in rows:
         gb, gt = r["flops"] / r["bptt_s"] / 1e9, r["flops"] / r["torch_s"] / 1e9
         label = "char model (whole step)" if r["cell"] == "char model" else r["cell"]
         lines.append(
             f"| {label} | {r['T']} | {r['B']} | {r['D']} | {r['H']} | {r['bptt_s'] * 1e3:.2f} "
             f"| {r['torch_s'] * 1e3:.2f} | **{r['bptt_s'] / r['torch_s']:.2f}** | {r['ratio_lo']:.2f}-{r['ratio_hi']:.2f} "
-            f"| {100 * gb / r['rate']:.0f}% | {100 * gt / r['rate']:.0f}% "
+            f"| {_dx_cell(r)} | {100 * gb / r['rate']:.0f}% | {100 * gt / r['rate']:.0f}% "
             f"| {_fmt_mb(r['bptt_peak'])} / {_fmt_mb(r['torch_peak'])} |")
     return "\n".join(lines)
 
@@ -820,12 +848,18 @@ Made by `{_command(argv)}` (this section is written by that command).
 ### Method
 
 One training step of one layer, float32: forward, then backward of `sum(out * g)` for a fixed
-random `g` (input gradient included) - `bptt.RNN/LSTM/GRU(D, H)` (its compiled loops) against
+random `g` - `bptt.RNN/LSTM/GRU(D, H)` (its compiled loops) against
 `torch.nn.RNN/LSTM/GRU(D, H)` (its autograd, `torch.set_num_threads` as below) with the same
-weights, in the same process, each library as its users run it. Timed as a user trains: runs of
+weights, in the same process, each library as its users run it. The main columns train the layer
+on data, whose input takes no gradient: in torch an input without `requires_grad` (autograd
+computes no dx; oneDNN's LSTM backward computes it anyway, as the time of torch's step with and
+without it shows), in bptt `backward(dout, input_grad=False)`, which skips the product
+dx = da W_ih. The column "with dx" times the step that also returns the input gradient (torch's
+x with `requires_grad`, bptt's `input_grad=True`), as for a layer above an embedding or another
+layer: the same rows, in the same rounds. Timed as a user trains: runs of
 consecutive steps. After {args.warmup} untimed warm-up steps of each library (at the start of the
 row only), {args.blocks} rounds of alternating blocks - a block of bptt steps, then a block of
-torch steps; the next round in the other order (torch, then bptt), and so on - with no sleep
+torch steps (then the same two with dx); the next round starting one later (torch, bptt with dx, torch with dx, bptt), and so on - with no sleep
 anywhere. Each block is one lead-in step and then N consecutive timed steps, so every timed step
 follows a step of its own library, as in a training loop: what one library leaves behind (e.g.
 OpenMP threads still spinning) is not charged to the other. Without the lead-in and the turning
@@ -839,8 +873,8 @@ model in torch, the same weights and batch of random characters, the state carri
 steps): embedding, LSTM layers, Linear head, cross-entropy, backward, gradient-norm clipping at
 5, Adam; D is the embedding size there.
 GFLOP/s counts the matrix products only, 3 x 2*T*B*G*H*(D+H) per layer and step (forward; the
-backward does twice that; the char model adds its head's 3 x 2*T*B*H*V), G = 1, 4, 3 for RNN,
-LSTM, GRU; "% of matmul" is that rate over the machine's matmul rate measured before the row.
+backward does twice that) less dx's 2*T*B*G*H*D for a layer on data (the char model computes its
+dx, for the embedding, and adds its head's 3 x 2*T*B*H*V), G = 1, 4, 3 for RNN, LSTM, GRU; "% of matmul" is that rate over the machine's matmul rate measured before the row.
 Peak memory is the most extra memory one step holds: for bptt, NumPy's allocations as
 `tracemalloc` sees them (numba's few scratch rows are not counted); for torch, the running sum
 of the allocation and free events of its CPU allocator recorded by `torch.profiler`

@@ -208,6 +208,60 @@ def test_lstm_weight_grads_inside_backward_loop(wgrad_rows, shards, monkeypatch)
         assert np.array_equal(got[0], after[0]) and np.array_equal(got[3]["bias_ih"], after[3]["bias_ih"])
 
 
+@pytest.mark.parametrize("path", ["wgrad-in-loop", "dx-in-loop", "after-loop"])
+def test_lstm_backward_without_input_grad(path, shards, monkeypatch):
+    """lstm_backward_x(input_grad=False) on each of its three paths (the weight gradients inside
+    the loop; only dx and the bias inside; the loop, then the products): dx is None, W_ih is
+    never packed nor multiplied for it, and dh0, dc0 and every weight gradient are the same bits
+    as with dx."""
+    monkeypatch.setattr(fast, "FUSED_MIN_ROWS", 1 if path != "after-loop" else 1 << 30)
+    monkeypatch.setattr(fast, "WIDE_MICROKERNEL", path == "wgrad-in-loop")
+    T, B, D, H = 9, 5, 20, 40
+    rng = np.random.default_rng(6)
+    params = {k: v.astype(np.float32) for k, v in _cell_params(4, D, H, True, rng).items()}
+    x = rng.standard_normal((T, B, D)).astype(np.float32)
+    h0, c0, dh_T, dc_T = (rng.standard_normal((B, H)).astype(np.float32) for _ in range(4))
+    dout = rng.standard_normal((T, B, H)).astype(np.float32)
+    packed, products = [], []
+    pack, rows_product = fast._pack, fast._rows_product
+    monkeypatch.setattr(fast, "_pack", lambda W: packed.append(W.shape) or pack(W))
+    monkeypatch.setattr(fast, "_rows_product", lambda A, Bop, *a: products.append(Bop.shape) or rows_product(A, Bop, *a))
+    for lengths in (None, np.array([9, 2, 9, 1, 5])):
+        hs, cs, gates, tcs = ref.lstm_forward_x(x, h0, c0, params, lengths)
+        args = (dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths)
+        packed.clear(), products.clear()
+        with_dx = fast.lstm_backward_x(*args)
+        assert (4 * H, D) in packed + products  # W_ih (4H, D), packed or in the product after the loop
+        packed.clear(), products.clear()
+        dx, dh0, dc0, dp = fast.lstm_backward_x(*args, input_grad=False)
+        assert dx is None and (4 * H, D) not in packed + products and (D, 4 * H) not in packed + products
+        assert np.array_equal(dh0, with_dx[1]) and np.array_equal(dc0, with_dx[2])
+        assert sorted(dp) == sorted(with_dx[3])
+        for k in dp:
+            assert np.array_equal(dp[k], with_dx[3][k]), k
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_sequence_grads_without_input_grad(cell, dtype, shards):
+    """sequence_grads(input_grad=False), compiled and reference: dx None, the weight and bias
+    gradients the same bits as with dx."""
+    T, B, D, H = 7, 5, 6, 4
+    G = GATES["rnn_tanh" if cell == "rnn" else cell]
+    rng = np.random.default_rng(7)
+    params = {k: v.astype(dtype) for k, v in _cell_params(G, D, H, True, rng).items()}
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    h_prev = rng.standard_normal((T, B, H)).astype(dtype)
+    dgx = rng.standard_normal((T, B, G * H)).astype(dtype)
+    dgh = rng.standard_normal((T, B, H)).astype(dtype) if cell == "gru" else dgx
+    for mod in (fast, ref):
+        dx, want = mod.sequence_grads(x, h_prev, dgx, dgh, params)
+        none, got = mod.sequence_grads(x, h_prev, dgx, dgh, params, input_grad=False)
+        assert dx is not None and none is None and sorted(got) == sorted(want)
+        for k in got:
+            assert np.array_equal(got[k], want[k]), k
+
+
 def test_weight_grad_blocks_an_odd_number_of_cache_lines_apart():
     """_ap_rows: the rows allocated per block of 8 columns of da (32 bytes a row) hold the K rows
     and put the blocks an odd number of 64-byte lines apart (never 4 KiB: K = 128 gives 130),
@@ -616,7 +670,10 @@ def test_benchmark_quick(tmp_path, capsys):
     lo, hi = (b_ms - half) / (t_ms + half), (b_ms + half) / max(t_ms - half, 1e-9)
     assert lo - half <= ratio <= hi + half, (b_ms, t_ms, ratio)
     assert float(cols[13]) > 0 and float(cols[14]) > 0  # peak MB of both libraries
-    assert "ratio" in capsys.readouterr().out
+    dx_ratio, dx_range = cols[16].split(" ", 1)  # the steps with the input gradient: "r (lo-hi)"
+    lo, hi = (float(v) for v in dx_range.strip("()").split("-"))
+    assert 0 < lo <= float(dx_ratio) <= hi
+    assert "with dx" in capsys.readouterr().out
 
 
 def test_pool_reuses_only_buffers_nothing_refers_to(monkeypatch):

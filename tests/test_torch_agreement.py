@@ -35,6 +35,26 @@ def test_agrees_with_torch(kind, num_layers, bidirectional, batch_first, dtype):
     assert_all_close(ours, theirs, TOL[dtype])
 
 
+@pytest.mark.parametrize("memory", ["full", "sqrt"])
+@pytest.mark.parametrize("lengths", [None, [6, 1, 4]], ids=["full-length", "lengths"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_input_without_gradient_agrees_with_torch(kind, num_layers, bidirectional, lengths, memory):
+    """An input that is data (torch: no requires_grad; bptt: backward(input_grad=False)): no dx
+    (None), and the state gradients and every weight gradient as torch's."""
+    rng = np.random.default_rng(num_layers * 4 + bidirectional * 2 + (lengths is None))
+    T, B, D, H = 6, 3, 5, 7
+    layer = make_layer(kind, D, H, num_layers=num_layers, bidirectional=bidirectional, memory=memory)
+    tmod = torch_twin(layer, seed=num_layers)
+    x = rng.standard_normal((T, B, D))
+    state0, dstate = random_state(layer, B, rng), random_state(layer, B, rng)
+    dout = rng.standard_normal((T, B, layer.num_directions * H))
+    ours, theirs = run_both(layer, tmod, x, state0, dout, dstate, lengths=lengths, input_grad=False)
+    assert "dx" not in ours
+    assert_all_close(ours, theirs, 1e-10)
+
+
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_unbatched_agrees_with_torch(kind):
     rng = np.random.default_rng(5)

@@ -24,19 +24,23 @@ def torch_twin(layer, seed=0):
     return t
 
 
-def run_both(layer, tmod, x, state0, dout, dstate, lengths=None):
+def run_both(layer, tmod, x, state0, dout, dstate, lengths=None, input_grad=True):
     """Forward and backward in both; returns two dicts of numpy arrays with the same keys.
     With lengths, torch runs pack_padded_sequence(enforce_sorted=False) -> module ->
-    pad_packed_sequence(total_length=T)."""
+    pad_packed_sequence(total_length=T). ``input_grad=False``: x is data (torch: no
+    requires_grad; bptt: backward(..., input_grad=False), whose dx must be None); no "dx" key."""
     is_lstm = isinstance(layer, bptt.LSTM)
     out, sT = layer.forward(x, state0) if lengths is None else layer.forward(x, state0, lengths=lengths)
     layer.zero_grad()
-    dx, ds0 = layer.backward(dout, dstate)
+    dx, ds0 = layer.backward(dout, dstate, input_grad=input_grad)
     ours = {"out": out, "dx": dx, **{f"grad.{k}": v for k, v in layer.grads.items()}}
+    if not input_grad:
+        assert dx is None, "backward(input_grad=False) computed dx"
+        del ours["dx"]
     states, dstates0 = (sT, ds0) if is_lstm else ((sT,), (ds0,))
 
     tt = lambda a: torch.tensor(a, requires_grad=True)  # noqa: E731
-    xt = tt(x)
+    xt = tt(x) if input_grad else torch.tensor(x)
     st0 = tuple(tt(s) for s in (state0 if is_lstm else (state0,)))
     if lengths is None:
         tout, tsT = tmod(xt, st0 if is_lstm else st0[0])
@@ -53,8 +57,9 @@ def run_both(layer, tmod, x, state0, dout, dstate, lengths=None):
     for s, g in zip(tsT, dstate if is_lstm else (dstate,)):
         total = total + (s * torch.tensor(g)).sum()
     total.backward()
-    theirs = {"out": tout.detach().numpy(), "dx": xt.grad.numpy(),
-              **{f"grad.{k}": p.grad.numpy() for k, p in tmod.named_parameters()}}
+    theirs = {"out": tout.detach().numpy(), **{f"grad.{k}": p.grad.numpy() for k, p in tmod.named_parameters()}}
+    if input_grad:
+        theirs["dx"] = xt.grad.numpy()
     for i, (a, b, da, db) in enumerate(zip(states, tsT, dstates0, st0)):
         ours[f"state_T[{i}]"], theirs[f"state_T[{i}]"] = a, b.detach().numpy()
         ours[f"dstate0[{i}]"], theirs[f"dstate0[{i}]"] = da, db.grad.numpy()

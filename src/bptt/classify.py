@@ -237,7 +237,9 @@ class SequenceClassifier(Module):
         self._save_for_backward((out.shape, lengths, lengths0, T0, where))
         return self.head(feat)
 
-    def backward(self, dlogits):
+    def backward(self, dlogits, input_grad=True):
+        """dlogits (B, C) -> dx like the input (None with ``input_grad=False``: the series are
+        data, and the first layer skips the product that dx takes)."""
         (T, B, KH), lengths, lengths0, T0, where = self._saved_for_backward()
         dfeat = self.head.backward(dlogits)  # (B, K*H), meanmax (B, 2*K*H)
         L, K, H = self.rnn.num_layers, self.rnn.num_directions, self.rnn.hidden_size
@@ -257,8 +259,8 @@ class SequenceClassifier(Module):
             else:
                 dout = mean_pool_backward(dfeat[:, :KH], lengths, T) + max_pool_backward(dfeat[:, KH:], where, T)
             dout = dout.astype(self.dtype, copy=False)
-        dx, _ = self.rnn.backward(dout, dstate)
-        return patch_backward(dx, lengths0, T0, self.patch)
+        dx, _ = self.rnn.backward(dout, dstate, input_grad=input_grad)
+        return patch_backward(dx, lengths0, T0, self.patch) if input_grad else None
 
     def predict(self, x, lengths=None):
         return self(x, lengths)
@@ -292,9 +294,9 @@ class EnsembleClassifier(Module):
     def forward(self, x, lengths=None):
         return np.stack([m(x, lengths) for m in self.members])  # (M, B, C)
 
-    def backward(self, dlogits):
-        dx = [m.backward(d) for m, d in zip(self.members[::-1], dlogits[::-1])]  # the reverse order
-        return sum(dx[1:], dx[0])
+    def backward(self, dlogits, input_grad=True):
+        dx = [m.backward(d, input_grad) for m, d in zip(self.members[::-1], dlogits[::-1])]  # the reverse order
+        return sum(dx[1:], dx[0]) if input_grad else None
 
     def predict(self, x, lengths=None):
         return mean_softmax_log(self(x, lengths))

@@ -163,7 +163,7 @@ class ClassifyRun:
     def update(self, dlogits):
         """The batch's backward from dlogits (the forward's cache), gradient clipping, one
         optimizer step."""
-        self.model.backward(dlogits)
+        self.model.backward(dlogits, input_grad=False)  # the series are data: no dx
         if self.cfg.clip > 0:
             clip_grad_norm(self.model.grads, self.cfg.clip)
         self.opt.step()

@@ -94,19 +94,21 @@ def sqrt_forward(cell, x, state0, params, lengths=None, **cell_kwargs):
     return out, state, (x, starts, bounds, params, lengths, cell_kwargs)
 
 
-def sqrt_backward(cell, dout, dstate_T, cache):
+def sqrt_backward(cell, dout, dstate_T, cache, input_grad=True):
     """``cell.backward`` over the segments from the last, each recomputed from its starting
-    state: dout (T, B, R), dstate_T -> dx (T, B, D), dstate0, dparams (summed over segments)."""
+    state: dout (T, B, R), dstate_T -> dx (T, B, D) (None without ``input_grad``), dstate0,
+    dparams (summed over segments)."""
     x, starts, bounds, params, lengths, cell_kwargs = cache
     dx, dparams, dstate = None, {}, dstate_T
     for (t0, t1), state in zip(reversed(bounds), reversed(starts)):
         seg = segment_lengths(lengths, t0, t1)
         _, _, seg_cache = cell.forward(x[t0:t1], state, params, lengths=seg, **cell_kwargs)
-        seg_dx, dstate, seg_dparams = cell.backward(dout[t0:t1], dstate, seg_cache)
+        seg_dx, dstate, seg_dparams = cell.backward(dout[t0:t1], dstate, seg_cache, input_grad)
         del seg_cache
-        if dx is None:
-            dx = np.empty((x.shape[0],) + seg_dx.shape[1:], seg_dx.dtype)
-        dx[t0:t1] = seg_dx
+        if input_grad:
+            if dx is None:
+                dx = np.empty((x.shape[0],) + seg_dx.shape[1:], seg_dx.dtype)
+            dx[t0:t1] = seg_dx
         for name, g in seg_dparams.items():
             if name in dparams:
                 dparams[name] += g
@@ -126,8 +128,8 @@ class Checkpointed:
     def forward(self, x, state0, params, lengths=None, **cell_kwargs):
         return sqrt_forward(self.cell, x, state0, params, lengths, **cell_kwargs)
 
-    def backward(self, dout, dstate_T, cache):
-        return sqrt_backward(self.cell, dout, dstate_T, cache)
+    def backward(self, dout, dstate_T, cache, input_grad=True):
+        return sqrt_backward(self.cell, dout, dstate_T, cache, input_grad)
 
 
 def cell_for(cell, memory):

@@ -251,9 +251,13 @@ class _Recurrent(Module):
             out = out.transpose(1, 0, 2)
         return out, self._pack_states(states_T, batched)
 
-    def backward(self, dout, dstate=None):
+    def backward(self, dout, dstate=None, input_grad=True):
         """dout like the output, dstate like the final state (None = zeros)
-        -> dx like the input, dstate0 like the initial state. Adds into ``grads``."""
+        -> dx like the input, dstate0 like the initial state. Adds into ``grads``.
+
+        ``input_grad=False``: the input is data that takes no gradient (in PyTorch, an input
+        without ``requires_grad``); the first layer's dx = da W_ih is not computed (one of the
+        three matrix products of a one-layer backward) and dx is None."""
         caches, masks, (T, B, D), batched, rev, cell = self._saved_for_backward(peek=True)
         K, L, H = self.num_directions, self.num_layers, self._h_size
         dout = as_float_array(dout, self.dtype, f"{self._name()} dout", strict=False)
@@ -278,10 +282,11 @@ class _Recurrent(Module):
                 dsT = tuple(s[j] for s in dstates_T) if self.n_states == 2 else dstates_T[0][j]
                 dout_d = dinp[:, :, d * H : (d + 1) * H]
                 dx_d, ds0, dparams = cell.backward(
-                    dout_d if d == 0 else reverse(dout_d, rev), dsT, caches[j]
+                    dout_d if d == 0 else reverse(dout_d, rev), dsT, caches[j], input_grad or k > 0
                 )
-                dx_d = dx_d if d == 0 else reverse(dx_d, rev)
-                dprev = dx_d if dprev is None else dprev + dx_d
+                if dx_d is not None:
+                    dx_d = dx_d if d == 0 else reverse(dx_d, rev)
+                    dprev = dx_d if dprev is None else dprev + dx_d
                 ds0s[j] = ds0 if self.n_states == 2 else (ds0,)
                 s = self._suffix(k, d)
                 for n, g in dparams.items():
@@ -290,8 +295,8 @@ class _Recurrent(Module):
             dinp = dprev
         # stacked only now, when the cells' temporaries are gone (a lower peak of memory)
         dstates0 = [np.stack([ds0s[j][i] for j in range(L * K)]) for i in range(self.n_states)]
-        dx = dinp if batched else dinp[:, 0, :]
-        if batched and self.batch_first:
+        dx = dinp if batched or dinp is None else dinp[:, 0, :]
+        if batched and self.batch_first and dx is not None:
             dx = dx.transpose(1, 0, 2)
         return dx, self._pack_states(dstates0, batched)
 

@@ -30,13 +30,14 @@ def input_projection(x, params, with_hh_bias):
     return xw
 
 
-def sequence_grads(x, h_prev, dgx, dgh, params):
+def sequence_grads(x, h_prev, dgx, dgh, params, input_grad=True):
     """The weight gradients of a whole sequence as matrix products after the time loop.
 
     x (T, B, D) inputs; h_prev (T, B, H) the state entering each step; dgx (T, B, G*H) the
     gradient on the input-side pre-activations, dgh on the recurrent side: the same array for RNN
     and LSTM; for GRU, where the two differ only in the n gate, dgh is that last part alone
-    (T, B, H) and the rest is taken from dgx. Returns (dx, dparams).
+    (T, B, H) and the rest is taken from dgx. Returns (dx, dparams); dx is None when not
+    ``input_grad`` (its product, dgx W_ih, is skipped).
     """
     T, B, D = x.shape
     GH = dgx.shape[-1]
@@ -52,7 +53,7 @@ def sequence_grads(x, h_prev, dgx, dgh, params):
         dparams["bias_ih"] = dgx2.sum(axis=0)
         # RNN and LSTM pass the same array twice: sum it once (one pass less over (T, B, G*H))
         dparams["bias_hh"] = dparams["bias_ih"].copy() if dgh is dgx else dgh2.sum(axis=0)
-    dx = (dgx2 @ params["weight_ih"]).reshape(T, B, D)
+    dx = (dgx2 @ params["weight_ih"]).reshape(T, B, D) if input_grad else None
     return dx, dparams
 
 

@@ -82,8 +82,8 @@ def input_projection(x, params, with_hh_bias):
     return _resolve().input_projection(x, params, with_hh_bias)
 
 
-def sequence_grads(x, h_prev, dgx, dgh, params):
-    return _resolve().sequence_grads(x, h_prev, dgx, dgh, params)
+def sequence_grads(x, h_prev, dgx, dgh, params, input_grad=True):
+    return _resolve().sequence_grads(x, h_prev, dgx, dgh, params, input_grad)
 
 
 def rnn_forward_loop(xw, h0, W_hh, relu, lengths=None):
@@ -106,8 +106,8 @@ def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
     return _resolve().lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths)
 
 
-def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=None):
-    return _resolve().lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths)
+def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=None, input_grad=True):
+    return _resolve().lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths, input_grad)
 
 
 def lstmp_forward_loop(xw, h0, c0, W_hh, W_hr, lengths=None):

@@ -1339,10 +1339,10 @@ def _lstm_fwdx_par(Wxp, Wp, x, bsum, hs, cs, gates, tcs, lengths, n):
 
 
 @njit(**_OPTS)
-def _lstm_bwdx_rows(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db, lengths, b0, b1):
+def _lstm_bwdx_rows(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, want_dx, db, lengths, b0, b1):
     """``_lstm_bwd_rows`` (float32, micro-kernel) with, while each step's da is in cache, the
-    input gradient dx_t = da W_ih (Wxp: W_ih packed) and the bias gradient: db (4H,) float64
-    += the rows' da (``_add_colsum``)."""
+    input gradient dx_t = da W_ih (Wxp: W_ih packed; only if want_dx, dx untouched otherwise)
+    and the bias gradient: db (4H,) float64 += the rows' da (``_add_colsum``)."""
     T, _, H = dout.shape
     zero = dout.dtype.type(0.0)
     scratch = np.empty((_MR, _NR), np.float32)
@@ -1353,7 +1353,8 @@ def _lstm_bwdx_rows(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db, lengths, 
         for b in range(b0, b1):
             if t >= lengths[b]:
                 _fill(dz[t, b], zero)
-                _fill(dx[t, b], zero)
+                if want_dx:
+                    _fill(dx[t, b], zero)
                 gap = gap or b < e
                 continue
             _lstm_cell_bwd(dout[t, b], dh[b], dc[b], cs[t, b], gates[t, b], tcs[t, b], dz[t, b], H)
@@ -1361,31 +1362,33 @@ def _lstm_bwdx_rows(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db, lengths, 
         if gap:
             _clear_running(dh, lengths, t, b0, e)
         _uk_mm(dz[t, b0:e], Wp, dh[b0:e], 1 if gap else 0, scratch)
-        _uk_mm(dz[t, b0:e], Wxp, dx[t, b0:e], 0, scratch)
+        if want_dx:
+            _uk_mm(dz[t, b0:e], Wxp, dx[t, b0:e], 0, scratch)
 
 
 @njit(**_POPTS)
-def _lstm_bwdx_par(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db, lengths, n):
+def _lstm_bwdx_par(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, want_dx, db, lengths, n):
     """db (n, 4H) float64: one partial sum per block."""
     B = dout.shape[1]
     if n == 1:  # one block: no threads to start
-        _lstm_bwdx_rows(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db[0], lengths, 0, B)
+        _lstm_bwdx_rows(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, want_dx, db[0], lengths, 0, B)
         return
     for s in prange(n):
         b0, b1 = _block(s, n, B)
-        _lstm_bwdx_rows(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, db[s], lengths, b0, b1)
+        _lstm_bwdx_rows(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, want_dx, db[s], lengths, b0, b1)
 
 
 
 @njit(**_OPTS)
-def _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, ap, xb, hb, sb,
-                    lengths, b0, b1):
+def _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, want_dx, db, dWx, dWh, dzb, ap, xb, hb,
+                    sb, lengths, b0, b1):
     """``_lstm_bwdx_rows`` with the weight gradients inside the loop too (float32, H a multiple
     of 8): the block's da rows of S steps in a row go into ap (``_tn_acc``'s layout, written by
     the gate math as it computes them; K = S * R rows, R = b1 - b0), their x_t and h_{t-1} rows
     into xb and hb; once S steps are in, dWx (4H, D) (+)= da^T xb and dWh (4H, H) (+)= da^T hb
     (``_tn_acc``) while these rows are still in cache. The step's da rows, for its products,
-    are in dzb (R rows): no (T, B, 4H) array of da is written nor read back. dWx, dWh: this
+    are in dzb (R rows): no (T, B, 4H) array of da is written nor read back; dx only if want_dx
+    (an input that needs no gradient: one product of three less per step). dWx, dWh: this
     block's share of the sums over all rows, assigned at the first update; sb scratch (K, 16).
     ap holds 4H // 8 blocks of Ka >= K rows of 8 (``_ap_rows``)."""
     T, _, H = dout.shape
@@ -1415,7 +1418,8 @@ def _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, d
                 _fill(dzb[b - b0], zero)
                 for j in range(H4):
                     ap[(j >> 3) * Ka * 8 + r * 8 + (j & 7)] = zero
-                _fill(dx[t, b], zero)
+                if want_dx:
+                    _fill(dx[t, b], zero)
                 gap = gap or b < e
                 continue
             _lstm_cell_bwd_pack(dout[t, b], dh[b], dc[b], cs[t, b], gates[t, b], tcs[t, b], dzb[b - b0],
@@ -1425,7 +1429,8 @@ def _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, d
             _clear_running(dh, lengths, t, b0, e)
         dzt = dzb[: e - b0, :H4]
         _uk_mm(dzt, Wp, dh[b0:e], 1 if gap else 0, scratch)
-        _uk_mm(dzt, Wxp, dx[t, b0:e], 0, scratch)
+        if want_dx:
+            _uk_mm(dzt, Wxp, dx[t, b0:e], 0, scratch)
         k += R
         if k == S * R or t == 0:
             acc = 0 if first else 1
@@ -1436,19 +1441,19 @@ def _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, d
 
 
 @njit(**_POPTS)
-def _lstm_bwdw_par(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, ap, xb, hb, sb,
-                   lengths, n):
+def _lstm_bwdw_par(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, want_dx, db, dWx, dWh, dzb, ap, xb, hb,
+                   sb, lengths, n):
     """db (n, 4H) float64, dWx (n, 4H, D), dWh (n, 4H, H), dzb, ap, xb, hb, sb: one per block; the
     weight gradients summed over the blocks in dWx[0], dWh[0]."""
     B = dout.shape[1]
     if n == 1:  # one block: no threads to start
-        _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db[0], dWx[0], dWh[0], dzb[0],
-                        ap[0], xb[0], hb[0], sb[0], lengths, 0, B)
+        _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, want_dx, db[0], dWx[0], dWh[0],
+                        dzb[0], ap[0], xb[0], hb[0], sb[0], lengths, 0, B)
         return
     for s in prange(n):
         b0, b1 = _block(s, n, B)
-        _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, db[s], dWx[s], dWh[s], dzb[s],
-                        ap[s], xb[s], hb[s], sb[s], lengths, b0, b1)
+        _lstm_bwdw_rows(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, want_dx, db[s], dWx[s], dWh[s],
+                        dzb[s], ap[s], xb[s], hb[s], sb[s], lengths, b0, b1)
     M = dWx.shape[1]
     for s in prange(n):  # the blocks' partial sums into the first, its rows split over the threads
         m0, m1 = _block(s, n, M)
@@ -1915,21 +1920,24 @@ def input_projection(x, params, with_hh_bias):
     return xw.reshape(T, B, -1)
 
 
-def sequence_grads(x, h_prev, dgx, dgh, params):
+def sequence_grads(x, h_prev, dgx, dgh, params, input_grad=True):
     """The weight gradients of a whole sequence and dx: as ``_common.sequence_grads``."""
     W = params["weight_ih"]
     dt = _dtype_of(x, h_prev, dgx, dgh, W)
     T, B, D = x.shape
     plan = _bigplan(dt, T * B, T * B * W.shape[0] * (D + h_prev.shape[-1])) if dt is not None else None
     if plan is None:
-        return _sequence_grads_ref(x, h_prev, dgx, dgh, params)
+        return _sequence_grads_ref(x, h_prev, dgx, dgh, params, input_grad)
     n, blas = plan
     GH, H, K = dgx.shape[-1], h_prev.shape[-1], dgh.shape[-1]  # K < GH: GRU's dghn
     x2, h2 = _c(x.reshape(T * B, D)), _c(h_prev.reshape(T * B, H))
     dgx2 = _c(dgx.reshape(T * B, GH))
     dgh2 = dgx2 if dgh is dgx else _c(dgh.reshape(T * B, K))
-    dx = _empty64((T * B, D), dt)
-    _rows_product(dgx2, W, dx, n, blas)  # (T*B, D); first: its packed W is freed before the dW's exist
+    dx = None
+    if input_grad:
+        dx = _empty64((T * B, D), dt)
+        _rows_product(dgx2, W, dx, n, blas)  # (T*B, D); first: its packed W is freed before the dW's exist
+        dx = dx.reshape(T, B, D)
     dparams = _weight_grads(x2, h2, dgx2, dgh2, n, blas)
     if "bias_ih" in params:
         db = _colsum_par(dgx2, n)
@@ -1940,7 +1948,7 @@ def sequence_grads(x, h_prev, dgx, dgh, params):
             dparams["bias_hh"] = _colsum_par(dgh2, n)
         else:
             dparams["bias_hh"] = np.concatenate([db[: GH - K], _colsum_par(dgh2, n)])
-    return dx.reshape(T, B, D), dparams
+    return dx, dparams
 
 
 def _weight_grads(x2, h2, dgx2, dgh2, n, blas):
@@ -2093,9 +2101,9 @@ def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
     return dz, dh, dc
 
 
-def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=None):
-    """The backward loop and the products after it in one: -> dx (T, B, D), dh0, dc0 (B, H),
-    dparams. In float32 with the micro-kernel each step's dx_t = da_t W_ih and the bias gradient
+def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=None, input_grad=True):
+    """The backward loop and the products after it in one: -> dx (T, B, D) (None without
+    ``input_grad``: its product skipped), dh0, dc0 (B, H), dparams. In float32 with the micro-kernel each step's dx_t = da_t W_ih and the bias gradient
     are taken inside the loop while da_t is in cache (``_lstm_bwdx_par``), then the weight
     gradients as in ``sequence_grads``; on AVX-512 CPUs, up to WGRAD_MAX_GATES gate units and
     for H a multiple of 8, the weight gradients too, every few steps (``_lstm_bwdw_par``);
@@ -2108,27 +2116,30 @@ def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=Non
     big = _bigplan(dt, T * B, T * B * 4 * H * (D + H)) if dt is not None else None
     if plan is None or not plan.micro or big is None or -(-B // plan.n) < FUSED_MIN_ROWS:
         da, dh0, dc0 = lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths)
-        dx, dparams = sequence_grads(x, hs[:-1], da, da, params)
+        dx, dparams = sequence_grads(x, hs[:-1], da, da, params, input_grad)
         return dx, dh0, dc0, dparams
     dout, hs, cs, gates, tcs, x = _c(dout), _c(hs), _c(cs), _c(gates), _c(tcs), _c(x)
     lens = _lengths(lengths, T, B)
-    dx = _empty64((T, B, D), dt)
+    dx = _empty64((T, B, D), dt) if input_grad else np.empty((1, 1, D), dt)  # untouched without
     dh = _empty64((B, H), dt)
     dh[...] = 0.0 if dh_T is None else dh_T
     dc = _empty64((B, H), dt)
     dc[...] = 0.0 if dc_T is None else dc_T
     db = np.zeros((plan.n, 4 * H), np.float64)  # one partial sum per block, in float64
     if WIDE_MICROKERNEL and 4 * H <= WGRAD_MAX_GATES and H % 8 == 0:
-        dparams = _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, lens, plan.n)
+        dparams = _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, input_grad, db, lens,
+                                   plan.n)
     else:
         dz = _empty64(gates.shape, dt)
-        _lstm_bwdx_par(_pack(W_hh), _pack(W_ih), dout, cs, gates, tcs, dz, dh, dc, dx, db, lens, plan.n)
+        Wp = _pack(W_hh)
+        Wxp = _pack(W_ih) if input_grad else Wp  # not read without input_grad
+        _lstm_bwdx_par(Wp, Wxp, dout, cs, gates, tcs, dz, dh, dc, dx, input_grad, db, lens, plan.n)
         dz2 = dz.reshape(T * B, 4 * H)
         dparams = _weight_grads(x.reshape(T * B, D), _c(hs[:-1]).reshape(T * B, H), dz2, dz2, big[0], big[1])
     if "bias_ih" in params:
         dparams["bias_ih"] = db.sum(axis=0).astype(dt)
         dparams["bias_hh"] = dparams["bias_ih"]  # the same gradient; callers only read it
-    return dx, dh, dc, dparams
+    return (dx if input_grad else None), dh, dc, dparams
 
 
 # Rows of da per update of the weight gradients inside the LSTM's backward loop (S steps of a
@@ -2158,7 +2169,7 @@ def _ap_rows(K):
     return K + (2 - K % 4) % 4
 
 
-def _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, lens, n):
+def _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, want_dx, db, lens, n):
     """``_lstm_bwdw_par`` on n blocks of rows -> {"weight_ih", "weight_hh"} (summed over the
     blocks)."""
     T, B, H = dout.shape
@@ -2172,7 +2183,9 @@ def _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, db, le
     sb = np.empty((n, K, 16), np.float32)
     dWx = _empty64((n, 4 * H, D), np.float32)
     dWh = _empty64((n, 4 * H, H), np.float32)
-    _lstm_bwdw_par(_pack(W_hh), _pack(W_ih), dout, x, hs, cs, gates, tcs, dh, dc, dx, db, dWx, dWh, dzb, ap,
+    Wp = _pack(W_hh)
+    Wxp = _pack(W_ih) if want_dx else Wp  # not read without dx
+    _lstm_bwdw_par(Wp, Wxp, dout, x, hs, cs, gates, tcs, dh, dc, dx, want_dx, db, dWx, dWh, dzb, ap,
                    xb, hb, sb, lens, n)
     return {"weight_ih": dWx[0], "weight_hh": dWh[0]}
 

@@ -119,12 +119,12 @@ def lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, W_hh, lengths=None):
 
 
 # ----------------------------------------------------------------------------- GRU
-def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=None):
+def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=None, input_grad=True):
     """The backward loop and the products after it in one: ``lstm_backward_loop``, then
-    ``sequence_grads`` -> dx (T, B, D), dh0, dc0 (B, H), dparams. The compiled loops may take dx
-    and the bias gradient step by step inside the loop instead."""
+    ``sequence_grads`` -> dx (T, B, D) (None when not ``input_grad``), dh0, dc0 (B, H), dparams.
+    The compiled loops may take dx and the bias gradient step by step inside the loop instead."""
     da, dh0, dc0 = lstm_backward_loop(dout, dh_T, dc_T, cs, gates, tcs, params["weight_hh"], lengths)
-    dx, dparams = sequence_grads(x, hs[:-1], da, da, params)
+    dx, dparams = sequence_grads(x, hs[:-1], da, da, params, input_grad)
     return dx, dh0, dc0, dparams
 
 

@@ -70,10 +70,11 @@ def forward(x, h0, params, lengths=None):
     return hs[1:], last_state(hs, lengths), (x, hs, gates, ghn, params, lengths)
 
 
-def backward(dout, dh_T, cache):
-    """dout (T, B, H), dh_T (B, H) or None (zeros) -> dx (T, B, D), dh0 (B, H), dparams."""
+def backward(dout, dh_T, cache, input_grad=True):
+    """dout (T, B, H), dh_T (B, H) or None (zeros) -> dx (T, B, D), dh0 (B, H), dparams; dx None
+    without ``input_grad``, as in ``rnn.backward``."""
     x, hs, gates, ghn, params, lengths = cache
     dgx, dghn, dh0 = _kernels.gru_backward_loop(dout, dh_T, hs, gates, ghn, params["weight_hh"], lengths)
     # dgx (T, B, 3H); dghn (T, B, H): dgh's n part (its r, z parts are dgx's)
-    dx, dparams = _kernels.sequence_grads(x, hs[:-1], dgx, dghn, params)
+    dx, dparams = _kernels.sequence_grads(x, hs[:-1], dgx, dghn, params, input_grad)
     return dx, dh0, dparams

@@ -98,30 +98,32 @@ def forward(x, state0, params, lengths=None):
     return hs[1:], state_T, (x, hs, cs, gates, tcs, params, lengths)
 
 
-def backward(dout, dstate_T, cache):
+def backward(dout, dstate_T, cache, input_grad=True):
     """dout (T, B, H), dstate_T (dh_T, dc_T) -> dx (T, B, D), (dh0, dc0), dparams.
 
-    dstate_T, or either of its parts, may be None: zeros."""
+    dstate_T, or either of its parts, may be None: zeros. Without ``input_grad`` dx is None, not
+    computed (as in ``rnn.backward``)."""
     x, hs, cs, gates, tcs, params, lengths = cache
     dh_T, dc_T = (None, None) if dstate_T is None else dstate_T
     if "weight_hr" in params:
         dh_T = np.zeros(hs.shape[1:], hs.dtype) if dh_T is None else dh_T
         dc_T = np.zeros(cs.shape[1:], cs.dtype) if dc_T is None else dc_T
-        return _backward_proj(dout, dh_T, dc_T, cache)
+        return _backward_proj(dout, dh_T, dc_T, cache, input_grad)
     # the loop (da (T, B, 4H) on the pre-activations, zero past each length), then dx = da W_ih
     # and the weight gradients from da (compiled: dx and the bias gradient inside the loop)
-    dx, dh0, dc0, dparams = _kernels.lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths)
+    dx, dh0, dc0, dparams = _kernels.lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths,
+                                                     input_grad)
     return dx, (dh0, dc0), dparams
 
 
-def _backward_proj(dout, dh_T, dc_T, cache):
+def _backward_proj(dout, dh_T, dc_T, cache, input_grad):
     """``backward`` with projections: dout (T, B, P), dh_T (B, P), dc_T (B, H)."""
     x, hs, cs, gates, tcs, params, lengths = cache
     T, B, H = tcs.shape
     da, dhs, dh0, dc0 = _kernels.lstmp_backward_loop(
         dout, dh_T, dc_T, cs, gates, tcs, params["weight_hh"], params["weight_hr"], lengths
     )  # da (T, B, 4H), dhs (T, B, P)
-    dx, dparams = _kernels.sequence_grads(x, hs[:-1], da, da, params)
+    dx, dparams = _kernels.sequence_grads(x, hs[:-1], da, da, params, input_grad)
     m = gates[:, :, 3 * H :] * tcs  # (T, B, H) the projected vector o * tanh(c)
     dparams["weight_hr"] = dhs.reshape(T * B, -1).T @ m.reshape(T * B, H)  # (P, H)
     return dx, (dh0, dc0), dparams

@@ -71,12 +71,13 @@ def forward(x, h0, params, nonlinearity="tanh", lengths=None):
     return hs[1:], last_state(hs, lengths), (x, hs, params, nonlinearity, lengths)
 
 
-def backward(dout, dh_T, cache):
+def backward(dout, dh_T, cache, input_grad=True):
     """dout (T, B, H) gradient on every output, dh_T (B, H) on the final state or None (zeros)
-    -> dx (T, B, D), dh0 (B, H), dparams."""
+    -> dx (T, B, D), dh0 (B, H), dparams. Without ``input_grad`` dx is None, not computed (the
+    input is data: no gradient flows into it)."""
     x, hs, params, nonlinearity, lengths = cache
     da, dh0 = _kernels.rnn_backward_loop(
         dout, dh_T, hs, params["weight_hh"], nonlinearity == "relu", lengths
     )  # da (T, B, H), zero past each length
-    dx, dparams = _kernels.sequence_grads(x, hs[:-1], da, da, params)
+    dx, dparams = _kernels.sequence_grads(x, hs[:-1], da, da, params, input_grad)
     return dx, dh0, dparams

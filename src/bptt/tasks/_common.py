@@ -104,7 +104,7 @@ class SeqModel(Module):
         else:
             dout = np.zeros(self._saved_for_backward(), self.dtype)
             dout[..., : self.output_size] = dy
-        self.rnn.backward(dout)
+        self.rnn.backward(dout, input_grad=False)  # x is data: no dx
 
     def config(self):
         return {"cell": self.cell, "input_size": self.rnn.input_size,
