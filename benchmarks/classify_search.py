@@ -102,6 +102,7 @@ VARIANTS = {
     "select-32,8,4,2": {},
     "select-32,8,4,1": {},
     "select-32,16,8,4": {},
+    "select,roll0.5": {},  # select's candidates and one more: the 32-step run with --roll 0.5
 }
 
 
@@ -552,9 +553,8 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
             p_tr, p_ho, tr, ho = write_split(tmp, series, labels, ofold, o)
             lengths = [len(series[i]) for i in tr]
             if variant.startswith("select"):  # the recipe since round ten: a run per candidate, the best inner score
-                base, steps = select_parts(variant)
                 runs = [_fold_run(base, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho), n)
-                        for n in steps]
+                        for base, n in select_parts(variant)]
                 oof, ep, h = runs[max(range(len(runs)), key=lambda i: (runs[i][0], -i))]
             else:
                 oof, ep, h = _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho))
@@ -564,17 +564,21 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
 
 # select: bptt's --patch auto, the recipe since round ten (classify_run.AUTO_STEPS: a run with about
 # 32, 8 and 4 steps; "recipe" is the 32-step run). select+X: X's settings in every candidate;
-# select-N,N,...: other numbers of steps.
+# select-N,N,...: other numbers of steps; select,X: select's candidates and X's 32-step run last
+# (a tie goes to the earlier candidate).
 SELECT_STEPS = (32, 8, 4)
 
 
 def select_parts(variant):
-    """'select', 'select+X' or 'select-32,8,4,2' -> (the variant each candidate runs, its numbers of steps)."""
+    """'select', 'select+X', 'select-32,8,4,2' or 'select,X' -> the candidates, each (the variant it
+    runs, its number of steps)."""
     if variant.startswith("select+"):
-        return variant[len("select+"):], SELECT_STEPS
+        return [(variant[len("select+"):], n) for n in SELECT_STEPS]
     if variant.startswith("select-"):
-        return "recipe", tuple(int(n) for n in variant[len("select-"):].split(","))
-    return "recipe", SELECT_STEPS
+        return [("recipe", int(n)) for n in variant[len("select-"):].split(",")]
+    if variant.startswith("select,"):
+        return [("recipe", n) for n in SELECT_STEPS] + [(variant[len("select,"):], SELECT_STEPS[0])]
+    return [("recipe", n) for n in SELECT_STEPS]
 
 
 def _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, n_ho, steps=None):
@@ -583,13 +587,11 @@ def _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, n_
     from bptt.classify_run import fit, test_data
 
     K = patch_for(variant if steps is None else f"steps{steps}", lengths)
-    label = variant if steps is None else f"{variant}@{steps}"
-    from bptt.classify_run import fit, test_data
-
-    K = patch_for(variant, lengths)
-    probe = prepare(p_tr, variant, cell, seed, 1, K, os.path.join(tmp, variant, "probe"))  # its norm, classes
+    label = (variant if steps is None else f"{variant}@{steps}") + f" (patch {K})"
+    where = os.path.join(tmp, variant if steps is None else f"{variant}@{steps}")  # a directory per candidate
+    probe = prepare(p_tr, variant, cell, seed, 1, K, os.path.join(where, "probe"))  # its norm, classes
     x, yh = test_data(probe, p_ho)
-    run = prepare(p_tr, variant, cell, seed, epochs, K, os.path.join(tmp, variant, "cv"), heldout=x)
+    run = prepare(p_tr, variant, cell, seed, epochs, K, os.path.join(where, "cv"), heldout=x)
     fit(run, progress=False)
     oof, ep = ((snapshot_choice(run, variant)[:2]) if variant.startswith("snap-")
                else (run.best["val_accuracy"], run.best["epoch"]))

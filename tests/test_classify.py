@@ -752,3 +752,28 @@ def test_patch_auto_bad_inputs(toy, capsys, tmp_path):
     _one_line_error(capsys, ["train", "--jobs", "2"], "--jobs needs --task classify")
     (tmp_path / "a1" / "select.json").write_text("{not json")
     _one_line_error(capsys, ["train", "--resume", out], "not a readable patch selection")
+
+
+def test_search_select_runs_each_candidate_patch():
+    """benchmarks/classify_search.py --nested, variant select (how the recipe's rounds are judged):
+    each outer fold trains one run per candidate number of steps with its own patch (on
+    ItalyPowerDemand's 24 steps: 32, 8, 4 steps -> patches 1, 3, 6) and the runs differ. A slip
+    once made every candidate the 32-step run, which this catches."""
+    import re
+    import subprocess
+    import sys
+
+    from training_helpers import REPO
+
+    out = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "classify_search.py"), "--nested", "2",
+                          "--variants", "select", "select-32,8,4,1", "--datasets", "ItalyPowerDemand",
+                          "--seeds", "0", "--epochs", "2"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = re.findall(r"recipe@(\d+) \(patch (\d+)\) ItalyPowerDemand seed 0 outer fold (\d): .*inner out-of-fold "
+                       r"([\d.]+)", out.stdout)
+    runs = {(int(f), int(n)): (int(k), float(s)) for n, k, f, s in lines}
+    assert {n: k for (_, n), (k, _) in runs.items()} == {32: 1, 8: 3, 4: 6, 1: 24}
+    assert {f for f, _ in runs} == {0, 1}
+    assert len({runs[(0, n)][1] for n in (32, 8, 4)} | {runs[(1, n)][1] for n in (32, 8, 4)}) > 1
+    assert out.stdout.count("== nested select ItalyPowerDemand") == 1
+    assert out.stdout.count("== nested select-32,8,4,1 ItalyPowerDemand") == 1
