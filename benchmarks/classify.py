@@ -351,7 +351,12 @@ def one_run(name, cell, seed, epochs, jobs=1):
         new_select(cfg)
         sel = fit_select(cfg.out, progress=False, jobs=jobs)
         s, _, _ = evaluate_file(os.path.join(d, f"{name}_TEST.ts"), cfg.out)
-        return s["accuracy"], time.perf_counter() - t0, sel["candidates"][sel["chosen"]]["patch"]
+        return s["accuracy"], time.perf_counter() - t0, _short(sel["candidates"][sel["chosen"]])
+
+
+def _short(c):
+    """A candidate of --patch auto in the table: its patch K, 'Kr' for the one with --roll."""
+    return f"{c['patch']}" + ("r" if "roll" in c else "")
 
 
 def describe(name):
@@ -362,9 +367,9 @@ def describe(name):
     te, _ = read_ts(os.path.join(d, f"{name}_TEST.ts"))
     lens = [len(x) for x in tr + te]
     span = str(min(lens)) if min(lens) == max(lens) else f"{min(lens)}-{max(lens)}"
-    from bptt.classify_run import auto_patches
+    from bptt.classify_run import auto_candidates
 
-    return len(tr), len(te), span, tr[0].shape[1], auto_patches([len(x) for x in tr])
+    return len(tr), len(te), span, tr[0].shape[1], [_short(c) for c in auto_candidates([len(x) for x in tr])]
 
 
 def main(argv=None):
@@ -407,7 +412,7 @@ def _f(v):
 
 
 def table(rows, args):
-    from bptt.classify_run import AUTO_STEPS
+    from bptt.classify_run import AUTO_ROLL, AUTO_STEPS
 
     lines = [
         "## Sequence classification on archive datasets (`benchmarks/classify.py`)",
@@ -415,8 +420,9 @@ def table(rows, args):
         f"`python benchmarks/classify.py --write`: each dataset's own train/test split (sktime's shipped "
         f".ts files); one recipe for all: bidirectional, {SETUP['hidden_size']} hidden units, mean over the "
         f"valid steps, `--patch auto`: one such run for each patch K = ceil(median TRAIN length / N) "
-        f"consecutive values per step, N = {', '.join(map(str, AUTO_STEPS))} (about N recurrent steps), the one "
-        f"with the highest out-of-fold accuracy predicts (ties: more steps); in each run "
+        f"consecutive values per step, N = {', '.join(map(str, AUTO_STEPS))} (about N recurrent steps), and the "
+        f"first K again with --roll {AUTO_ROLL:g} (each training series rotated in time by up to half its length, "
+        f"new every epoch), the one with the highest out-of-fold accuracy predicts (ties: the earlier); in each run "
         + ("each value's first difference as one more feature (`--diff`), " if SETUP.get("diff") else "")
         + f"{args.epochs} epochs"
         + (f" at most (`--patience {SETUP['patience']}`: stop {SETUP['patience']} epochs after the best "
@@ -434,7 +440,7 @@ def table(rows, args):
            else f"on {args.threads} thread(s). ")
         + f"Machine: {machine_line()}.",
         "",
-        "| dataset | train | test | length | dims | patch K: candidates (chosen, by seed) | LSTM acc | LSTM s | GRU acc | GRU s | 1-NN DTW | ROCKET "
+        "| dataset | train | test | length | dims | patch K: candidates, Kr with --roll (chosen, by seed) | LSTM acc | LSTM s | GRU acc | GRU s | 1-NN DTW | ROCKET "
         "| best >= DTW | best within 2 pts of ROCKET |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -603,19 +603,26 @@ def test_export_classify_run_to_onnx(toy, capsys):
 
 # ----------------------------------------------------------------------------- --patch auto
 def test_auto_patches_and_the_choice(capsys):
-    from bptt.classify_run import AUTO_STEPS, auto_patches, choose
+    from bptt.classify_run import AUTO_ROLL, AUTO_STEPS, auto_candidates, auto_patches, choose, describe
 
-    assert AUTO_STEPS == (32, 8, 4)
+    assert AUTO_STEPS == (32, 8, 4) and AUTO_ROLL == 0.5
     assert auto_patches([251] * 36) == [8, 32, 63]  # ArrowHead: ceil(251 / 32), / 8, / 4
     assert auto_patches([24, 24]) == [1, 3, 6]  # ItalyPowerDemand
     assert auto_patches([5, 7, 9]) == [1, 2]  # repeats dropped: K = 1, 1, 2
     assert auto_patches([2]) == [1]
+    # the candidates: each patch, then the first (most steps) again with --roll 0.5 unless --roll is given
+    assert auto_candidates([251] * 36) == [{"patch": 8, "dir": "patch-8"}, {"patch": 32, "dir": "patch-32"},
+                                           {"patch": 63, "dir": "patch-63"},
+                                           {"patch": 8, "roll": 0.5, "dir": "patch-8-roll0.5"}]
+    assert auto_candidates([251] * 36, roll=0.1) == auto_candidates([251] * 36)[:3]
+    assert [describe(c) for c in auto_candidates([24])] == ["patch 1", "patch 3", "patch 6", "patch 1, --roll 0.5"]
     assert choose([0.5, 0.7, 0.6]) == 1
     assert choose([0.7, 0.7, 0.6]) == 0 and choose([0.6, 0.7, 0.7]) == 1  # ties: more steps
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "N = " + ", ".join(map(str, AUTO_STEPS)) + " (about N steps" in help_text  # the help says what the code does
+    assert f"the first K again with --roll {AUTO_ROLL:g} (unless --roll is given), in RUN/patch-K-roll{AUTO_ROLL:g}" in help_text
 
 
 def _auto_run(toy, out, epochs, extra=()):
@@ -624,17 +631,20 @@ def _auto_run(toy, out, epochs, extra=()):
 
 
 def test_patch_auto_trains_each_candidate_and_keeps_the_best(toy, capsys):
-    """--patch auto: a full run per candidate patch in RUN/patch-K, RUN/best a copy of the best
-    checkpoint of the one with the highest validation accuracy; eval, predict and export read it."""
-    from bptt.classify_run import auto_patches, choose, load_labelled
+    """--patch auto: a full run per candidate in RUN/patch-K (and RUN/patch-K-roll0.5, trained with
+    --roll 0.5), RUN/best a copy of the best checkpoint of the one with the highest validation
+    accuracy; eval, predict and export read it. With --roll given, every candidate has it and there
+    is no extra one."""
+    from bptt.classify_run import auto_candidates, choose, describe, load_labelled
 
     out = str(toy["dir"] / "auto")
     assert _auto_run(toy, out, 3) == 0
     text = capsys.readouterr().out
     sel = json.load(open(os.path.join(out, "select.json")))
     series, _ = load_labelled(toy["train"], "training")
-    patches = auto_patches([len(s) for s in series])
-    assert [c["patch"] for c in sel["candidates"]] == patches and len(patches) == 2
+    cands = auto_candidates([len(s) for s in series])
+    assert [{k: c[k] for k in ("patch", "dir", "roll") if k in c} for c in sel["candidates"]] == cands
+    assert len(cands) == 3 and cands[-1]["roll"] == 0.5
     accs = []
     for c in sel["candidates"]:
         run = os.path.join(out, c["dir"])
@@ -642,10 +652,12 @@ def test_patch_auto_trains_each_candidate_and_keeps_the_best(toy, capsys):
         best = max(history, key=lambda h: (h["val_accuracy"], -h["val_loss"]))
         meta = json.load(open(os.path.join(run, "best", "checkpoint.json")))
         assert meta["step"] == best["epoch"] == c["best"]["epoch"] and meta["config"]["patch"] == c["patch"]
+        assert meta["config"]["roll"] == c.get("roll", 0.0)
         assert len(history) == 3
         accs.append(best["val_accuracy"])
     k = choose(accs)
-    assert sel["chosen"] == k and f"patch {patches[k]}: best epoch" in text and "<- chosen" in text
+    assert sel["chosen"] == k and "<- chosen" in text
+    assert all(f"{describe(c)}: best epoch" in text for c in cands)
     winner = os.path.join(out, sel["candidates"][k]["dir"], "best")
     for name in ("model.safetensors", "checkpoint.json"):
         assert open(os.path.join(out, "best", name), "rb").read() == open(os.path.join(winner, name), "rb").read()
@@ -658,6 +670,13 @@ def test_patch_auto_trains_each_candidate_and_keeps_the_best(toy, capsys):
     assert len(capsys.readouterr().out.split()) == 20
     assert main(["export", out, "--onnx", str(toy["dir"] / "auto.onnx")]) == 0
     capsys.readouterr()
+    rolled = str(toy["dir"] / "auto-roll")
+    assert _auto_run(toy, rolled, 1, ["--roll", "0.1"]) == 0
+    capsys.readouterr()
+    sel = json.load(open(os.path.join(rolled, "select.json")))
+    assert [c["dir"] for c in sel["candidates"]] == [c["dir"] for c in cands[:2]]
+    for c in sel["candidates"]:
+        assert json.load(open(os.path.join(rolled, c["dir"], "best", "checkpoint.json")))["config"]["roll"] == 0.1
 
 
 def test_patch_auto_resumes_exactly(toy, capsys):
@@ -682,7 +701,7 @@ def test_patch_auto_resumes_exactly(toy, capsys):
                  "--ensemble", "2", "--pool", "mean", "--jobs", "2", "--out", j]
                 + [arg for arg in TRAIN_ARGS if arg != "--quiet"]) == 0
     err = capsys.readouterr().err
-    assert err.count("finished: best epoch") == 2 and "epoch 1/3" not in err  # the workers' own lines stay quiet
+    assert err.count("finished: best epoch") == len(sel["candidates"]) == 3 and "epoch 1/3" not in err  # the workers' own lines stay quiet
     for run in (b, c, j):
         assert json.load(open(os.path.join(run, "select.json")))["chosen"] == sel["chosen"]
         for cand in sel["candidates"]:

@@ -49,8 +49,9 @@ def add_train_options(p):
     a("--epochs", type=_positive_int, help="classify: passes over the training part (default 60)")
     a("--patch", type=_patch, metavar="K|auto", help="classify: K consecutive values as one step of K*D features "
       "(a long series is K times fewer steps; default 1); auto: one run for each K = ceil(median TRAIN length / N), "
-      "N = 32, 8, 4 (about N steps per series; classify_run.AUTO_STEPS), in RUN/patch-K, one after the other; "
-      "the one with the highest validation (or out-of-fold) accuracy becomes RUN/best")
+      "N = 32, 8, 4 (about N steps per series; classify_run.AUTO_STEPS), in RUN/patch-K, and the first K again "
+      "with --roll 0.5 (unless --roll is given), in RUN/patch-K-roll0.5, one after the other; "
+      "the one with the highest validation (or out-of-fold) accuracy becomes RUN/best (ties: the earlier)")
     a("--diff", action="store_true", default=None, help="classify: the first differences x[t] - x[t-1] as D "
       "more input features, standardised with their own TRAIN statistics; kept in the checkpoint and "
       "applied by eval, predict and the ONNX export (default: off)")
@@ -137,7 +138,7 @@ def _flag(name):
 
 
 def run_train(args):
-    from .classify_run import (ClassifyConfig, fit, is_select_run, new_run, new_select, read_select,
+    from .classify_run import (ClassifyConfig, describe, fit, is_select_run, new_run, new_select, read_select,
                                resume_run)
 
     given = {k: v for k, v in vars(args).items() if k not in _IGNORED and v is not None and v is not False}
@@ -153,7 +154,7 @@ def run_train(args):
                              f"the run keeps its own settings (only --epochs)")
         if is_select_run(args.resume):
             sel = read_select(args.resume)
-            print(f"resuming the patch selection {args.resume} (patch {', '.join(str(c['patch']) for c in sel['candidates'])})",
+            print(f"resuming the patch selection {args.resume} ({'; '.join(describe(c) for c in sel['candidates'])})",
                   file=sys.stderr)
             return _select(args, args.resume, given.get("epochs"))
         run = resume_run(args.resume, given.get("epochs"))
@@ -161,9 +162,13 @@ def run_train(args):
     elif given.get("patch") == "auto":
         sel = new_select(ClassifyConfig(**{OPTIONS[k]: v for k, v in given.items() if k != "patch"}))
         c = sel["config"]
+        cands = sel["candidates"]
+        rolled = [x for x in cands if "roll" in x]
         print(f"data: {c['data']}; patch auto: one run per patch K = "
-              f"{', '.join(str(x['patch']) for x in sel['candidates'])} (about {', '.join(map(str, sel['steps']))} "
-              f"steps per series), each in {c['out']}/patch-K", file=sys.stderr)
+              f"{', '.join(str(x['patch']) for x in cands if 'roll' not in x)} (about "
+              f"{', '.join(map(str, sel['steps']))} steps per series), each in {c['out']}/patch-K"
+              + "".join(f"; patch {x['patch']} with --roll {x['roll']:g} in {c['out']}/{x['dir']}" for x in rolled),
+              file=sys.stderr)
         return _select(args, c["out"], None)
     else:
         run = new_run(ClassifyConfig(**{OPTIONS[k]: v for k, v in given.items()}))
@@ -188,15 +193,15 @@ def run_train(args):
 
 def _select(args, out, epochs):
     """--patch auto: train or resume every candidate of the selection in `out`, then report."""
-    from .classify_run import fit_select
+    from .classify_run import describe, fit_select
 
     with _threads(args.threads):
         sel = fit_select(out, epochs, progress=not args.quiet, jobs=args.jobs or 1)
     for i, c in enumerate(sel["candidates"]):
         b = c["best"]
-        print(f"patch {c['patch']}: best epoch {b['epoch']}, validation accuracy {b['val_accuracy']:.4f}, loss "
+        print(f"{describe(c)}: best epoch {b['epoch']}, validation accuracy {b['val_accuracy']:.4f}, loss "
               f"{b['val_loss']:.4f}" + ("  <- chosen" if i == sel["chosen"] else ""))
-    print(f"best checkpoint {os.path.join(out, 'best')} (patch {sel['candidates'][sel['chosen']]['patch']})")
+    print(f"best checkpoint {os.path.join(out, 'best')} ({describe(sel['candidates'][sel['chosen']])})")
     _test_and_hint(out, sel["config"]["test"])
     return 0
 

@@ -10,7 +10,8 @@
       metrics.jsonl            one line per epoch
 
 With ``--patch auto`` (``new_select`` / ``fit_select``) RUN holds one such run per candidate patch
-instead, RUN/patch-K/, trained one after the other, and RUN/select.json (the candidates, then their
+instead, RUN/patch-K/ (and RUN/patch-K-roll0.5/, the longest candidate again with --roll 0.5),
+trained one after the other, and RUN/select.json (the candidates, then their
 scores and the choice); when the last has finished, the best checkpoint of the one with the highest
 validation accuracy is copied to RUN/best, which eval, predict and export read as usual.
 
@@ -72,6 +73,7 @@ class ClassifyConfig:
 
 
 AUTO_STEPS = (32, 8, 4)  # --patch auto: one run with about this many recurrent steps per series each
+AUTO_ROLL = 0.5  # ... and one more: the first (most steps) with --roll AUTO_ROLL, unless --roll is given
 SELECT = "select.json"
 
 
@@ -85,6 +87,23 @@ def auto_patches(lengths, steps=AUTO_STEPS):
         if k not in out:
             out.append(k)
     return out
+
+
+def auto_candidates(lengths, roll=0.0, steps=AUTO_STEPS):
+    """The candidates of --patch auto, in order: {"patch": K, "dir": "patch-K"} for each K of
+    ``auto_patches``, then, when ``roll`` is 0 (no --roll given), the first K again with
+    {"roll": AUTO_ROLL} in "patch-K-roll0.5" (circular shifts: a series that is a closed outline,
+    whose starting point means nothing, learns from every rotation)."""
+    patches = auto_patches(lengths, steps)
+    out = [{"patch": k, "dir": f"patch-{k}"} for k in patches]
+    if not roll:
+        out.append({"patch": patches[0], "roll": AUTO_ROLL, "dir": f"patch-{patches[0]}-roll{AUTO_ROLL:g}"})
+    return out
+
+
+def describe(c):
+    """A candidate as the messages name it: 'patch 14' or 'patch 14, --roll 0.5'."""
+    return f"patch {c['patch']}" + (f", --roll {c['roll']:g}" if "roll" in c else "")
 
 
 def choose(scores):
@@ -314,7 +333,7 @@ def read_select(out):
         with open(os.path.join(out, SELECT), encoding="utf-8") as f:
             sel = json.load(f)
         ClassifyConfig(**sel["config"])
-        [int(c["patch"]) for c in sel["candidates"]]
+        [(int(c["patch"]), float(c.get("roll", 0.0))) for c in sel["candidates"]]
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise ckpt_io.CheckpointError(f"{os.path.join(out, SELECT)}: not a readable patch selection: {e}") from None
     return sel
@@ -322,18 +341,18 @@ def read_select(out):
 
 def new_select(cfg, steps=AUTO_STEPS):
     """--patch auto: check the config and the data (one ``new_run`` of the first candidate), then
-    RUN/select.json with the candidate patches (``auto_patches`` of the TRAIN lengths). cfg.patch is
+    RUN/select.json with the candidates (``auto_candidates`` of the TRAIN lengths). cfg.patch is
     ignored. -> the selection (a dict), to train with ``fit_select``."""
     _check_new(cfg)
     if cfg.ensemble == 1 and cfg.val_fraction == 0:
         raise ValueError("--patch auto chooses by the validation score: it needs --val-fraction > 0 or --ensemble M")
     series, _ = load_labelled(cfg.data, "training")
-    patches = auto_patches([len(s) for s in series], steps)
-    first = ClassifyConfig(**{**asdict(cfg), "patch": patches[0], "out": os.path.join(cfg.out, f"patch-{patches[0]}")})
+    cands = auto_candidates([len(s) for s in series], cfg.roll, steps)
+    first = ClassifyConfig(**{**asdict(cfg), "patch": cands[0]["patch"], "out": os.path.join(cfg.out, cands[0]["dir"])})
     new_run(first)  # every check of a run (options, TRAIN, TEST) before anything is written
     os.makedirs(cfg.out, exist_ok=True)
     sel = {"task": TASK, "config": {**asdict(cfg), "patch": None}, "steps": list(steps),
-           "candidates": [{"patch": k, "dir": f"patch-{k}"} for k in patches], "chosen": None}
+           "candidates": cands, "chosen": None}
     _write_select(cfg.out, sel)
     return sel
 
@@ -362,7 +381,10 @@ def fit_select(out, epochs=None, progress=True, jobs=1):
         # leaving the block in any way (an error, Ctrl-C) terminates the workers at once; what they
         # saved stays (each checkpoint is written whole or not at all) and --resume goes on from it
         with ctx.Pool(min(jobs, len(cands)), initializer=_worker_init) as pool:
-            for i, c in enumerate(cands):
+            # the rolled candidate first: it trains longest (its best epochs come late), and the
+            # others then share the remaining workers (the results do not depend on the order)
+            for i in sorted(range(len(cands)), key=lambda i: "roll" not in cands[i]):
+                c = cands[i]
                 pool.apply_async(_fit_candidate, (out, c, sel["config"], False),
                                  callback=lambda best, i=i: finished.put((i, best, None)),
                                  error_callback=lambda e, i=i: finished.put((i, None, e)))
@@ -372,12 +394,12 @@ def fit_select(out, epochs=None, progress=True, jobs=1):
                     raise error
                 done(i, best)
                 if progress:
-                    print(f"patch {cands[i]['patch']} finished: best epoch {best['epoch']}, validation accuracy "
+                    print(f"{describe(cands[i])} finished: best epoch {best['epoch']}, validation accuracy "
                           f"{best['val_accuracy']:.4f}", file=sys.stderr)
     else:
         for i, c in enumerate(cands):
             if progress:
-                print(f"candidate {i + 1} of {len(cands)}: patch {c['patch']} ({os.path.join(out, c['dir'])})",
+                print(f"candidate {i + 1} of {len(cands)}: {describe(c)} ({os.path.join(out, c['dir'])})",
                       file=sys.stderr)
             done(i, _fit_candidate(out, c, sel["config"], progress))
     k = choose([c["best"]["val_accuracy"] for c in cands])
@@ -393,7 +415,8 @@ def _fit_candidate(out, c, config, progress):
     if ckpt_io.holds_checkpoints(path):
         run = resume_run(path, config["epochs"])
     else:
-        run = ClassifyRun(ClassifyConfig(**{**config, "patch": c["patch"], "out": path}))
+        run = ClassifyRun(ClassifyConfig(**{**config, "patch": c["patch"], "roll": c.get("roll", config["roll"]),
+                                            "out": path}))
     return fit(run, progress).best
 
 
