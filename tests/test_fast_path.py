@@ -178,6 +178,17 @@ def test_matmul_on_our_threads(dtype, shards):
         np.testing.assert_allclose(got, np.matmul(x, y), rtol=TOL[dtype], atol=TOL[dtype])
 
 
+def _lstm_backward_inputs(D, H, seed, T=9, B=5):
+    """float32 LSTM weights (biases included) and random x (T, B, D), h0, c0, dh_T, dc_T (B, H),
+    dout (T, B, H) for the backward loops' tests."""
+    rng = np.random.default_rng(seed)
+    params = {k: v.astype(np.float32) for k, v in _cell_params(4, D, H, True, rng).items()}
+    x = rng.standard_normal((T, B, D)).astype(np.float32)
+    h0, c0, dh_T, dc_T = (rng.standard_normal((B, H)).astype(np.float32) for _ in range(4))
+    dout = rng.standard_normal((T, B, H)).astype(np.float32)
+    return params, x, h0, c0, dh_T, dc_T, dout
+
+
 @pytest.mark.parametrize("wgrad_rows", [1, 12, 128])
 def test_lstm_weight_grads_inside_backward_loop(wgrad_rows, shards, monkeypatch):
     """float32 lstm_backward_x with the weight gradients taken inside the loop every
@@ -189,12 +200,8 @@ def test_lstm_weight_grads_inside_backward_loop(wgrad_rows, shards, monkeypatch)
     monkeypatch.setattr(fast, "FUSED_MIN_ROWS", 1)
     monkeypatch.setattr(fast, "WIDE_MICROKERNEL", True)  # the path (the kernels run anywhere)
     monkeypatch.setattr(fast, "WGRAD_ROWS", wgrad_rows)
-    T, B, D, H = 9, 5, 20, 40
-    rng = np.random.default_rng(5)
-    params = {k: v.astype(np.float32) for k, v in _cell_params(4, D, H, True, rng).items()}
-    x = rng.standard_normal((T, B, D)).astype(np.float32)
-    h0, c0, dh_T, dc_T = (rng.standard_normal((B, H)).astype(np.float32) for _ in range(4))
-    dout = rng.standard_normal((T, B, H)).astype(np.float32)
+    D, H = 20, 40
+    params, x, h0, c0, dh_T, dc_T, dout = _lstm_backward_inputs(D, H, seed=5)
     for lengths in (None, np.array([9, 2, 9, 1, 5])):
         hs, cs, gates, tcs = ref.lstm_forward_x(x, h0, c0, params, lengths)
         got = fast.lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths)
@@ -216,12 +223,8 @@ def test_lstm_backward_without_input_grad(path, shards, monkeypatch):
     as with dx."""
     monkeypatch.setattr(fast, "FUSED_MIN_ROWS", 1 if path != "after-loop" else 1 << 30)
     monkeypatch.setattr(fast, "WIDE_MICROKERNEL", path == "wgrad-in-loop")
-    T, B, D, H = 9, 5, 20, 40
-    rng = np.random.default_rng(6)
-    params = {k: v.astype(np.float32) for k, v in _cell_params(4, D, H, True, rng).items()}
-    x = rng.standard_normal((T, B, D)).astype(np.float32)
-    h0, c0, dh_T, dc_T = (rng.standard_normal((B, H)).astype(np.float32) for _ in range(4))
-    dout = rng.standard_normal((T, B, H)).astype(np.float32)
+    D, H = 20, 40
+    params, x, h0, c0, dh_T, dc_T, dout = _lstm_backward_inputs(D, H, seed=6)
     packed, products = [], []
     pack, rows_product = fast._pack, fast._rows_product
     monkeypatch.setattr(fast, "_pack", lambda W: packed.append(W.shape) or pack(W))
