@@ -103,6 +103,7 @@ VARIANTS = {
     "select-32,8,4,1": {},
     "select-32,16,8,4": {},
     "select,roll0.5": {},  # select's candidates and one more: the 32-step run with --roll 0.5
+    "select,roll0.5,2": {},  # --patch auto since round twelve (select,roll0.5) with a 2-step candidate
 }
 
 
@@ -547,18 +548,25 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
     -> (held-out accuracy over all of TRAIN, mean inner out-of-fold score, seconds)."""
     series, labels, y, ofold = outer_folds(name, seed, outer)
     hits, oofs = 0, []
+    without = 0  # select,roll0.5,2: the held-out hits of select,roll0.5, from the same runs
     t0 = time.perf_counter()
     for o in range(outer):
         with tempfile.TemporaryDirectory() as tmp:
             p_tr, p_ho, tr, ho = write_split(tmp, series, labels, ofold, o)
             lengths = [len(series[i]) for i in tr]
             if variant.startswith("select"):  # the recipe since round ten: a run per candidate, the best inner score
+                parts = select_parts(variant)
                 runs = [_fold_run(base, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho), n)
-                        for base, n in select_parts(variant)]
+                        for base, n in parts]
                 oof, ep, h = runs[max(range(len(runs)), key=lambda i: (runs[i][0], -i))]
+                rest = [r for r, (base, n) in zip(runs, parts) if not (base == "recipe" and n == 2)]
+                without += rest[max(range(len(rest)), key=lambda i: (rest[i][0], -i))][2]
             else:
                 oof, ep, h = _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho))
             hits, oofs = hits + h, oofs + [oof]
+    if variant == "select,roll0.5,2":
+        print(f"nested select,roll0.5 {name} {cell} seed {seed}: held-out accuracy {without / len(y):.4f} "
+              "(the same runs without the 2-step candidate)", flush=True)
     return hits / len(y), float(np.mean(oofs)), time.perf_counter() - t0
 
 
@@ -576,6 +584,8 @@ def select_parts(variant):
         return [(variant[len("select+"):], n) for n in SELECT_STEPS]
     if variant.startswith("select-"):
         return [("recipe", int(n)) for n in variant[len("select-"):].split(",")]
+    if variant == "select,roll0.5,2":  # the order --patch auto would train them in: the patches, then the roll
+        return [("recipe", n) for n in SELECT_STEPS + (2,)] + [("roll0.5", SELECT_STEPS[0])]
     if variant.startswith("select,"):
         return [("recipe", n) for n in SELECT_STEPS] + [(variant[len("select,"):], SELECT_STEPS[0])]
     return [("recipe", n) for n in SELECT_STEPS]
