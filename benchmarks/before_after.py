@@ -61,6 +61,8 @@ def main(argv=None):
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     p.add_argument("--blocks", type=int, default=9, help="alternating blocks per library and row")
     p.add_argument("--block-seconds", type=float, default=0.3, help="target length of a block")
+    p.add_argument("--input-grad", action="store_true", help="the steps return dx too (a layer above another), "
+                   "instead of a layer on data")
     p.add_argument("--clock", choices=("wall", "thread"), default="wall",
                    help="wall time, or (one thread only) the calling thread's CPU time")
     args = p.parse_args(argv)
@@ -81,8 +83,8 @@ def main(argv=None):
         numba.set_num_threads(n)
         for cell in args.cells.split(","):
             for T, B, D, H in _shapes(args):
-                new_step = cells.make_pair(cell, T, B, D, H)[0]
-                old_step = cells.make_pair(cell, T, B, D, H, lib=old)[0]
+                new_step = cells.make_pair(cell, T, B, D, H, input_grad=args.input_grad)[0]
+                old_step = cells.make_pair(cell, T, B, D, H, lib=old, input_grad=args.input_grad)[0]
                 fns = {"new": new_step, "old": old_step}
                 for f in fns.values():  # first calls (compiling or loading kernels) not in the sizing
                     f()

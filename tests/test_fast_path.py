@@ -675,7 +675,7 @@ def test_benchmark_quick(tmp_path, capsys):
     assert float(cols[13]) > 0 and float(cols[14]) > 0  # peak MB of both libraries
     dx_ratio, dx_range = cols[16].split(" ", 1)  # the steps with the input gradient: "r (lo-hi)"
     lo, hi = (float(v) for v in dx_range.strip("()").split("-"))
-    assert 0 < lo <= float(dx_ratio) <= hi
+    assert 0 <= lo <= float(dx_ratio) <= hi and hi > 0  # (2 decimals: a tiny row on a busy machine can show 0.00)
     assert "with dx" in capsys.readouterr().out
 
 
