@@ -805,8 +805,14 @@ def readme_claim(rows):
     cm = [r["bptt_s"] / r["torch_s"] for r in rows if r["cell"] == "char model"]
     n = sum(1 for r in rows if r["cell"] != "char model")
     slower = sum(1 for r in rows if r["cell"] != "char model" and r["bptt_s"] >= r["torch_s"])
-    text = (f"on the CPU a layer's training step takes {', '.join(parts)} of PyTorch's time over the "
-            f"{n} benchmarked sizes ({'faster on all' if not slower else f'slower on {slower}'})")
+    dx = []
+    for cell in CELLS:
+        q = [r["ratio_dx"] for r in rows if r["cell"] == cell and "ratio_dx" in r]
+        if q:
+            dx.append(f"{cell.upper()} {min(q):.2f}-{max(q):.2f}")
+    text = (f"on the CPU a layer's training step on data (no input gradient) takes {', '.join(parts)} of "
+            f"PyTorch's time over the {n} benchmarked sizes ({'faster on all' if not slower else f'slower on {slower}'})"
+            + (f", with the input gradient too {', '.join(dx)}" if dx else ""))
     if cm:
         text += f", and a whole training step of the character model {cm[0]:.2f}"
     return text

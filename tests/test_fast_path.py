@@ -675,8 +675,14 @@ def test_benchmark_quick(tmp_path, capsys):
     assert float(cols[13]) > 0 and float(cols[14]) > 0  # peak MB of both libraries
     dx_ratio, dx_range = cols[16].split(" ", 1)  # the steps with the input gradient: "r (lo-hi)"
     lo, hi = (float(v) for v in dx_range.strip("()").split("-"))
-    assert 0 <= lo <= float(dx_ratio) <= hi and hi > 0  # (2 decimals: a tiny row on a busy machine can show 0.00)
-    assert "with dx" in capsys.readouterr().out
+    assert 0 <= lo <= float(dx_ratio) <= hi
+    import re
+
+    # ... the ratio of the two times the run printed for them (ms, 2 decimals)
+    b_dx, t_dx, r_dx = (float(v) for v in re.search(r"with dx: bptt ([\d.]+) ms torch ([\d.]+) ms ratio\s+([\d.]+)",
+                                                      capsys.readouterr().out).groups())
+    assert b_dx > 0 and t_dx > 0 and r_dx == float(dx_ratio)
+    assert (b_dx - half) / (t_dx + half) - half <= r_dx <= (b_dx + half) / max(t_dx - half, 1e-9) + half
 
 
 def test_pool_reuses_only_buffers_nothing_refers_to(monkeypatch):
