@@ -571,7 +571,8 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
 
 
 # select: bptt's --patch auto of round ten (classify_run.AUTO_STEPS: a run with about 32, 8 and 4
-# steps; "recipe" is the 32-step run); since round twelve --patch auto is select,roll0.5. select+X: X's settings in every candidate;
+# steps; "recipe" is the 32-step run); --patch auto is select,roll0.5 since round twelve and
+# select,roll0.5,2 since round thirteen. select+X: X's settings in every candidate;
 # select-N,N,...: other numbers of steps; select,X: select's candidates and X's 32-step run last
 # (a tie goes to the earlier candidate).
 SELECT_STEPS = (32, 8, 4)

@@ -605,17 +605,18 @@ def test_export_classify_run_to_onnx(toy, capsys):
 def test_auto_patches_and_the_choice(capsys):
     from bptt.classify_run import AUTO_ROLL, AUTO_STEPS, auto_candidates, auto_patches, choose, describe
 
-    assert AUTO_STEPS == (32, 8, 4) and AUTO_ROLL == 0.5
-    assert auto_patches([251] * 36) == [8, 32, 63]  # ArrowHead: ceil(251 / 32), / 8, / 4
-    assert auto_patches([24, 24]) == [1, 3, 6]  # ItalyPowerDemand
-    assert auto_patches([5, 7, 9]) == [1, 2]  # repeats dropped: K = 1, 1, 2
+    assert AUTO_STEPS == (32, 8, 4, 2) and AUTO_ROLL == 0.5
+    assert auto_patches([251] * 36) == [8, 32, 63, 126]  # ArrowHead: ceil(251 / 32), / 8, / 4, / 2
+    assert auto_patches([24, 24]) == [1, 3, 6, 12]  # ItalyPowerDemand
+    assert auto_patches([5, 7, 9]) == [1, 2, 4]  # repeats dropped: K = 1, 1, 2, 4
     assert auto_patches([2]) == [1]
     # the candidates: each patch, then the first (most steps) again with --roll 0.5 unless --roll is given
     assert auto_candidates([251] * 36) == [{"patch": 8, "dir": "patch-8"}, {"patch": 32, "dir": "patch-32"},
-                                           {"patch": 63, "dir": "patch-63"},
+                                           {"patch": 63, "dir": "patch-63"}, {"patch": 126, "dir": "patch-126"},
                                            {"patch": 8, "roll": 0.5, "dir": "patch-8-roll0.5"}]
-    assert auto_candidates([251] * 36, roll=0.1) == auto_candidates([251] * 36)[:3]
-    assert [describe(c) for c in auto_candidates([24])] == ["patch 1", "patch 3", "patch 6", "patch 1, --roll 0.5"]
+    assert auto_candidates([251] * 36, roll=0.1) == auto_candidates([251] * 36)[:4]
+    assert [describe(c) for c in auto_candidates([24])] == ["patch 1", "patch 3", "patch 6", "patch 12",
+                                                           "patch 1, --roll 0.5"]
     assert choose([0.5, 0.7, 0.6]) == 1
     assert choose([0.7, 0.7, 0.6]) == 0 and choose([0.6, 0.7, 0.7]) == 1  # ties: more steps
     with pytest.raises(SystemExit):
@@ -644,7 +645,7 @@ def test_patch_auto_trains_each_candidate_and_keeps_the_best(toy, capsys):
     series, _ = load_labelled(toy["train"], "training")
     cands = auto_candidates([len(s) for s in series])
     assert [{k: c[k] for k in ("patch", "dir", "roll") if k in c} for c in sel["candidates"]] == cands
-    assert len(cands) == 3 and cands[-1]["roll"] == 0.5
+    assert len(cands) >= 3 and "roll" not in cands[-2] and cands[-1]["roll"] == 0.5
     accs = []
     for c in sel["candidates"]:
         run = os.path.join(out, c["dir"])
@@ -674,7 +675,7 @@ def test_patch_auto_trains_each_candidate_and_keeps_the_best(toy, capsys):
     assert _auto_run(toy, rolled, 1, ["--roll", "0.1"]) == 0
     capsys.readouterr()
     sel = json.load(open(os.path.join(rolled, "select.json")))
-    assert [c["dir"] for c in sel["candidates"]] == [c["dir"] for c in cands[:2]]
+    assert [c["dir"] for c in sel["candidates"]] == [c["dir"] for c in cands[:-1]]
     for c in sel["candidates"]:
         assert json.load(open(os.path.join(rolled, c["dir"], "best", "checkpoint.json")))["config"]["roll"] == 0.1
 
@@ -701,7 +702,7 @@ def test_patch_auto_resumes_exactly(toy, capsys):
                  "--ensemble", "2", "--pool", "mean", "--jobs", "2", "--out", j]
                 + [arg for arg in TRAIN_ARGS if arg != "--quiet"]) == 0
     err = capsys.readouterr().err
-    assert err.count("finished: best epoch") == len(sel["candidates"]) == 3 and "epoch 1/3" not in err  # the workers' own lines stay quiet
+    assert err.count("finished: best epoch") == len(sel["candidates"]) >= 3 and "epoch 1/3" not in err  # the workers' own lines stay quiet
     for run in (b, c, j):
         assert json.load(open(os.path.join(run, "select.json")))["chosen"] == sel["chosen"]
         for cand in sel["candidates"]:

@@ -49,7 +49,7 @@ def add_train_options(p):
     a("--epochs", type=_positive_int, help="classify: passes over the training part (default 60)")
     a("--patch", type=_patch, metavar="K|auto", help="classify: K consecutive values as one step of K*D features "
       "(a long series is K times fewer steps; default 1); auto: one run for each K = ceil(median TRAIN length / N), "
-      "N = 32, 8, 4 (about N steps per series; classify_run.AUTO_STEPS), in RUN/patch-K, and the first K again "
+      "N = 32, 8, 4, 2 (about N steps per series; classify_run.AUTO_STEPS), in RUN/patch-K, and the first K again "
       "with --roll 0.5 (unless --roll is given), in RUN/patch-K-roll0.5, one after the other; "
       "the one with the highest validation (or out-of-fold) accuracy becomes RUN/best (ties: the earlier)")
     a("--diff", action="store_true", default=None, help="classify: the first differences x[t] - x[t-1] as D "

@@ -72,7 +72,7 @@ class ClassifyConfig:
     out: str = None
 
 
-AUTO_STEPS = (32, 8, 4)  # --patch auto: one run with about this many recurrent steps per series each
+AUTO_STEPS = (32, 8, 4, 2)  # --patch auto: one run with about this many recurrent steps per series each
 AUTO_ROLL = 0.5  # ... and one more: the first (most steps) with --roll AUTO_ROLL, unless --roll is given
 SELECT = "select.json"
 
