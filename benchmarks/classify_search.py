@@ -104,6 +104,7 @@ VARIANTS = {
     "select-32,16,8,4": {},
     "select,roll0.5": {},  # select's candidates and one more: the 32-step run with --roll 0.5
     "select,roll0.5,2": {},  # --patch auto since round twelve (select,roll0.5) with a 2-step candidate
+    "combos": {},  # round fourteen: --patch auto's runs, scored as select and as the mixes of COMBOS
 }
 
 
@@ -442,7 +443,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.stopping:
         return stopping(args.stopping, cap=args.epochs)
-    if any(v.startswith("select") for v in args.variants) and not args.nested:
+    if any(v.startswith("select") or v == "combos" for v in args.variants) and not args.nested:
         raise SystemExit("the variant select is scored by --nested only (its own score is the best of its candidates')")
     if args.patience is not None:
         bench.SETUP["patience"] = args.patience
@@ -549,12 +550,21 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
     series, labels, y, ofold = outer_folds(name, seed, outer)
     hits, oofs = 0, []
     without = 0  # select,roll0.5,2: the held-out hits of select,roll0.5, from the same runs
+    combo_hits = {}  # combos: each way's held-out hits
     t0 = time.perf_counter()
     for o in range(outer):
         with tempfile.TemporaryDirectory() as tmp:
             p_tr, p_ho, tr, ho = write_split(tmp, series, labels, ofold, o)
             lengths = [len(series[i]) for i in tr]
-            if variant.startswith("select"):  # the recipe since round ten: a run per candidate, the best inner score
+            if variant == "combos":  # round fourteen: each way of COMBOS from the same runs
+                parts = select_parts("select,roll0.5,2")
+                runs = [_fold_run(base, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho), n,
+                                  probs=True) for base, n in parts]
+                yh = runs[0][3][2]
+                for k, p in combo_probs([r[0] for r in runs], [r[3] for r in runs], parts).items():
+                    combo_hits[k] = combo_hits.get(k, 0) + int((p.argmax(axis=1) == yh).sum())
+                oof, ep, h = runs[max(range(len(runs)), key=lambda i: (runs[i][0], -i))][:3]
+            elif variant.startswith("select"):  # the recipe since round ten: a run per candidate, the best inner score
                 parts = select_parts(variant)
                 runs = [_fold_run(base, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho), n)
                         for base, n in parts]
@@ -567,7 +577,53 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
     if variant == "select,roll0.5,2":
         print(f"nested select,roll0.5 {name} {cell} seed {seed}: held-out accuracy {without / len(y):.4f} "
               "(the same runs without the 2-step candidate)", flush=True)
+    for k, v in combo_hits.items():
+        print(f"nested combos:{k} {name} {cell} seed {seed}: held-out accuracy {v / len(y):.4f}", flush=True)
     return hits / len(y), float(np.mean(oofs)), time.perf_counter() - t0
+
+
+# Round fourteen: ways to predict from --patch auto's candidates (each a chosen ensemble with its
+# inner out-of-fold score), scored from the same runs. sel: the best inner score (--patch auto);
+# avg: the mean probability of all candidates; top2: of the two best inner scores (a tie: the
+# earlier); -tta: the rotated candidate predicts by its mean probability over TTA rotations of each
+# series (rotated by j T / TTA steps, j = 0 .. TTA-1), being trained on rotations (--roll 0.5).
+COMBOS = ("sel", "sel-tta", "avg", "avg-tta", "top2", "top2-tta")
+TTA = 8
+
+
+def combo_probs(oofs, probs, parts):
+    """Inner scores and (p, p_tta, y) per candidate -> {way: (n, C) probabilities} for COMBOS."""
+    order = sorted(range(len(oofs)), key=lambda i: (-oofs[i], i))
+    out = {}
+    for tta in (False, True):
+        p = [q[1] if tta and base.startswith("roll") else q[0] for q, (base, _) in zip(probs, parts)]
+        t = "-tta" if tta else ""
+        out["sel" + t] = p[order[0]]
+        out["avg" + t] = np.mean(p, axis=0)
+        out["top2" + t] = np.mean([p[i] for i in order[:2]], axis=0)
+    return out
+
+
+def rotations(x, R=TTA):
+    """Each series x_i (T, D) rotated by round(j T / R) steps, j = 0 .. R-1 -> R lists."""
+    return [[np.roll(s, int(round(j * len(s) / R)), axis=0) for s in x] for j in range(R)]
+
+
+def tta_probs(run, x):
+    """The run's best checkpoint (its chosen epoch) -> its mean member probability on x, plain and
+    averaged over the rotations of each series: ((n, C), (n, C))."""
+    from bptt import checkpoint as ckpt_io
+    from bptt.classify import predict_logits
+
+    _, _, weights, _ = ckpt_io.load_checkpoint(ckpt_io.resolve_best(run.cfg.out, required=True))
+    run.model.load_state_dict(weights)
+
+    def prob(xs):
+        lg = predict_logits(run.model, xs, members=True)  # (M, n, C)
+        e = np.exp(lg - lg.max(axis=-1, keepdims=True))
+        return (e / e.sum(axis=-1, keepdims=True)).mean(axis=0)
+    ps = [prob(r) for r in rotations(x)]
+    return ps[0], np.mean(ps, axis=0)
 
 
 # select: bptt's --patch auto of round ten (classify_run.AUTO_STEPS: a run with about 32, 8 and 4
@@ -592,9 +648,10 @@ def select_parts(variant):
     return [("recipe", n) for n in SELECT_STEPS]
 
 
-def _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, n_ho, steps=None):
+def _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, n_ho, steps=None, probs=False):
     """The variant's run on one outer-train part (with about `steps` recurrent steps, if given)
-    -> (inner out-of-fold score, its epoch, held-out hits)."""
+    -> (inner out-of-fold score, its epoch, held-out hits), and with probs=True (combos) also
+    (its held-out probabilities, the same averaged over rotations (tta_probs), the classes)."""
     from bptt.classify_run import fit, test_data
 
     K = patch_for(variant if steps is None else f"steps{steps}", lengths)
@@ -609,6 +666,12 @@ def _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, n_
     h = int((heldout_prediction(run, variant) == yh).sum())
     print(f"  {label} {name} seed {seed} outer fold {o}: E* {ep} of {run.epoch}, "
           f"inner out-of-fold {oof:.3f}, held out {h}/{n_ho}", flush=True)
+    if probs:
+        p, pt = tta_probs(run, x)
+        assert int((p.argmax(axis=1) == yh).sum()) == h  # the best checkpoint is the scored epoch
+        print(f"  {label} {name} seed {seed} outer fold {o}: held out with {TTA} rotations "
+              f"{int((pt.argmax(axis=1) == yh).sum())}/{n_ho}", flush=True)
+        return oof, ep, h, (p, pt, yh)
     return oof, ep, h
 
 
