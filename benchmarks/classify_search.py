@@ -587,7 +587,9 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
 # avg: the mean probability of all candidates; top2: of the two best inner scores (a tie: the
 # earlier); -tta: the rotated candidate predicts by its mean probability over TTA rotations of each
 # series (rotated by j T / TTA steps, j = 0 .. TTA-1), being trained on rotations (--roll 0.5).
-COMBOS = ("sel", "sel-tta", "avg", "avg-tta", "top2", "top2-tta")
+# Round fifteen: top2u-tta: the rotated candidate alone (with -tta) when its inner score is the
+# best, else the mean of the two unrotated candidates with the best inner scores.
+COMBOS = ("sel", "sel-tta", "avg", "avg-tta", "top2", "top2-tta", "top2u-tta")
 TTA = 8
 
 
@@ -601,6 +603,11 @@ def combo_probs(oofs, probs, parts):
         out["sel" + t] = p[order[0]]
         out["avg" + t] = np.mean(p, axis=0)
         out["top2" + t] = np.mean([p[i] for i in order[:2]], axis=0)
+    rolled = [parts[i][0].startswith("roll") for i in range(len(parts))]
+    if rolled[order[0]]:
+        out["top2u-tta"] = probs[order[0]][1]
+    else:
+        out["top2u-tta"] = np.mean([probs[i][0] for i in order if not rolled[i]][:2], axis=0)
     return out
 
 
