@@ -447,7 +447,7 @@ def _f(v):
 
 
 def table(rows, args):
-    from bptt.classify_run import AUTO_ROLL, AUTO_STEPS
+    from bptt.classify_run import AUTO_ROLL, AUTO_STEPS, AUTO_TTA
 
     lines = [
         "## Sequence classification on archive datasets (`benchmarks/classify.py`)",
@@ -457,7 +457,8 @@ def table(rows, args):
         f"valid steps, `--patch auto`: one such run for each patch K = ceil(median TRAIN length / N) "
         f"consecutive values per step, N = {', '.join(map(str, AUTO_STEPS))} (about N recurrent steps), and the "
         f"first K again with --roll {AUTO_ROLL:g} (each training series rotated in time by up to half its length, "
-        f"new every epoch), the one with the highest out-of-fold accuracy predicts (ties: the earlier); in each run "
+        f"new every epoch, and predicting by its mean probability over {AUTO_TTA} rotations of each series, "
+        f"`--tta {AUTO_TTA}`), the one with the highest out-of-fold accuracy predicts (ties: the earlier); in each run "
         + ("each value's first difference as one more feature (`--diff`), " if SETUP.get("diff") else "")
         + f"{args.epochs} epochs"
         + (f" at most (`--patience {SETUP['patience']}`: stop {SETUP['patience']} epochs after the best "

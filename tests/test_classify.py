@@ -192,6 +192,37 @@ def test_circular_shift():
     assert set(np.unique(circular_shift(x, 1.0, np.random.default_rng(1))[:, 0])) == set(range(20))
 
 
+def test_test_time_rotations():
+    """--tta R: the j-th rotation of a series of length T is round(j T / R) steps, halves to the even
+    number; a RotationTTA's probability is the mean over the rotations of its model's, here
+    recomputed one series and one rotation at a time."""
+    from bptt.classify import EnsembleClassifier, RotationTTA, predict_logits, rotate_all, rotation_steps
+
+    assert [rotation_steps(4, j, 8) for j in range(8)] == [0, 0, 1, 2, 2, 2, 3, 4]  # 0.5 -> 0, 1.5 -> 2, 2.5 -> 2
+    assert [rotation_steps(150, j, 8) for j in range(8)] == [0, 19, 38, 56, 75, 94, 112, 131]  # 112.5 -> 112
+    rng = np.random.default_rng(4)
+    series = [rng.standard_normal((n, 2)).astype(np.float32) for n in (9, 1, 4, 7, 12)]
+    for j in range(3):
+        for x, y in zip(series, rotate_all(series, j, 3)):
+            np.testing.assert_array_equal(y, np.roll(x, int(round(j * len(x) / 3)), axis=0))
+    for model in (EnsembleClassifier(2, 3, members=2, cell="gru", hidden_size=5, pool="mean", patch=2, seed=1,
+                                     bidirectional=True),
+                  SequenceClassifier(2, 3, cell="lstm", hidden_size=4, pool="last", seed=2)):
+        tta = RotationTTA(model, 3)
+
+        def prob(x):  # one series alone
+            lg = model.eval().predict(x[:, None], np.array([len(x)]))[0].astype(np.float64)
+            return np.exp(lg) / np.exp(lg).sum()
+        want = np.array([np.mean([prob(np.roll(x, int(round(j * len(x) / 3)), axis=0)) for j in range(3)], axis=0)
+                         for x in series])
+        np.testing.assert_allclose(tta.probabilities(series), want, atol=1e-6)
+        np.testing.assert_allclose(predict_logits(tta, series), np.log(want), atol=1e-5)
+        plain = np.array([prob(x) for x in series])
+        assert np.abs(plain - want).max() > 1e-3  # the rotations count
+    with pytest.raises(ValueError, match="2 or more rotations"):
+        RotationTTA(model, 1)
+
+
 def test_input_dropout():
     """--input-dropout P: each value zeroed with probability P, the rest scaled by 1/(1-P) (the
     expected input unchanged), padding stays zero, the RNG decides; P = 0 draws nothing."""
@@ -379,6 +410,40 @@ def test_train_eval_predict_resume(toy, capsys):
     assert len(pred) == 20 and set(pred) <= {"up", "down"}
     truth = [line.rsplit(":", 1)[1] for line in open(toy["test"]).read().split("@data\n")[1].split()]
     assert np.mean([p == t for p, t in zip(pred, truth)]) == r["accuracy"]
+
+
+def test_tta_run_predicts_by_the_mean_over_rotations(toy, capsys, tmp_path):
+    """--roll 0.5 --tta 4: the checkpoint keeps tta; eval, predict and the ONNX export predict by the
+    mean probability over 4 rotations (the best checkpoint's model, rotated here by hand); the
+    validation that picks the best epoch reads the series as they are. --tta without --roll 0.5
+    is a one-line error."""
+    from bptt.classify import predict_logits, rotate_all, softmax
+    from bptt.classify_run import _load_one, load_labelled
+
+    out = str(tmp_path / "tta")
+    assert main(["train", "--task", "classify", "--data", toy["train"], "--epochs", "3", "--roll", "0.5", "--tta", "4",
+                 "--pool", "mean", "--patch", "2", "--out", out] + TRAIN_ARGS) == 0
+    capsys.readouterr()
+    model, norm, classes, meta = _load_one(os.path.join(out, "best"))
+    assert meta["config"]["tta"] == 4 and meta["config"]["roll"] == 0.5
+    series, labels = load_labelled(toy["test"], "evaluation")
+    z = norm.transform(series, np.float32)
+    p = np.mean([softmax(predict_logits(model, rotate_all(z, j, 4))) for j in range(4)], axis=0)
+    want = [classes[k] for k in p.argmax(axis=1)]
+    assert main(["predict", out, "--data", toy["test"]]) == 0
+    assert capsys.readouterr().out.split() == want
+    assert main(["eval", out, "--data", toy["test"], "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["accuracy"] == np.mean([w == t for w, t in zip(want, labels)])
+    assert abs(r["loss"] - float(-np.log(p[np.arange(len(labels)), [classes.index(t) for t in labels]]).mean())) < 1e-5
+    path = str(tmp_path / "tta.onnx")
+    assert main(["export", out, "--onnx", path]) == 0
+    capsys.readouterr()
+    assert float(np.abs(_onnx_logits(path, series) - np.log(p)).max()) <= 1e-5
+    for extra in ([], ["--roll", "0.2"]):
+        _one_line_error(capsys, ["train", "--task", "classify", "--data", toy["train"], "--tta", "4",
+                                 "--out", str(tmp_path / "bad")] + extra, "--tta averages over rotations")
+    assert not os.path.exists(tmp_path / "bad")
 
 
 def test_max_pool_run_trains_and_its_checkpoint_keeps_the_pool(toy, capsys, tmp_path):
@@ -613,17 +678,30 @@ def test_auto_patches_and_the_choice(capsys):
     # the candidates: each patch, then the first (most steps) again with --roll 0.5 unless --roll is given
     assert auto_candidates([251] * 36) == [{"patch": 8, "dir": "patch-8"}, {"patch": 32, "dir": "patch-32"},
                                            {"patch": 63, "dir": "patch-63"}, {"patch": 126, "dir": "patch-126"},
-                                           {"patch": 8, "roll": 0.5, "dir": "patch-8-roll0.5"}]
+                                           {"patch": 8, "roll": 0.5, "tta": 8, "dir": "patch-8-roll0.5"}]
     assert auto_candidates([251] * 36, roll=0.1) == auto_candidates([251] * 36)[:4]
     assert [describe(c) for c in auto_candidates([24])] == ["patch 1", "patch 3", "patch 6", "patch 12",
-                                                           "patch 1, --roll 0.5"]
+                                                           "patch 1, --roll 0.5, --tta 8"]
     assert choose([0.5, 0.7, 0.6]) == 1
     assert choose([0.7, 0.7, 0.6]) == 0 and choose([0.6, 0.7, 0.7]) == 1  # ties: more steps
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "N = " + ", ".join(map(str, AUTO_STEPS)) + " (about N steps" in help_text  # the help says what the code does
-    assert f"the first K again with --roll {AUTO_ROLL:g} (unless --roll is given), in RUN/patch-K-roll{AUTO_ROLL:g}" in help_text
+    assert (f"the first K again with --roll {AUTO_ROLL:g} and --tta 8 (unless --roll is given), in "
+            f"RUN/patch-K-roll{AUTO_ROLL:g}") in help_text
+
+
+def _onnx_logits(path, series):
+    """ONNX Runtime's logits for raw (T_i, D) series, zero-padded, with their lengths."""
+    import onnxruntime as ort
+
+    lengths = np.array([len(x) for x in series])
+    x = np.zeros((lengths.max(), len(series), series[0].shape[1]), np.float32)
+    for b, v in enumerate(series):
+        x[: len(v), b] = v
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(
+        ["logits"], {"series": x, "sequence_lens": lengths.astype(np.int32)})[0]
 
 
 def _auto_run(toy, out, epochs, extra=()):
@@ -636,7 +714,8 @@ def test_patch_auto_trains_each_candidate_and_keeps_the_best(toy, capsys):
     --roll 0.5), RUN/best a copy of the best checkpoint of the one with the highest validation
     accuracy; eval, predict and export read it. With --roll given, every candidate has it and there
     is no extra one."""
-    from bptt.classify_run import auto_candidates, choose, describe, load_labelled
+    from bptt.classify import predict_logits, rotate_all, softmax
+    from bptt.classify_run import _load_one, auto_candidates, choose, describe, load_labelled
 
     out = str(toy["dir"] / "auto")
     assert _auto_run(toy, out, 3) == 0
@@ -644,7 +723,7 @@ def test_patch_auto_trains_each_candidate_and_keeps_the_best(toy, capsys):
     sel = json.load(open(os.path.join(out, "select.json")))
     series, _ = load_labelled(toy["train"], "training")
     cands = auto_candidates([len(s) for s in series])
-    assert [{k: c[k] for k in ("patch", "dir", "roll") if k in c} for c in sel["candidates"]] == cands
+    assert [{k: c[k] for k in ("patch", "dir", "roll", "tta") if k in c} for c in sel["candidates"]] == cands
     assert len(cands) >= 3 and "roll" not in cands[-2] and cands[-1]["roll"] == 0.5
     accs = []
     for c in sel["candidates"]:
@@ -663,14 +742,34 @@ def test_patch_auto_trains_each_candidate_and_keeps_the_best(toy, capsys):
     for name in ("model.safetensors", "checkpoint.json"):
         assert open(os.path.join(out, "best", name), "rb").read() == open(os.path.join(winner, name), "rb").read()
     assert "test " in text
+    # eval, predict and export of RUN: the chosen candidate, the rotated one over its 8 rotations
+    for c in sel["candidates"]:
+        assert json.load(open(os.path.join(out, c["dir"], "best", "checkpoint.json")))["config"]["tta"] == (
+            8 if "roll" in c else 0)
+    test_series, test_labels = load_labelled(toy["test"], "evaluation")
+    model, norm, classes, meta = _load_one(winner)
+    R = meta["config"]["tta"]
+    z = norm.transform(test_series, np.float32)
+    p = np.mean([softmax(predict_logits(model, rotate_all(z, j, R) if R else z)) for j in range(max(R, 1))], axis=0)
     assert main(["eval", out, "--data", toy["test"], "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
+    assert r["n"] == 20 and r["accuracy"] == np.mean([classes[c] == t for c, t in zip(p.argmax(axis=1), test_labels)])
     assert main(["eval", winner, "--data", toy["test"], "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["accuracy"] == r["accuracy"] and r["n"] == 20
+    assert json.loads(capsys.readouterr().out)["accuracy"] == r["accuracy"]
     assert main(["predict", out, "--data", toy["test"]]) == 0
-    assert len(capsys.readouterr().out.split()) == 20
+    assert capsys.readouterr().out.split() == [classes[c] for c in p.argmax(axis=1)]
     assert main(["export", out, "--onnx", str(toy["dir"] / "auto.onnx")]) == 0
     capsys.readouterr()
+    assert float(np.abs(_onnx_logits(str(toy["dir"] / "auto.onnx"), test_series) - np.log(p)).max()) <= 1e-5
+    # the rotated candidate alone: --tta 8 in eval, predict and export
+    rot = next(c for c in sel["candidates"] if "roll" in c)
+    model, norm, classes, meta = _load_one(os.path.join(out, rot["dir"], "best"))
+    z = norm.transform(test_series, np.float32)
+    p = np.mean([softmax(predict_logits(model, rotate_all(z, j, 8))) for j in range(8)], axis=0)
+    assert main(["predict", os.path.join(out, rot["dir"]), "--data", toy["test"]]) == 0
+    assert capsys.readouterr().out.split() == [classes[c] for c in p.argmax(axis=1)]
+    assert main(["eval", os.path.join(out, rot["dir"]), "--data", toy["test"]]) == 0
+    assert "the mean over 8 rotations" in capsys.readouterr().out
     rolled = str(toy["dir"] / "auto-roll")
     assert _auto_run(toy, rolled, 1, ["--roll", "0.1"]) == 0
     capsys.readouterr()

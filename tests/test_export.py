@@ -151,6 +151,34 @@ def test_classifier_matches_onnx_runtime(cell, pool, bidirectional, layers, patc
         build_onnx(model, ["a", "b", "c"])
 
 
+@pytest.mark.parametrize("members,diff", [(2, False), (1, True)])
+def test_rotation_tta_matches_onnx_runtime(members, diff):
+    """A RotationTTA (--tta 8, as --patch auto's rotated candidate predicts): the graph's logits
+    equal the log of bptt's mean probability over the 8 rotations, for unequal lengths whose
+    rotations round halves (length 4: 0.5, 1.5, 2.5 and 3.5 steps) and a series of one step."""
+    from bptt.classify import EnsembleClassifier, RotationTTA, SequenceClassifier, Standardizer, predict_logits
+
+    D, C = 2, 3
+    F = 2 * D if diff else D
+    kw = dict(cell="gru", hidden_size=4, bidirectional=True, pool="mean", patch=2, seed=1)
+    model = (EnsembleClassifier(F, C, members=members, **kw) if members > 1 else SequenceClassifier(F, C, **kw)).eval()
+    tta = RotationTTA(model, 8)
+    norm = Standardizer([0.5, -1.0, 0.1, -0.2][:F], [2.0, 0.5, 1.5, 0.7][:F], diff=diff)
+    proto = build_onnx(tta, ["a", "b", "c"], norm)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(3)
+    for T, lengths in [(10, [10, 1, 7, 4]), (1, [1]), (6, [2, 6, 5, 3])]:
+        raw = rng.standard_normal((T, len(lengths), D)).astype(np.float32) * 3
+        z = norm.transform([raw[:n, b] for b, n in enumerate(lengths)], np.float32)
+        want = predict_logits(tta, z)
+        got = sess.run(["logits"], {"series": raw, "sequence_lens": np.array(lengths, np.int32)})[0]
+        assert got.shape == (len(lengths), C) and float(np.abs(got - want).max()) <= TOL
+        if T > 1:
+            assert float(np.abs(got - predict_logits(model, z)).max()) > 10 * TOL  # the rotations count
+    meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
+    assert meta["model"]["rotations"] == 8 and meta["model"]["members"] == members and meta["model"]["patch"] == 2
+
+
 def test_unsupported_model_and_wrong_vocabulary():
     with pytest.raises(ValueError, match=r"cannot export a Linear to ONNX"):
         build_onnx(bptt.Linear(3, 4))

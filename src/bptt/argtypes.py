@@ -18,6 +18,16 @@ def positive_int(text):
     return v
 
 
+def nonneg_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text}")
+    return v
+
+
 def _number(text):
     try:
         return float(text)

@@ -140,6 +140,18 @@ def circular_shift(x, fraction, rng):
     return np.roll(x, int(rng.integers(-m, m + 1)), axis=0)
 
 
+def rotation_steps(length, j, R):
+    """The j-th of R test-time rotations of a series of this length: round(j length / R) steps,
+    halves to the even number (as Python's and ONNX's Round)."""
+    return int(round(j * length / R))
+
+
+def rotate_all(series, j, R):
+    """Every series x (T, D) rotated by ``rotation_steps(T, j, R)``: step t of the result is
+    x[(t - r) mod T], as ``circular_shift`` draws them in training."""
+    return [np.roll(x, rotation_steps(len(x), j, R), axis=0) for x in series]
+
+
 def crop(x, fraction, rng):
     """A random window of one series x (T, D) for training: round(fraction * T) consecutive
     steps (at least 1) from a uniformly drawn start (window slicing; fraction 1: the series)."""
@@ -305,6 +317,34 @@ class EnsembleClassifier(Module):
         return f"members={len(self.members)}"
 
 
+class RotationTTA:
+    """A trained classifier (a SequenceClassifier or EnsembleClassifier) that predicts by its mean
+    probability over R rotations of each series (``rotate_all``: by round(j T / R) steps, j = 0 ..
+    R-1): test-time augmentation for a model trained on every rotation (--roll 0.5 --tta R), to
+    which a series' starting point means nothing. Prediction only: ``predict_logits(tta, series)``
+    -> the log of the mean probability (N, C)."""
+
+    def __init__(self, model, rotations):
+        if int(rotations) != rotations or rotations < 2:
+            raise ValueError(f"RotationTTA averages over 2 or more rotations, got {rotations!r}")
+        self.model, self.rotations = model, int(rotations)
+        self.num_classes, self.dtype, self.patch = model.num_classes, model.dtype, model.patch
+
+    def probabilities(self, series, batch_size=64):
+        """(N, C): the mean over the rotations of the model's probability."""
+        R = self.rotations
+        return sum(softmax(predict_logits(self.model, rotate_all(series, j, R), batch_size)) for j in range(R)) / R
+
+    def __repr__(self):
+        return f"RotationTTA({type(self.model).__name__}(patch={self.patch}), rotations={self.rotations})"
+
+
+def softmax(logits):
+    """Softmax over the last axis."""
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
 def mean_softmax_log(member_logits):
     """member logits (M, B, C) -> log of the mean of the members' softmax (B, C)."""
     z = member_logits - member_logits.max(axis=2, keepdims=True)
@@ -440,7 +480,12 @@ def patch_backward(dxp, lengths0, T0, K):
 # ----------------------------------------------------------------------------- evaluation
 def predict_logits(model, series, batch_size=64, members=False):
     """Logits (N, C) for every series (eval mode, nothing recorded), in the given order (an
-    ensemble: the log of its members' mean softmax); members=True: each member's (M, N, C)."""
+    ensemble: the log of its members' mean softmax; a RotationTTA: the log of its mean
+    probability over the rotations); members=True: each member's (M, N, C)."""
+    if isinstance(model, RotationTTA):
+        if members:
+            raise ValueError("a RotationTTA predicts by the mean over its rotations; its members are model.model's")
+        return np.log(model.probabilities(series, batch_size))
     was = model.training
     model.eval()
     M = len(model.members) if members else None

@@ -16,6 +16,7 @@ import os
 import sys
 
 from .argtypes import nonneg_float as _nonneg_float
+from .argtypes import nonneg_int as _nonneg_int
 from .argtypes import positive_int as _positive_int
 
 
@@ -31,7 +32,7 @@ OPTIONS = {"data": "data", "test": "test", "cell": "cell", "hidden_size": "hidde
            "optimizer": "optimizer", "lr": "lr", "clip": "clip", "val_fraction": "val_fraction",
            "seed": "seed", "dtype": "dtype", "out": "out", "patch": "patch",
            "weight_decay": "weight_decay", "augment": "augment", "ensemble": "ensemble", "diff": "diff",
-           "crop": "crop", "warp": "warp", "roll": "roll", "input_dropout": "input_dropout",
+           "crop": "crop", "warp": "warp", "roll": "roll", "tta": "tta", "input_dropout": "input_dropout",
            "patience": "patience",
            "schedule": "schedule"}
 _IGNORED = {"func", "option_names", "command", "task", "quiet", "resume", "threads", "jobs"}
@@ -50,7 +51,7 @@ def add_train_options(p):
     a("--patch", type=_patch, metavar="K|auto", help="classify: K consecutive values as one step of K*D features "
       "(a long series is K times fewer steps; default 1); auto: one run for each K = ceil(median TRAIN length / N), "
       "N = 32, 8, 4, 2 (about N steps per series; classify_run.AUTO_STEPS), in RUN/patch-K, and the first K again "
-      "with --roll 0.5 (unless --roll is given), in RUN/patch-K-roll0.5, one after the other; "
+      "with --roll 0.5 and --tta 8 (unless --roll is given), in RUN/patch-K-roll0.5, one after the other; "
       "the one with the highest validation (or out-of-fold) accuracy becomes RUN/best (ties: the earlier)")
     a("--diff", action="store_true", default=None, help="classify: the first differences x[t] - x[t-1] as D "
       "more input features, standardised with their own TRAIN statistics; kept in the checkpoint and "
@@ -66,6 +67,10 @@ def add_train_options(p):
       "epoch: each by r steps, r uniform in -F*T..F*T, the steps pushed off one end coming back at the other "
       "(another starting point of a closed outline; 0.5 reaches every rotation), F <= 1; applied before "
       "--crop, --warp and --augment (default 0: off)")
+    a("--tta", type=_nonneg_int, metavar="R", help="classify, with --roll 0.5: eval, predict and the ONNX export "
+      "predict by the mean probability over R rotations of each series, by round(j*T/R) steps, j = 0..R-1 "
+      "(test-time augmentation; the validation that picks the best epoch reads the series as they are; "
+      "default 0: off)")
     a("--crop", type=_nonneg_float, metavar="F", help="classify: train on random windows of the series, new "
       "every epoch: round(F*T) consecutive steps of each, 0 < F < 1 (window slicing; eval and predict read "
       "whole series; default 0: off)")
@@ -93,7 +98,7 @@ def add_train_options(p):
 
 
 CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "diff", "weight_decay", "augment", "crop",
-                 "warp", "roll", "input_dropout", "ensemble",
+                 "warp", "roll", "tta", "input_dropout", "ensemble",
                  "patience",
                  "threads", "jobs")
 
@@ -234,7 +239,9 @@ def cmd_eval(args):
     correct = int(conf.trace())
     w = max(5, max(len(c) for c in classes) + 1, len(str(conf.max())) + 1)
     lines = [f"{args.data}: {s['n']} series, accuracy {s['accuracy']:.4f} ({correct}/{s['n']}), "
-             f"loss {s['loss']:.4f} (checkpoint {meta['_path']})", "recall per class:"]
+             f"loss {s['loss']:.4f} (checkpoint {meta['_path']}"
+             + (f", the mean over {meta['config']['tta']} rotations" if meta["config"].get("tta", 0) > 1 else "")
+             + ")", "recall per class:"]
     for k, c in enumerate(classes):
         lines.append(f"  {c:<{w}} {s['recall'][k]:.3f} ({conf[k, k]}/{conf[k].sum()})")
     lines.append("confusion matrix (rows: true class, columns: predicted):")

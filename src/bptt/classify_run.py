@@ -13,7 +13,8 @@ With ``--patch auto`` (``new_select`` / ``fit_select``) RUN holds one such run p
 instead, RUN/patch-K/ (and RUN/patch-K-roll0.5/, the longest candidate again with --roll 0.5),
 trained one after the other, and RUN/select.json (the candidates, then their
 scores and the choice); when the last has finished, the best checkpoint of the one with the highest
-validation accuracy is copied to RUN/best, which eval, predict and export read as usual.
+validation accuracy is copied to RUN/best, which eval, predict and export read as usual (the
+rotated candidate's checkpoint keeps its --tta 8).
 
 The epoch is the checkpoint step. Everything that decides the next epoch is in the checkpoint,
 so a resumed run continues exactly as if it had not stopped.
@@ -28,7 +29,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from . import checkpoint as ckpt_io
-from .classify import (EnsembleClassifier, SequenceClassifier, Standardizer, augment, bucket_batches, circular_shift, crop,
+from .classify import (EnsembleClassifier, RotationTTA, SequenceClassifier, Standardizer, augment, bucket_batches, circular_shift, crop,
                        fold_split, input_dropout, masked_cross_entropy, time_warp, check_dims, encode_labels,
                        natural_key, pad_batch, predict_logits, scores, stratified_split)
 from .data import DataError
@@ -60,6 +61,7 @@ class ClassifyConfig:
     weight_decay: float = 0.0  # adam: L2 (wd p added to the gradient); adamw: decoupled, p *= 1 - lr wd per step
     augment: float = 0.0  # strength of classify.augment on the training part (0: off)
     roll: float = 0.0  # classify.circular_shift: rotate each training series by up to this fraction of it (0: off)
+    tta: int = 0  # predict (eval, predict, export; not validation) by the mean over this many rotations (needs roll >= 0.5)
     crop: float = 0.0  # classify.crop: train on random windows of this fraction of each series (0: off)
     warp: float = 0.0  # strength of classify.time_warp on the training part (0: off)
     input_dropout: float = 0.0  # classify.input_dropout of the training batches (0: off)
@@ -73,7 +75,8 @@ class ClassifyConfig:
 
 
 AUTO_STEPS = (32, 8, 4, 2)  # --patch auto: one run with about this many recurrent steps per series each
-AUTO_ROLL = 0.5  # ... and one more: the first (most steps) with --roll AUTO_ROLL, unless --roll is given
+AUTO_ROLL = 0.5  # ... and one more: the first (most steps) with --roll AUTO_ROLL, unless --roll is given,
+AUTO_TTA = 8  # ... which predicts by its mean over AUTO_TTA rotations (--tta)
 SELECT = "select.json"
 
 
@@ -92,18 +95,21 @@ def auto_patches(lengths, steps=AUTO_STEPS):
 def auto_candidates(lengths, roll=0.0, steps=AUTO_STEPS):
     """The candidates of --patch auto, in order: {"patch": K, "dir": "patch-K"} for each K of
     ``auto_patches``, then, when ``roll`` is 0 (no --roll given), the first K again with
-    {"roll": AUTO_ROLL} in "patch-K-roll0.5" (circular shifts: a series that is a closed outline,
-    whose starting point means nothing, learns from every rotation)."""
+    {"roll": AUTO_ROLL, "tta": AUTO_TTA} in "patch-K-roll0.5" (circular shifts: a series that is
+    a closed outline, whose starting point means nothing, learns from every rotation, and is
+    predicted by the mean over AUTO_TTA of them)."""
     patches = auto_patches(lengths, steps)
     out = [{"patch": k, "dir": f"patch-{k}"} for k in patches]
     if not roll:
-        out.append({"patch": patches[0], "roll": AUTO_ROLL, "dir": f"patch-{patches[0]}-roll{AUTO_ROLL:g}"})
+        out.append({"patch": patches[0], "roll": AUTO_ROLL, "tta": AUTO_TTA,
+                    "dir": f"patch-{patches[0]}-roll{AUTO_ROLL:g}"})
     return out
 
 
 def describe(c):
-    """A candidate as the messages name it: 'patch 14' or 'patch 14, --roll 0.5'."""
-    return f"patch {c['patch']}" + (f", --roll {c['roll']:g}" if "roll" in c else "")
+    """A candidate as the messages name it: 'patch 14' or 'patch 14, --roll 0.5, --tta 8'."""
+    return (f"patch {c['patch']}" + (f", --roll {c['roll']:g}" if "roll" in c else "")
+            + (f", --tta {c['tta']}" if c.get("tta", 0) > 1 else ""))
 
 
 def choose(scores):
@@ -294,6 +300,11 @@ def new_run(cfg):
         raise ValueError(f"--crop must be a fraction of the series in (0, 1), got {cfg.crop}")
     if not 0.0 <= cfg.roll <= 1.0:
         raise ValueError(f"--roll must be a fraction of the series in [0, 1], got {cfg.roll}")
+    if cfg.tta < 0:
+        raise ValueError(f"--tta must be a number of rotations >= 0, got {cfg.tta}")
+    if cfg.tta > 1 and cfg.roll < 0.5:
+        raise ValueError("--tta averages over rotations of the whole series: it needs a model trained on "
+                         "every rotation, --roll 0.5 (or more)")
     if not 0.0 <= cfg.warp <= 1.0:
         raise ValueError(f"--warp must be in [0, 1] (the spread of the log speed of time), got {cfg.warp}")
     if not 0.0 <= cfg.input_dropout < 1.0:
@@ -416,7 +427,7 @@ def _fit_candidate(out, c, config, progress):
         run = resume_run(path, config["epochs"])
     else:
         run = ClassifyRun(ClassifyConfig(**{**config, "patch": c["patch"], "roll": c.get("roll", config["roll"]),
-                                            "out": path}))
+                                            "tta": c.get("tta", config.get("tta", 0)), "out": path}))
     return fit(run, progress).best
 
 
@@ -506,11 +517,19 @@ def _ensure(d):
 
 
 def load_for_eval(path):
-    """RUN (its best checkpoint) or a checkpoint directory -> (model, norm, classes, meta)."""
+    """RUN (its best checkpoint) or a checkpoint directory -> (model, norm, classes, meta); a run
+    with --tta R (R > 1) predicts by the mean over R rotations: the model is its RotationTTA."""
     if is_select_run(path) and ckpt_io.best_dir(path) is None:
         raise ckpt_io.CheckpointError(f"{path}: the patch selection has not finished (no RUN/best yet); "
                                       f"resume it: bptt train --resume {path}")
-    ckpt, meta, weights, _ = ckpt_io.load_checkpoint(resolve_best(path))
+    model, norm, classes, meta = _load_one(resolve_best(path))
+    tta = int(meta["config"].get("tta", 0))
+    return (RotationTTA(model, tta) if tta > 1 else model), norm, classes, meta
+
+
+def _load_one(path):
+    """One checkpoint -> (its model in eval mode, norm, classes, meta)."""
+    ckpt, meta, weights, _ = ckpt_io.load_checkpoint(path)
     if meta.get("task") != TASK:
         raise ValueError(f"{path} is not a classify run")
     c = meta["config"]

@@ -237,8 +237,8 @@ def _char_model_graph(g, model, vocab):
 
 
 def _classifier_graph(g, model, vocab, norm=None):
-    """A SequenceClassifier (or an EnsembleClassifier of them): series (T, B, D) float32,
-    sequence_lens (B,) int32 -> logits (B, C).
+    """A SequenceClassifier, an EnsembleClassifier of them, or a RotationTTA of either:
+    series (T, B, D) float32, sequence_lens (B,) int32 -> logits (B, C).
 
     In the graph, as in ``bptt predict``: with diff, the first differences appended as D more
     features (0 at t = 0); standardise with the checkpoint's statistics (a missing
@@ -247,14 +247,19 @@ def _classifier_graph(g, model, vocab, norm=None):
     stack with ``sequence_lens``, the top layer's final states (pool last) or its outputs averaged
     over the valid steps (pool mean), their max over the valid steps (pool max), both side by
     side (pool meanmax), or weighted by the softmax over the valid steps of out . w (pool attn),
-    then the Linear head; an ensemble: each member so, then the
-    log of the members' mean softmax. ``vocab``: the class labels."""
+    then the Linear head; an ensemble: each member so, then the log of the members' mean
+    softmax. A RotationTTA (--tta R): its R rotated copies of each series side by side in the
+    batch, the log of the mean of their probabilities. ``vocab``: the class labels."""
+    from .classify import RotationTTA
+
     onnx = g.onnx
-    F, I64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
-    members = getattr(model, "members", [model])
-    K, C = model.patch, model.num_classes
+    F = onnx.TensorProto.FLOAT
+    R = model.rotations if isinstance(model, RotationTTA) else 1
+    model = model.model if isinstance(model, RotationTTA) else model
+    C = model.num_classes
     F2 = 2 if norm is not None and norm.diff else 1  # features per value: itself (and its difference)
-    D = members[0].rnn.input_size // K // F2
+    first = getattr(model, "members", [model])[0]
+    D = first.rnn.input_size // model.patch // F2
     classes = list(vocab) if vocab is not None else [str(c) for c in range(C)]
     if len(classes) != C:
         raise ExportError(f"{len(classes)} class labels given for a model of {C} classes")
@@ -267,26 +272,72 @@ def _classifier_graph(g, model, vocab, norm=None):
     feats = _diff_nodes(g, x) if norm.diff else x  # (T, B, F2*D)
     z = g.node("Div", [g.node("Sub", [feats, g.const("norm_mean", mean)]), g.const("norm_std", std)])
     z = g.node("Where", [g.node("IsNaN", [z]), g.const("zero", np.array(0.0, np.float32)), z])
-    lens64 = g.node("Cast", [lens], to=I64)
+    lens64 = g.node("Cast", [lens], to=onnx.TensorProto.INT64)
     z = g.node("Mul", [z, _step_mask(g, z, lens64)])  # (T, B, D), zero past each length
-    if K > 1:
-        z, lens64 = _patch_nodes(g, z, lens64, K, F2 * D)  # (T/K, B, K*D), ceil(len / K)
-    seq_lens = g.node("Cast", [lens64], to=onnx.TensorProto.INT32)
-    logits = [_member_nodes(g, m, z, lens64, seq_lens, f"m{i}") for i, m in enumerate(members)]  # each (B, C)
-    if len(members) == 1:
-        g.node("Identity", logits, outputs=["logits"])
+    if R == 1:
+        logits = _classifier_nodes(g, model, z, lens64, F2 * D)
+        if len(logits) == 1:
+            g.node("Identity", logits, outputs=["logits"])
+        else:
+            g.node("Log", [_mean_softmax(g, logits)], outputs=["logits"])
     else:
-        axis0 = g.const("axis", np.array([0], np.int64))
-        probs = [g.node("Unsqueeze", [g.node("Softmax", [v], axis=1), axis0]) for v in logits]  # (1, B, C)
-        mean_p = g.node("ReduceMean", [g.node("Concat", probs, axis=0)], axes=[0], keepdims=0)  # (B, C)
-        g.node("Log", [mean_p], outputs=["logits"])
+        zr, lr = _rotation_nodes(g, z, lens64, R)  # (T, R*B, D), (R*B,)
+        p = _mean_softmax(g, _classifier_nodes(g, model, zr, lr, F2 * D))  # (R*B, C)
+        p = g.node("Reshape", [p, g.const("shape", np.array([R, -1, C], np.int64))])  # (R, B, C)
+        g.node("Log", [g.node("ReduceMean", [p], axes=[0], keepdims=0)], outputs=["logits"])
     g.output("logits", F, ["batch", C])
-    first = members[0]
-    args = {"class": type(model).__name__, "cell": model.cell, "input_size": D, "num_classes": C,
+    return {"model": {**_classifier_args(model, D, C, norm), **({"rotations": R} if R > 1 else {})},
+            "classes": classes}
+
+
+def _classifier_args(model, D, C, norm):
+    first = getattr(model, "members", [model])[0]
+    return {"class": type(model).__name__, "cell": model.cell, "input_size": D, "num_classes": C,
             "hidden_size": first.rnn.hidden_size, "num_layers": first.rnn.num_layers,
-            "bidirectional": first.rnn.bidirectional, "pool": model.pool, "patch": K, "members": len(members),
-            "diff": bool(norm.diff)}
-    return {"model": args, "classes": classes}
+            "bidirectional": first.rnn.bidirectional, "pool": model.pool, "patch": model.patch,
+            "members": len(getattr(model, "members", [model])), "diff": bool(norm.diff)}
+
+
+def _classifier_nodes(g, model, z, lens64, D):
+    """One classifier (its patch, then each member) on the standardised z (T, B, D) -> the
+    members' logits, each (B, C)."""
+    if model.patch > 1:
+        z, lens64 = _patch_nodes(g, z, lens64, model.patch, D)  # (T/K, B, K*D), ceil(len / K)
+    seq_lens = g.node("Cast", [lens64], to=g.onnx.TensorProto.INT32)
+    members = getattr(model, "members", [model])
+    return [_member_nodes(g, m, z, lens64, seq_lens, f"m{i}") for i, m in enumerate(members)]
+
+
+def _mean_softmax(g, logits):
+    """Members' logits, each (B, C) -> their mean softmax (B, C)."""
+    if len(logits) == 1:
+        return g.node("Softmax", logits, axis=1)
+    axis0 = g.const("axis", np.array([0], np.int64))
+    probs = [g.node("Unsqueeze", [g.node("Softmax", [v], axis=1), axis0]) for v in logits]  # (1, B, C)
+    return g.node("ReduceMean", [g.node("Concat", probs, axis=0)], axes=[0], keepdims=0)
+
+
+def _rotation_nodes(g, z, lens64, R):
+    """z (T, B, D) zero past each length -> its R rotations side by side, (T, R*B, D), and their
+    lengths (R*B,): copy j holds each series rotated by r = round(j L / R) steps (halves to even,
+    as ``classify.rotation_steps``): step t < L reads step (t - r) mod L, the padding stays."""
+    onnx = g.onnx
+    I64, F64 = onnx.TensorProto.INT64, onnx.TensorProto.DOUBLE
+    T = g.node("Squeeze", [g.node("Shape", [z], start=0, end=1)])
+    t = g.node("Unsqueeze", [g.node("Range", [g.const("t0", np.array(0, np.int64)), T,
+                                              g.const("dt", np.array(1, np.int64))]),
+                             g.const("axis", np.array([1], np.int64))])  # (T, 1)
+    lens_f = g.node("Cast", [lens64], to=F64)
+    copies = []
+    for j in range(R):
+        r = g.node("Cast", [g.node("Round", [g.node("Div", [g.node("Mul", [lens_f, g.const("j", np.array(float(j)))]),
+                                                              g.const("R", np.array(float(R)))])])], to=I64)  # (B,)
+        src = g.node("Mod", [g.node("Sub", [t, r]), lens64])  # (T, B): (t - r) mod L
+        idx = g.node("Where", [g.node("Less", [t, lens64]), src, g.node("Expand", [t, g.node("Shape", [src])])])
+        idx = g.node("Expand", [g.node("Unsqueeze", [idx, g.const("axis", np.array([2], np.int64))]),
+                                g.node("Shape", [z])])  # (T, B, D)
+        copies.append(g.node("GatherElements", [z, idx], axis=0))
+    return g.node("Concat", copies, axis=1), g.node("Concat", [lens64] * R, axis=0)
 
 
 def _member_nodes(g, model, z, lens64, seq_lens, prefix):
@@ -365,13 +416,13 @@ def _patch_nodes(g, z, lens64, K, D):
 def _exporter(model):
     """The graph builder for this kind of model. A new kind is one function
     ``(graph, model, vocab) -> metadata`` and one line here."""
-    from .classify import EnsembleClassifier, SequenceClassifier
+    from .classify import EnsembleClassifier, RotationTTA, SequenceClassifier
     from .model import CharModel
     from .recurrent import GRU, LSTM, RNN
 
     if isinstance(model, CharModel):
         return _char_model_graph
-    if isinstance(model, (SequenceClassifier, EnsembleClassifier)):
+    if isinstance(model, (SequenceClassifier, EnsembleClassifier, RotationTTA)):
         return _classifier_graph
     if isinstance(model, (RNN, LSTM, GRU)):
         return _layer_graph
