@@ -108,8 +108,8 @@ SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's e
              "at 60: mean 0.815 -> 0.713) and keeps every other; --patience 50 keeps the best of all 11 (and "
              "of seeds 0 and 1, as 40 did: their scores are unchanged), stopping OSULeaf about 10 epochs "
              "later (GRU seeds 0-4 at epochs 72-100, the LSTM's seeds 0 and 1 at 92-93 instead of 82-83: a "
-             "few seconds). So the recipe's --patience is 50 from this round on, and the table above is the "
-             "first run of it."
+             "few seconds). So the recipe's --patience is 50 from this round on, and the table after this round was "
+             "the first run of it."
              " A fifth round, blind to test accuracy in the same way (python benchmarks/classify_search.py "
              "--variants pool-max pool-meanmax --datasets ItalyPowerDemand GunPoint ArrowHead OSULeaf --seeds 0 1, "
              "then with --patience 0: out-of-fold scores on TRAIN, TEST not read), GRU, as ItalyPowerDemand / "
@@ -290,7 +290,7 @@ SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's e
              '0.764 / 0.630); seed by seed on ArrowHead the recipe 0.639, 0.722, 0.583, 0.667 and select 0.722, '
              '0.833, 0.778, 0.806; OSULeaf chose 32 steps in all 16 outer folds, ArrowHead 4 or 8 steps in 14 of '
              '16. Above on GunPoint and ArrowHead and below on none, so select is adopted: it is bptt\'s '
-             '--patch auto (classify_run.AUTO_STEPS = 32, 8, 4), and the table above is its first run (the '
+             '--patch auto (classify_run.AUTO_STEPS = 32, 8, 4), and the table after this round was its first run (the '
              "recipe's other settings unchanged). Commands: python benchmarks/classify_search.py --nested 4 "
              '--variants recipe steps8 steps16 --datasets ArrowHead --seeds 18 19, and --variants steps4 steps1; '
              '--variants recipe steps4 steps16 --datasets ItalyPowerDemand GunPoint OSULeaf --seeds 18 19 (steps16 '
@@ -345,12 +345,39 @@ SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's e
              '0.933 / 0.960 / 0.736 / 0.854, with it 0.933 / 0.960 / 0.750 / 0.854: seed for seed the same on '
              'three datasets, and on ArrowHead 0.806, 0.722, 0.750, 0.722 against 0.778, 0.694, 0.750, 0.722 (two '
              'held-out series more over the four seeds). Adopted by the rule (a small margin: one series in two '
-             'of four seeds): AUTO_STEPS = 32, 8, 4, 2, and the table above is the first run of it (--jobs 2, each '
+             'of four seeds): AUTO_STEPS = 32, 8, 4, 2; its first table (--jobs 2, each '
              'candidate in its own process on one thread, the rotated one first; 09:22-09:30 UTC, on a machine '
              'otherwise quiet; the 2-step candidate was chosen in none of its 24 runs, whose test accuracies are those '
-             'of the table before it, each run a few seconds longer). Command: python '
+             'of the table before it, each run a few seconds longer) read, LSTM / GRU, GunPoint 0.933 / 0.987, '
+             'ItalyPowerDemand 0.955 / 0.952, ArrowHead 0.760 / 0.749, OSULeaf 0.810 / 0.847. Command: python '
              'benchmarks/classify_search.py --nested 4 --variants '
-             'select,roll0.5,2 --datasets OSULeaf ArrowHead ItalyPowerDemand GunPoint --seeds 32 33 (and 34 35).')
+             'select,roll0.5,2 --datasets OSULeaf ArrowHead ItalyPowerDemand GunPoint --seeds 32 33 (and 34 35).'
+             ' A fourteenth round (nested as in the eighth; TEST not read; its rule written down before the runs, '
+             'ROUND14.md, commit 9901052): six ways to predict from --patch auto\'s five candidates, scored from the '
+             'same runs (classify_search.py --variants combos): sel, the best inner score (--patch auto as it was); '
+             'avg, the mean probability of all five; top2, of the two best inner scores; and each of them with the '
+             'rotated candidate predicting by its mean probability over 8 rotations of each series (round(j T / 8) '
+             'steps, j = 0..7; -tta). GRU, fresh seeds 36 and 37, means as ItalyPowerDemand / GunPoint / ArrowHead / '
+             'OSULeaf: sel 0.925 / 0.980 / 0.736 / 0.843; sel-tta 0.925 / 0.980 / 0.736 / 0.865; avg 0.963 / 0.960 / '
+             '0.778 / 0.778; avg-tta 0.963 / 0.960 / 0.778 / 0.783; top2 0.948 / 0.980 / 0.764 / 0.830; top2-tta '
+             '0.948 / 0.990 / 0.764 / 0.843. Two passed, sel-tta and top2-tta; top2-tta, the higher four-dataset mean '
+             '(0.886 against 0.877), ran against sel on fresh seeds 38-41: 0.966 / 0.975 / 0.819 / 0.838 against '
+             '0.944 / 0.980 / 0.778 / 0.854, below on GunPoint and OSULeaf, so not adopted. Seen on those six seeds: '
+             'sel-tta at or above sel on every dataset and seed (OSULeaf higher on all six; 0.868 against 0.854 on '
+             '38-41), top2 above sel on ArrowHead on all six (0.820 against 0.778 on 38-41), and the rotated '
+             'candidate mixed with an unrotated one lower on OSULeaf. A fifteenth round (its rule written down before '
+             'the runs, ROUND15.md, commit 933009e; two ways formed after seeing seeds 36-41, judged on fresh seeds '
+             '42-45 against sel, from the same runs): sel-tta, and top2u-tta (the rotated candidate alone over 8 '
+             'rotations when its inner score is the best, else the mean of the two best unrotated candidates). Means '
+             'of the four seeds: sel 0.955 / 0.960 / 0.736 / 0.833; sel-tta 0.955 / 0.960 / 0.736 / 0.854 (OSULeaf '
+             'seed by seed 0.845, 0.865, 0.860, 0.845 against 0.850, 0.835, 0.805, 0.840; the other datasets seed '
+             'for seed the same); top2u-tta 0.955 / 0.955 / 0.771 / 0.854 (one GunPoint series fewer over the four '
+             'seeds). sel-tta passed (above on OSULeaf, below on none) and top2u-tta did not, so sel-tta is adopted: '
+             'the rotated candidate of --patch auto predicts with --tta 8 (a bptt option from this round: eval, '
+             'predict and the ONNX export average the probabilities over the rotations; the validation that picks '
+             'epochs and candidates reads the series as they are, as in the search), and the table above is the '
+             'first run of it. Commands: python benchmarks/classify_search.py --nested 4 --variants combos '
+             '--datasets OSULeaf ArrowHead GunPoint ItalyPowerDemand --seeds 36 (37; 38 39; 40 41; 42 43; 44 45).')
 DATASETS_NOTE = ("Datasets: the archive datasets the issue names that sktime ships, whose 1-NN DTW and ROCKET "
                  "figures both sources below give (the univariate UCR ones), and whose run of the recipe "
                  "trains in about a minute or less on this machine: GunPoint, ItalyPowerDemand, ArrowHead, "
