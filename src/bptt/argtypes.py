@@ -8,24 +8,22 @@ that into the one-line usage error the ``bptt`` command prints.
 import argparse
 
 
-def positive_int(text):
+def _int_at_least(text, low, what):
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if v < low:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
     return v
+
+
+def positive_int(text):
+    return _int_at_least(text, 1, "a positive integer")
 
 
 def nonneg_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text}")
-    return v
+    return _int_at_least(text, 0, "a whole number >= 0")
 
 
 def _number(text):
