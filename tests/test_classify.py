@@ -896,3 +896,40 @@ def test_search_select_runs_each_candidate_patch():
     assert len({runs[(0, n)][1] for n in (32, 8, 4)} | {runs[(1, n)][1] for n in (32, 8, 4)}) > 1
     assert out.stdout.count("== nested select ItalyPowerDemand") == 1
     assert out.stdout.count("== nested select-32,8,4,1 ItalyPowerDemand") == 1
+
+
+def test_search_combos_ways():
+    """benchmarks/classify_search.py's combo_probs (rounds fourteen and fifteen: ways to predict from
+    --patch auto's candidates): sel the best inner score, avg all, top2 the two best, -tta the rotated
+    candidate's rotation-averaged probability, top2u-tta the rotated one alone when best, else the two
+    best unrotated; ties go to the earlier. Run in its own process (the module sets thread variables)."""
+    import subprocess
+    import sys
+
+    from training_helpers import REPO
+
+    code = """
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+import classify_search as cs
+parts = [("recipe", 32), ("recipe", 8), ("recipe", 4), ("recipe", 2), ("roll0.5", 32)]
+p = [np.full((1, 2), k, float) for k in range(5)]                 # candidate k: probabilities k
+pt = [np.full((1, 2), 10 + k, float) for k in range(5)]           # ... and over rotations 10 + k
+probs = [(a, b, None) for a, b in zip(p, pt)]
+got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.7, 0.9, 0.8, 0.6, 0.85], probs, parts).items()}
+assert got == {"sel": 1, "avg": 2, "top2": 2.5, "sel-tta": 1, "avg-tta": (0 + 1 + 2 + 3 + 14) / 5,
+               "top2-tta": 7.5, "top2u-tta": 1.5}, got                # top2u: the best two unrotated, 1 and 2
+got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.7, 0.9, 0.8, 0.6, 0.95], probs, parts).items()}
+assert got["sel"] == 4 and got["sel-tta"] == 14 and got["top2"] == 2.5 and got["top2-tta"] == 7.5
+assert got["top2u-tta"] == 14, got
+got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.9, 0.9, 0.9, 0.6, 0.9], probs, parts).items()}
+assert got["sel"] == 0 and got["top2"] == 0.5 and got["top2u-tta"] == 0.5, got   # ties: the earlier
+x = [np.arange(4.0)[:, None], np.arange(150.0)[:, None]]
+r = cs.rotations(x, 8)
+assert [int(s[0, 0]) for s in r[1]] == [0, 150 - 19]              # np.roll by round(j T / 8): 0.5 -> 0
+assert [int(round(j * 150 / 8)) for j in range(8)] == [(-int(s[1][0, 0])) % 150 for s in r]
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code, os.path.join(REPO, "benchmarks")], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
