@@ -347,10 +347,7 @@ def softmax(logits):
 
 def mean_softmax_log(member_logits):
     """member logits (M, B, C) -> log of the mean of the members' softmax (B, C)."""
-    z = member_logits - member_logits.max(axis=2, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=2, keepdims=True)
-    return np.log(p.mean(axis=0))
+    return np.log(softmax(member_logits).mean(axis=0))
 
 
 def fold_split(labels, folds, rng):
