@@ -563,7 +563,7 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
                 runs = [_fold_run(base, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho), n,
                                   probs=True) for base, n in parts]
                 yh = runs[0][3][2]
-                for k, p in combo_probs([r[0] for r in runs], [r[3] for r in runs], parts).items():
+                for k, p in combo_probs([r[0] for r in runs], [r[3] for r in runs], parts, len(tr)).items():
                     combo_hits[k] = combo_hits.get(k, 0) + int((p.argmax(axis=1) == yh).sum())
                 oof, ep, h = runs[max(range(len(runs)), key=lambda i: (runs[i][0], -i))][:3]
             elif variant.startswith("select"):  # the recipe since round ten: a run per candidate, the best inner score
@@ -591,12 +591,16 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
 # series (rotated by j T / TTA steps, j = 0 .. TTA-1), being trained on rotations (--roll 0.5).
 # Round fifteen: top2u-tta: the rotated candidate alone (with -tta) when its inner score is the
 # best, else the mean of the two unrotated candidates with the best inner scores.
-COMBOS = ("sel", "sel-tta", "avg", "avg-tta", "top2", "top2-tta", "top2u-tta")
+# Round sixteen (all with the rotated candidate over TTA rotations): tie-tta: the mean of every
+# candidate whose inner score equals the best (sel-tta takes the earlier of them); near-tta: of every
+# candidate whose inner score is within one inner series (1 / n_inner) of the best.
+COMBOS = ("sel", "sel-tta", "avg", "avg-tta", "top2", "top2-tta", "top2u-tta", "tie-tta", "near-tta")
 TTA = 8
 
 
-def combo_probs(oofs, probs, parts):
-    """Inner scores and (p, p_tta, y) per candidate -> {way: (n, C) probabilities} for COMBOS."""
+def combo_probs(oofs, probs, parts, n_inner):
+    """Inner scores (each over n_inner series) and (p, p_tta, y) per candidate -> {way: (n, C)
+    probabilities} for COMBOS."""
     order = sorted(range(len(oofs)), key=lambda i: (-oofs[i], i))
     out = {}
     for tta in (False, True):
@@ -610,6 +614,11 @@ def combo_probs(oofs, probs, parts):
         out["top2u-tta"] = probs[order[0]][1]
     else:
         out["top2u-tta"] = np.mean([probs[i][0] for i in order if not rolled[i]][:2], axis=0)
+    best = oofs[order[0]]
+    for way, slack in (("tie-tta", 0.0), ("near-tta", 1.0 / n_inner)):
+        # inner scores are printed and compared rounded to 3 places: a tie is within 5e-4
+        pick = [i for i in order if best - oofs[i] <= slack + 5e-4]
+        out[way] = np.mean([probs[i][1] if rolled[i] else probs[i][0] for i in pick], axis=0)
     return out
 
 

@@ -899,10 +899,11 @@ def test_search_select_runs_each_candidate_patch():
 
 
 def test_search_combos_ways():
-    """benchmarks/classify_search.py's combo_probs (rounds fourteen and fifteen: ways to predict from
+    """benchmarks/classify_search.py's combo_probs (rounds fourteen to sixteen: ways to predict from
     --patch auto's candidates): sel the best inner score, avg all, top2 the two best, -tta the rotated
     candidate's rotation-averaged probability, top2u-tta the rotated one alone when best, else the two
-    best unrotated; ties go to the earlier. Run in its own process (the module sets thread variables)."""
+    best unrotated; ties go to the earlier; tie-tta the mean of all tied at the best, near-tta of all
+    within one inner series of it. Run in its own process (the module sets thread variables)."""
     import subprocess
     import sys
 
@@ -916,14 +917,18 @@ parts = [("recipe", 32), ("recipe", 8), ("recipe", 4), ("recipe", 2), ("roll0.5"
 p = [np.full((1, 2), k, float) for k in range(5)]                 # candidate k: probabilities k
 pt = [np.full((1, 2), 10 + k, float) for k in range(5)]           # ... and over rotations 10 + k
 probs = [(a, b, None) for a, b in zip(p, pt)]
-got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.7, 0.9, 0.8, 0.6, 0.85], probs, parts).items()}
+got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.7, 0.9, 0.8, 0.6, 0.85], probs, parts, 20).items()}
 assert got == {"sel": 1, "avg": 2, "top2": 2.5, "sel-tta": 1, "avg-tta": (0 + 1 + 2 + 3 + 14) / 5,
-               "top2-tta": 7.5, "top2u-tta": 1.5}, got                # top2u: the best two unrotated, 1 and 2
-got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.7, 0.9, 0.8, 0.6, 0.95], probs, parts).items()}
+               "top2-tta": 7.5, "top2u-tta": 1.5, "tie-tta": 1,           # top2u: the best two unrotated, 1 and 2
+               "near-tta": (1 + 14) / 2}, got                             # 0.85 is within 1/20 of 0.9, 0.8 not
+got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.7, 0.9, 0.8, 0.6, 0.95], probs, parts, 20).items()}
 assert got["sel"] == 4 and got["sel-tta"] == 14 and got["top2"] == 2.5 and got["top2-tta"] == 7.5
-assert got["top2u-tta"] == 14, got
-got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.9, 0.9, 0.9, 0.6, 0.9], probs, parts).items()}
+assert got["top2u-tta"] == 14 and got["tie-tta"] == 14 and got["near-tta"] == (14 + 1) / 2, got
+got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.9, 0.9, 0.9, 0.6, 0.9], probs, parts, 20).items()}
 assert got["sel"] == 0 and got["top2"] == 0.5 and got["top2u-tta"] == 0.5, got   # ties: the earlier
+assert got["tie-tta"] == (0 + 1 + 2 + 14) / 4 and got["near-tta"] == got["tie-tta"], got
+got = {k: float(v[0, 0]) for k, v in cs.combo_probs([6 / 9, 7 / 9, 0.5, 0.6, 0.5], probs, parts, 9).items()}
+assert got["tie-tta"] == 1 and got["near-tta"] == 0.5, got           # 6/9 is one series of 9 below 7/9
 x = [np.arange(4.0)[:, None], np.arange(150.0)[:, None]]
 r = cs.rotations(x, 8)
 assert [int(s[0, 0]) for s in r[1]] == [0, 150 - 19]              # np.roll by round(j T / 8): 0.5 -> 0
