@@ -223,6 +223,34 @@ def test_test_time_rotations():
         RotationTTA(model, 1)
 
 
+def test_probability_mean():
+    """--patch auto's mix: a ProbabilityMean of classifiers with different patches (one of them a
+    RotationTTA) predicts by the mean of their probabilities, recomputed here one series at a time."""
+    from bptt.classify import EnsembleClassifier, ProbabilityMean, RotationTTA, predict_logits
+
+    rng = np.random.default_rng(5)
+    series = [rng.standard_normal((n, 2)).astype(np.float32) for n in (9, 1, 4, 7, 12)]
+    parts = [EnsembleClassifier(2, 3, members=2, cell="gru", hidden_size=5, pool="mean", patch=2, seed=1),
+             SequenceClassifier(2, 3, cell="lstm", hidden_size=4, pool="last", seed=2),
+             RotationTTA(SequenceClassifier(2, 3, cell="gru", hidden_size=4, pool="mean", patch=3, seed=3), 4)]
+
+    def prob(part, x):  # one series alone
+        lg = predict_logits(part, [x])[0]
+        return np.exp(lg) / np.exp(lg).sum()
+    want = np.array([np.mean([prob(p, x) for p in parts], axis=0) for x in series])
+    mix = ProbabilityMean(parts)
+    np.testing.assert_allclose(mix.probabilities(series), want, atol=1e-6)
+    np.testing.assert_allclose(predict_logits(mix, series), np.log(want), atol=1e-5)
+    for p in parts:
+        assert np.abs(np.array([prob(p, x) for x in series]) - want).max() > 1e-3  # each part counts
+    with pytest.raises(ValueError, match="2 or more classifiers"):
+        ProbabilityMean(parts[:1])
+    with pytest.raises(ValueError, match="one number of classes"):
+        ProbabilityMean([parts[1], SequenceClassifier(2, 4, cell="gru", hidden_size=4, seed=4)])
+    with pytest.raises(ValueError, match="no members of its own"):
+        predict_logits(mix, series, members=True)
+
+
 def test_input_dropout():
     """--input-dropout P: each value zeroed with probability P, the rest scaled by 1/(1-P) (the
     expected input unchanged), padding stays zero, the RNG decides; P = 0 draws nothing."""
@@ -668,7 +696,7 @@ def test_export_classify_run_to_onnx(toy, capsys):
 
 # ----------------------------------------------------------------------------- --patch auto
 def test_auto_patches_and_the_choice(capsys):
-    from bptt.classify_run import AUTO_ROLL, AUTO_STEPS, auto_candidates, auto_patches, choose, describe
+    from bptt.classify_run import AUTO_MIX, AUTO_ROLL, AUTO_STEPS, auto_candidates, auto_patches, choose, describe, mix
 
     assert AUTO_STEPS == (32, 8, 4, 2) and AUTO_ROLL == 0.5
     assert auto_patches([251] * 36) == [8, 32, 63, 126]  # ArrowHead: ceil(251 / 32), / 8, / 4, / 2
@@ -684,6 +712,12 @@ def test_auto_patches_and_the_choice(capsys):
                                                            "patch 1, --roll 0.5, --tta 8"]
     assert choose([0.5, 0.7, 0.6]) == 1
     assert choose([0.7, 0.7, 0.6]) == 0 and choose([0.6, 0.7, 0.7]) == 1  # ties: more steps
+    # the mix: every candidate within AUTO_MIX = 1 validation series of the best predicts
+    assert AUTO_MIX == 1
+    assert mix([27 / 36, 28 / 36, 26 / 36, 28 / 36, 20 / 36], 36) == [0, 1, 3]
+    assert mix([1.0, 0.98, 0.96, 1.0, 1.0], 50) == [0, 1, 3, 4]
+    assert mix([0.5, 0.7, 0.6], 10) == [1, 2] and mix([0.5, 0.7, 0.6], 100) == [1]
+    assert mix([0.6, 0.7, 0.7], None) == [1]  # a selection from before the mix: the best alone
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
@@ -715,7 +749,7 @@ def test_patch_auto_trains_each_candidate_and_keeps_the_best(toy, capsys):
     accuracy; eval, predict and export read it. With --roll given, every candidate has it and there
     is no extra one."""
     from bptt.classify import predict_logits, rotate_all, softmax
-    from bptt.classify_run import _load_one, auto_candidates, choose, describe, load_labelled
+    from bptt.classify_run import _load_one, auto_candidates, choose, describe, load_labelled, mix
 
     out = str(toy["dir"] / "auto")
     assert _auto_run(toy, out, 3) == 0
@@ -736,31 +770,49 @@ def test_patch_auto_trains_each_candidate_and_keeps_the_best(toy, capsys):
         assert len(history) == 3
         accs.append(best["val_accuracy"])
     k = choose(accs)
-    assert sel["chosen"] == k and "<- chosen" in text
+    n_train = len(series)  # --ensemble 2: every score is out of fold over all of TRAIN
+    assert all(c["best"]["val_series"] == n_train for c in sel["candidates"])
+    assert sel["chosen"] == k and sel["mixed"] == mix(accs, n_train) and k in sel["mixed"]
+    assert text.count("<- chosen") == len(sel["mixed"])
     assert all(f"{describe(c)}: best epoch" in text for c in cands)
     winner = os.path.join(out, sel["candidates"][k]["dir"], "best")
     for name in ("model.safetensors", "checkpoint.json"):
         assert open(os.path.join(out, "best", name), "rb").read() == open(os.path.join(winner, name), "rb").read()
     assert "test " in text
-    # eval, predict and export of RUN: the chosen candidate, the rotated one over its 8 rotations
+    # eval, predict and export of RUN: the mean probability of the mixed candidates, the rotated one
+    # over its 8 rotations; then with every candidate in the mix
     for c in sel["candidates"]:
         assert json.load(open(os.path.join(out, c["dir"], "best", "checkpoint.json")))["config"]["tta"] == (
             8 if "roll" in c else 0)
     test_series, test_labels = load_labelled(toy["test"], "evaluation")
-    model, norm, classes, meta = _load_one(winner)
-    R = meta["config"]["tta"]
-    z = norm.transform(test_series, np.float32)
-    p = np.mean([softmax(predict_logits(model, rotate_all(z, j, R) if R else z)) for j in range(max(R, 1))], axis=0)
-    assert main(["eval", out, "--data", toy["test"], "--json"]) == 0
-    r = json.loads(capsys.readouterr().out)
-    assert r["n"] == 20 and r["accuracy"] == np.mean([classes[c] == t for c, t in zip(p.argmax(axis=1), test_labels)])
-    assert main(["eval", winner, "--data", toy["test"], "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["accuracy"] == r["accuracy"]
-    assert main(["predict", out, "--data", toy["test"]]) == 0
-    assert capsys.readouterr().out.split() == [classes[c] for c in p.argmax(axis=1)]
-    assert main(["export", out, "--onnx", str(toy["dir"] / "auto.onnx")]) == 0
-    capsys.readouterr()
-    assert float(np.abs(_onnx_logits(str(toy["dir"] / "auto.onnx"), test_series) - np.log(p)).max()) <= 1e-5
+
+    def probability(i):  # candidate i's best checkpoint on TEST, by hand
+        model, norm, classes, meta = _load_one(os.path.join(out, sel["candidates"][i]["dir"], "best"))
+        R = meta["config"]["tta"]
+        z = norm.transform(test_series, np.float32)
+        return np.mean([softmax(predict_logits(model, rotate_all(z, j, R) if R else z)) for j in range(max(R, 1))],
+                       axis=0), classes
+
+    for mixed in (sel["mixed"], list(range(len(cands)))):
+        json.dump({**sel, "mixed": mixed}, open(os.path.join(out, "select.json"), "w"))
+        p = np.mean([probability(i)[0] for i in mixed], axis=0)
+        classes = probability(k)[1]
+        assert main(["eval", out, "--data", toy["test"], "--json"]) == 0
+        r = json.loads(capsys.readouterr().out)
+        assert r["n"] == 20 and r["accuracy"] == np.mean([classes[c] == t for c, t in zip(p.argmax(axis=1), test_labels)])
+        assert r["loss"] == pytest.approx(float(-np.mean(np.log(p[np.arange(20), [classes.index(t) for t in test_labels]]))),
+                                          rel=1e-5)
+        assert r.get("mixed", [describe(sel["candidates"][k])]) == [describe(sel["candidates"][i]) for i in mixed]
+        assert main(["eval", out, "--data", toy["test"]]) == 0
+        assert ("the mean probability of 5 candidates" in capsys.readouterr().out) == (len(mixed) == 5)
+        if len(mixed) == 1:  # RUN/best alone
+            assert main(["eval", winner, "--data", toy["test"], "--json"]) == 0
+            assert json.loads(capsys.readouterr().out)["accuracy"] == r["accuracy"]
+        assert main(["predict", out, "--data", toy["test"]]) == 0
+        assert capsys.readouterr().out.split() == [classes[c] for c in p.argmax(axis=1)]
+        assert main(["export", out, "--onnx", str(toy["dir"] / "auto.onnx")]) == 0
+        capsys.readouterr()
+        assert float(np.abs(_onnx_logits(str(toy["dir"] / "auto.onnx"), test_series) - np.log(p)).max()) <= 1e-5
     # the rotated candidate alone: --tta 8 in eval, predict and export
     rot = next(c for c in sel["candidates"] if "roll" in c)
     model, norm, classes, meta = _load_one(os.path.join(out, rot["dir"], "best"))

@@ -179,6 +179,34 @@ def test_rotation_tta_matches_onnx_runtime(members, diff):
     assert meta["model"]["rotations"] == 8 and meta["model"]["members"] == members and meta["model"]["patch"] == 2
 
 
+@pytest.mark.parametrize("diff", [False, True])
+def test_probability_mean_matches_onnx_runtime(diff):
+    """A ProbabilityMean (--patch auto's mix) of an ensemble with patch 2, an LSTM with patch 1 and a
+    RotationTTA with patch 3: the graph's logits equal the log of bptt's mean probability."""
+    from bptt.classify import EnsembleClassifier, ProbabilityMean, RotationTTA, SequenceClassifier, Standardizer
+    from bptt.classify import predict_logits
+
+    D, C = 2, 3
+    F = 2 * D if diff else D
+    parts = [EnsembleClassifier(F, C, members=2, cell="gru", hidden_size=4, pool="mean", patch=2, seed=1).eval(),
+             SequenceClassifier(F, C, cell="lstm", hidden_size=3, pool="last", bidirectional=True, seed=2).eval(),
+             RotationTTA(SequenceClassifier(F, C, cell="gru", hidden_size=4, pool="meanmax", patch=3, seed=3).eval(), 4)]
+    mix = ProbabilityMean(parts)
+    norm = Standardizer([0.5, -1.0, 0.1, -0.2][:F], [2.0, 0.5, 1.5, 0.7][:F], diff=diff)
+    proto = build_onnx(mix, ["a", "b", "c"], norm)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(4)
+    for T, lengths in [(10, [10, 1, 7, 4]), (1, [1]), (6, [2, 6, 5, 3])]:
+        raw = rng.standard_normal((T, len(lengths), D)).astype(np.float32) * 3
+        z = norm.transform([raw[:n, b] for b, n in enumerate(lengths)], np.float32)
+        got = sess.run(["logits"], {"series": raw, "sequence_lens": np.array(lengths, np.int32)})[0]
+        assert got.shape == (len(lengths), C) and float(np.abs(got - predict_logits(mix, z)).max()) <= TOL
+    meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
+    assert meta["model"]["class"] == "ProbabilityMean"
+    assert [(p["patch"], p["members"], p.get("rotations", 1)) for p in meta["model"]["parts"]] == [(2, 2, 1), (1, 1, 1),
+                                                                                                   (3, 1, 4)]
+
+
 def test_unsupported_model_and_wrong_vocabulary():
     with pytest.raises(ValueError, match=r"cannot export a Linear to ONNX"):
         build_onnx(bptt.Linear(3, 4))

@@ -339,6 +339,30 @@ class RotationTTA:
         return f"RotationTTA({type(self.model).__name__}(patch={self.patch}), rotations={self.rotations})"
 
 
+class ProbabilityMean:
+    """Classifiers trained apart on the same classes and features (each a SequenceClassifier,
+    EnsembleClassifier or RotationTTA; their patches may differ) that predict by the mean of their
+    probabilities: ``--patch auto`` when the validation scores of several candidates are within one
+    series of the best, so that the score cannot tell them apart. Prediction only:
+    ``predict_logits(mix, series)`` -> the log of the mean probability (N, C)."""
+
+    def __init__(self, parts):
+        parts = list(parts)
+        if len(parts) < 2:
+            raise ValueError(f"ProbabilityMean averages 2 or more classifiers, got {len(parts)}")
+        if len({p.num_classes for p in parts}) > 1 or len({np.dtype(p.dtype) for p in parts}) > 1:
+            raise ValueError("ProbabilityMean averages classifiers of one number of classes and one dtype")
+        self.parts = parts
+        self.num_classes, self.dtype = parts[0].num_classes, parts[0].dtype
+
+    def probabilities(self, series, batch_size=64):
+        """(N, C): the mean over the parts of each part's probability."""
+        return sum(softmax(predict_logits(p, series, batch_size)) for p in self.parts) / len(self.parts)
+
+    def __repr__(self):
+        return f"ProbabilityMean({', '.join(map(repr, self.parts))})"
+
+
 def softmax(logits):
     """Softmax over the last axis."""
     z = np.exp(logits - logits.max(axis=-1, keepdims=True))
@@ -478,10 +502,11 @@ def patch_backward(dxp, lengths0, T0, K):
 def predict_logits(model, series, batch_size=64, members=False):
     """Logits (N, C) for every series (eval mode, nothing recorded), in the given order (an
     ensemble: the log of its members' mean softmax; a RotationTTA: the log of its mean
-    probability over the rotations); members=True: each member's (M, N, C)."""
-    if isinstance(model, RotationTTA):
+    probability over the rotations; a ProbabilityMean: of its parts' mean probability);
+    members=True: each member's (M, N, C)."""
+    if isinstance(model, (RotationTTA, ProbabilityMean)):
         if members:
-            raise ValueError("a RotationTTA predicts by the mean over its rotations; its members are model.model's")
+            raise ValueError(f"a {type(model).__name__} predicts by a mean probability; it has no members of its own")
         return np.log(model.probabilities(series, batch_size))
     was = model.training
     model.eval()

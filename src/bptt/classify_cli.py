@@ -52,7 +52,9 @@ def add_train_options(p):
       "(a long series is K times fewer steps; default 1); auto: one run for each K = ceil(median TRAIN length / N), "
       "N = 32, 8, 4, 2 (about N steps per series; classify_run.AUTO_STEPS), in RUN/patch-K, and the first K again "
       "with --roll 0.5 and --tta 8 (unless --roll is given), in RUN/patch-K-roll0.5, one after the other; "
-      "the one with the highest validation (or out-of-fold) accuracy becomes RUN/best (ties: the earlier)")
+      "the one with the highest validation (or out-of-fold) accuracy becomes RUN/best (ties: the earlier), and "
+      "RUN predicts (eval, predict, export) by the mean probability of every candidate whose accuracy is within "
+      "one validation series of the best")
     a("--diff", action="store_true", default=None, help="classify: the first differences x[t] - x[t-1] as D "
       "more input features, standardised with their own TRAIN statistics; kept in the checkpoint and "
       "applied by eval, predict and the ONNX export (default: off)")
@@ -198,15 +200,19 @@ def run_train(args):
 
 def _select(args, out, epochs):
     """--patch auto: train or resume every candidate of the selection in `out`, then report."""
-    from .classify_run import describe, fit_select
+    from .classify_run import AUTO_MIX, describe, fit_select
 
     with _threads(args.threads):
         sel = fit_select(out, epochs, progress=not args.quiet, jobs=args.jobs or 1)
+    mixed = sel.get("mixed") or [sel["chosen"]]
     for i, c in enumerate(sel["candidates"]):
         b = c["best"]
         print(f"{describe(c)}: best epoch {b['epoch']}, validation accuracy {b['val_accuracy']:.4f}, loss "
-              f"{b['val_loss']:.4f}" + ("  <- chosen" if i == sel["chosen"] else ""))
+              f"{b['val_loss']:.4f}" + ("  <- chosen" if i in mixed else ""))
     print(f"best checkpoint {os.path.join(out, 'best')} ({describe(sel['candidates'][sel['chosen']])})")
+    if len(mixed) > 1:
+        print(f"{out} predicts by the mean probability of the {len(mixed)} chosen candidates (validation scores "
+              f"within {AUTO_MIX} series of the best): {'; '.join(describe(sel['candidates'][i]) for i in mixed)}")
     _test_and_hint(out, sel["config"]["test"])
     return 0
 
@@ -233,14 +239,17 @@ def cmd_eval(args):
     if args.json:
         print(json.dumps({"accuracy": s["accuracy"], "n": s["n"], "loss": s["loss"], "classes": classes,
                           "recall": dict(zip(classes, s["recall"])), "confusion": s["confusion"].tolist(),
-                          "checkpoint": meta["_path"], "confusion_png": png}))
+                          "checkpoint": meta["_path"], "confusion_png": png,
+                          **({"mixed": meta["mixed"]} if "mixed" in meta else {})}))
         return 0
     conf = s["confusion"]
     correct = int(conf.trace())
     w = max(5, max(len(c) for c in classes) + 1, len(str(conf.max())) + 1)
     lines = [f"{args.data}: {s['n']} series, accuracy {s['accuracy']:.4f} ({correct}/{s['n']}), "
              f"loss {s['loss']:.4f} (checkpoint {meta['_path']}"
-             + (f", the mean over {meta['config']['tta']} rotations" if meta["config"].get("tta", 0) > 1 else "")
+             + (f", the mean probability of {len(meta['mixed'])} candidates: {'; '.join(meta['mixed'])}"
+                if "mixed" in meta else
+                f", the mean over {meta['config']['tta']} rotations" if meta["config"].get("tta", 0) > 1 else "")
              + ")", "recall per class:"]
     for k, c in enumerate(classes):
         lines.append(f"  {c:<{w}} {s['recall'][k]:.3f} ({conf[k, k]}/{conf[k].sum()})")

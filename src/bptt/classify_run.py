@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from . import checkpoint as ckpt_io
-from .classify import (EnsembleClassifier, RotationTTA, SequenceClassifier, Standardizer, augment, bucket_batches, circular_shift, crop,
+from .classify import (EnsembleClassifier, ProbabilityMean, RotationTTA, SequenceClassifier, Standardizer, augment, bucket_batches, circular_shift, crop,
                        fold_split, input_dropout, masked_cross_entropy, time_warp, check_dims, encode_labels,
                        natural_key, pad_batch, predict_logits, scores, stratified_split)
 from .data import DataError
@@ -77,6 +77,7 @@ class ClassifyConfig:
 AUTO_STEPS = (32, 8, 4, 2)  # --patch auto: one run with about this many recurrent steps per series each
 AUTO_ROLL = 0.5  # ... and one more: the first (most steps) with --roll AUTO_ROLL, unless --roll is given,
 AUTO_TTA = 8  # ... which predicts by its mean over AUTO_TTA rotations (--tta)
+AUTO_MIX = 1  # the candidates within this many validation series of the best score predict by their mean
 SELECT = "select.json"
 
 
@@ -223,6 +224,11 @@ class ClassifyRun:
         s = scores(predict_logits(self.model, x), y, len(self.classes))
         return s["accuracy"], s["loss"]
 
+    @property
+    def val_series(self):
+        """The number of series ``validate`` scores."""
+        return len(self.val_y) if self.fold is None and len(self.val_y) else len(self.train_y)
+
     def _dropout_rngs(self):
         return [m.rnn.rng for m in getattr(self.model, "members", [self.model])]
 
@@ -315,6 +321,16 @@ def new_run(cfg):
     if cfg.test:
         test_data(run, cfg.test)  # check TEST before any time is spent
     return run
+
+
+def mix(scores, n):
+    """The candidates that predict together: the indices (in candidate order) of every score within
+    AUTO_MIX series of the best, each score an accuracy over the same n validation (or
+    out-of-fold) series; n None (a selection from before the mix): the best alone (``choose``)."""
+    if not n:
+        return [choose(scores)]
+    best = max(scores)
+    return [i for i, v in enumerate(scores) if round((best - v) * n) <= AUTO_MIX]
 
 
 def is_select_run(path):
@@ -413,9 +429,11 @@ def fit_select(out, epochs=None, progress=True, jobs=1):
                 print(f"candidate {i + 1} of {len(cands)}: {describe(c)} ({os.path.join(out, c['dir'])})",
                       file=sys.stderr)
             done(i, _fit_candidate(out, c, sel["config"], progress))
-    k = choose([c["best"]["val_accuracy"] for c in cands])
+    scores = [c["best"]["val_accuracy"] for c in cands]
+    k = choose(scores)
     ckpt_io.copy_to_best(ckpt_io.best_dir(os.path.join(out, cands[k]["dir"])), out)
-    sel["chosen"] = k
+    ns = {c["best"].get("val_series") for c in cands}
+    sel["chosen"], sel["mixed"] = k, mix(scores, ns.pop() if len(ns) == 1 else None)
     _write_select(out, sel)
     return sel
 
@@ -485,7 +503,8 @@ def fit(run, progress=True):
             run.elapsed += time.perf_counter() - t0
             better = run.best is None or (val_acc, -val_loss) > (run.best["val_accuracy"], -run.best["val_loss"])
             if better:
-                run.best = {"epoch": run.epoch, "val_accuracy": val_acc, "val_loss": val_loss}
+                run.best = {"epoch": run.epoch, "val_accuracy": val_acc, "val_loss": val_loss,
+                            "val_series": run.val_series}
             row = {"epoch": run.epoch, "lr": lr, "train_loss": train_loss, "val_accuracy": val_acc,
                    "val_loss": val_loss, "seconds": round(run.elapsed, 3)}
             run.history.append(row)
@@ -518,13 +537,38 @@ def _ensure(d):
 
 def load_for_eval(path):
     """RUN (its best checkpoint) or a checkpoint directory -> (model, norm, classes, meta); a run
-    with --tta R (R > 1) predicts by the mean over R rotations: the model is its RotationTTA."""
-    if is_select_run(path) and ckpt_io.best_dir(path) is None:
-        raise ckpt_io.CheckpointError(f"{path}: the patch selection has not finished (no RUN/best yet); "
-                                      f"resume it: bptt train --resume {path}")
-    model, norm, classes, meta = _load_one(resolve_best(path))
+    with --tta R (R > 1) predicts by the mean over R rotations: the model is its RotationTTA. A
+    --patch auto RUN whose selection mixes candidates (select.json's "mixed") predicts by their
+    mean probability: the model is a ProbabilityMean of each one's best checkpoint (RUN/best is the
+    best-scoring one's), and meta["mixed"] names them."""
+    if is_select_run(path):
+        if ckpt_io.best_dir(path) is None:
+            raise ckpt_io.CheckpointError(f"{path}: the patch selection has not finished (no RUN/best yet); "
+                                          f"resume it: bptt train --resume {path}")
+        sel = read_select(path)
+        if len(sel.get("mixed") or []) > 1:
+            return _load_mix(path, sel)
+    return _with_tta(*_load_one(resolve_best(path)))
+
+
+def _with_tta(model, norm, classes, meta):
     tta = int(meta["config"].get("tta", 0))
     return (RotationTTA(model, tta) if tta > 1 else model), norm, classes, meta
+
+
+def _load_mix(path, sel):
+    """The mixed candidates of a selection -> (ProbabilityMean, norm, classes, the best one's meta)."""
+    loaded = [_with_tta(*_load_one(resolve_best(os.path.join(path, sel["candidates"][i]["dir"]))))
+              for i in sel["mixed"]]
+    _, norm, classes, meta = loaded[sel["mixed"].index(sel["chosen"])]  # the best is always in the mix
+    for _, n, c, m in loaded:
+        if c != classes or not (np.array_equal(n.mean, norm.mean) and np.array_equal(n.std, norm.std)
+                                and n.diff == norm.diff):
+            raise ckpt_io.CheckpointError(f"{m['_path']}: its classes or standardisation differ from the other "
+                                          f"candidates' of {path}; they cannot predict together")
+    meta = {**meta, "_path": os.path.join(path, "best"),
+            "mixed": [describe(sel["candidates"][i]) for i in sel["mixed"]]}
+    return ProbabilityMean([m for m, _, _, _ in loaded]), norm, classes, meta
 
 
 def _load_one(path):

@@ -237,8 +237,8 @@ def _char_model_graph(g, model, vocab):
 
 
 def _classifier_graph(g, model, vocab, norm=None):
-    """A SequenceClassifier, an EnsembleClassifier of them, or a RotationTTA of either:
-    series (T, B, D) float32, sequence_lens (B,) int32 -> logits (B, C).
+    """A SequenceClassifier, an EnsembleClassifier of them, a RotationTTA of either, or a
+    ProbabilityMean of those: series (T, B, D) float32, sequence_lens (B,) int32 -> logits (B, C).
 
     In the graph, as in ``bptt predict``: with diff, the first differences appended as D more
     features (0 at t = 0); standardise with the checkpoint's statistics (a missing
@@ -249,17 +249,20 @@ def _classifier_graph(g, model, vocab, norm=None):
     side (pool meanmax), or weighted by the softmax over the valid steps of out . w (pool attn),
     then the Linear head; an ensemble: each member so, then the log of the members' mean
     softmax. A RotationTTA (--tta R): its R rotated copies of each series side by side in the
-    batch, the log of the mean of their probabilities. ``vocab``: the class labels."""
-    from .classify import RotationTTA
+    batch, the log of the mean of their probabilities. A ProbabilityMean (--patch auto's mix):
+    each part's probability so (its own patch), the log of their mean. ``vocab``: the class
+    labels."""
+    from .classify import ProbabilityMean
 
     onnx = g.onnx
     F = onnx.TensorProto.FLOAT
-    R = model.rotations if isinstance(model, RotationTTA) else 1
-    model = model.model if isinstance(model, RotationTTA) else model
-    C = model.num_classes
+    parts = model.parts if isinstance(model, ProbabilityMean) else [model]
+    C = parts[0].num_classes
     F2 = 2 if norm is not None and norm.diff else 1  # features per value: itself (and its difference)
-    first = getattr(model, "members", [model])[0]
-    D = first.rnn.input_size // model.patch // F2
+    Ds = {_input_size(_unwrap(p)[0]) // F2 for p in parts}
+    if len(Ds) > 1:
+        raise ExportError(f"the classifiers of a ProbabilityMean read different numbers of features: {sorted(Ds)}")
+    D = Ds.pop()
     classes = list(vocab) if vocab is not None else [str(c) for c in range(C)]
     if len(classes) != C:
         raise ExportError(f"{len(classes)} class labels given for a model of {C} classes")
@@ -274,20 +277,54 @@ def _classifier_graph(g, model, vocab, norm=None):
     z = g.node("Where", [g.node("IsNaN", [z]), g.const("zero", np.array(0.0, np.float32)), z])
     lens64 = g.node("Cast", [lens], to=onnx.TensorProto.INT64)
     z = g.node("Mul", [z, _step_mask(g, z, lens64)])  # (T, B, D), zero past each length
-    if R == 1:
-        logits = _classifier_nodes(g, model, z, lens64, F2 * D)
+    inner, R = _unwrap(parts[0])
+    if len(parts) == 1 and R == 1:
+        logits = _classifier_nodes(g, inner, z, lens64, F2 * D)
         if len(logits) == 1:
             g.node("Identity", logits, outputs=["logits"])
         else:
             g.node("Log", [_mean_softmax(g, logits)], outputs=["logits"])
     else:
-        zr, lr = _rotation_nodes(g, z, lens64, R)  # (T, R*B, D), (R*B,)
-        p = _mean_softmax(g, _classifier_nodes(g, model, zr, lr, F2 * D))  # (R*B, C)
-        p = g.node("Reshape", [p, g.const("shape", np.array([R, -1, C], np.int64))])  # (R, B, C)
-        g.node("Log", [g.node("ReduceMean", [p], axes=[0], keepdims=0)], outputs=["logits"])
+        probs = [_part_probs(g, p, z, lens64, F2 * D, C, f"p{k}" if len(parts) > 1 else "") for k, p in enumerate(parts)]
+        p = probs[0] if len(probs) == 1 else _mean_of(g, probs)
+        g.node("Log", [p], outputs=["logits"])
     g.output("logits", F, ["batch", C])
-    return {"model": {**_classifier_args(model, D, C, norm), **({"rotations": R} if R > 1 else {})},
-            "classes": classes}
+    args = []
+    for p in parts:
+        inner, R = _unwrap(p)
+        args.append({**_classifier_args(inner, D, C, norm), **({"rotations": R} if R > 1 else {})})
+    return {"model": args[0] if len(args) == 1 else {"class": "ProbabilityMean", "parts": args}, "classes": classes}
+
+
+def _input_size(model):
+    """A SequenceClassifier or EnsembleClassifier -> the features per time step it reads (before its patch)."""
+    return getattr(model, "members", [model])[0].rnn.input_size // model.patch
+
+
+def _unwrap(model):
+    """A classifier -> (the SequenceClassifier or EnsembleClassifier, its rotations R: 1 unless a RotationTTA)."""
+    from .classify import RotationTTA
+
+    return (model.model, model.rotations) if isinstance(model, RotationTTA) else (model, 1)
+
+
+def _part_probs(g, part, z, lens64, D, C, prefix):
+    """One classifier (a RotationTTA: over its R rotations of each series) on the standardised z
+    (T, B, D) -> its probability (B, C)."""
+    inner, R = _unwrap(part)
+    if R == 1:
+        return _mean_softmax(g, _classifier_nodes(g, inner, z, lens64, D, prefix))
+    zr, lr = _rotation_nodes(g, z, lens64, R)  # (T, R*B, D), (R*B,)
+    p = _mean_softmax(g, _classifier_nodes(g, inner, zr, lr, D, prefix))  # (R*B, C)
+    p = g.node("Reshape", [p, g.const("shape", np.array([R, -1, C], np.int64))])  # (R, B, C)
+    return g.node("ReduceMean", [p], axes=[0], keepdims=0)
+
+
+def _mean_of(g, probs):
+    """Probabilities, each (B, C) -> their mean (B, C)."""
+    axis0 = g.const("axis", np.array([0], np.int64))
+    return g.node("ReduceMean", [g.node("Concat", [g.node("Unsqueeze", [p, axis0]) for p in probs], axis=0)],
+                  axes=[0], keepdims=0)
 
 
 def _classifier_args(model, D, C, norm):
@@ -298,23 +335,20 @@ def _classifier_args(model, D, C, norm):
             "members": len(getattr(model, "members", [model])), "diff": bool(norm.diff)}
 
 
-def _classifier_nodes(g, model, z, lens64, D):
+def _classifier_nodes(g, model, z, lens64, D, prefix=""):
     """One classifier (its patch, then each member) on the standardised z (T, B, D) -> the
-    members' logits, each (B, C)."""
+    members' logits, each (B, C). prefix: before the members' names (the parts of a mean)."""
     if model.patch > 1:
         z, lens64 = _patch_nodes(g, z, lens64, model.patch, D)  # (T/K, B, K*D), ceil(len / K)
     seq_lens = g.node("Cast", [lens64], to=g.onnx.TensorProto.INT32)
     members = getattr(model, "members", [model])
-    return [_member_nodes(g, m, z, lens64, seq_lens, f"m{i}") for i, m in enumerate(members)]
+    return [_member_nodes(g, m, z, lens64, seq_lens, f"{prefix}m{i}") for i, m in enumerate(members)]
 
 
 def _mean_softmax(g, logits):
     """Members' logits, each (B, C) -> their mean softmax (B, C)."""
-    if len(logits) == 1:
-        return g.node("Softmax", logits, axis=1)
-    axis0 = g.const("axis", np.array([0], np.int64))
-    probs = [g.node("Unsqueeze", [g.node("Softmax", [v], axis=1), axis0]) for v in logits]  # (1, B, C)
-    return g.node("ReduceMean", [g.node("Concat", probs, axis=0)], axes=[0], keepdims=0)
+    probs = [g.node("Softmax", [v], axis=1) for v in logits]
+    return probs[0] if len(probs) == 1 else _mean_of(g, probs)
 
 
 def _rotation_nodes(g, z, lens64, R):
@@ -416,13 +450,13 @@ def _patch_nodes(g, z, lens64, K, D):
 def _exporter(model):
     """The graph builder for this kind of model. A new kind is one function
     ``(graph, model, vocab) -> metadata`` and one line here."""
-    from .classify import EnsembleClassifier, RotationTTA, SequenceClassifier
+    from .classify import EnsembleClassifier, ProbabilityMean, RotationTTA, SequenceClassifier
     from .model import CharModel
     from .recurrent import GRU, LSTM, RNN
 
     if isinstance(model, CharModel):
         return _char_model_graph
-    if isinstance(model, (SequenceClassifier, EnsembleClassifier, RotationTTA)):
+    if isinstance(model, (SequenceClassifier, EnsembleClassifier, RotationTTA, ProbabilityMean)):
         return _classifier_graph
     if isinstance(model, (RNN, LSTM, GRU)):
         return _layer_graph
