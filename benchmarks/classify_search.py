@@ -105,8 +105,8 @@ VARIANTS = {
     "select,roll0.5": {},  # select's candidates and one more: the 32-step run with --roll 0.5
     "select,roll0.5,2": {},  # --patch auto since round twelve (select,roll0.5) with a 2-step candidate
     "combos": {},  # round fourteen: --patch auto's runs, scored as select and as the mixes of COMBOS
-    # (--patch auto since round fifteen is combos' sel-tta: select,roll0.5,2 with the rotated
-    # candidate predicting over 8 rotations)
+    # (--patch auto since round sixteen is combos' near-tta: select,roll0.5,2's candidates within one
+    # inner series of the best, the rotated one predicting over 8 rotations, by their mean probability)
 }
 
 
