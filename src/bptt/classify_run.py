@@ -216,9 +216,12 @@ class ClassifyRun:
     def validate(self):
         """(accuracy, loss) on the validation part, or the training set when there is none; an
         ensemble: each series scored by the one member that did not train on it (out of fold)."""
-        if self.fold is not None:
-            logits = predict_logits(self.model, self.train_x, members=True)  # (M, N, C)
-            s = scores(logits[self.fold, np.arange(len(self.fold))], self.train_y, len(self.classes))
+        if self.fold is not None:  # member m predicts the series of fold m, and only those
+            logits = np.empty((len(self.fold), len(self.classes)))  # (N, C)
+            for m, member in enumerate(self.model.members):
+                idx = np.flatnonzero(self.fold == m)
+                logits[idx] = predict_logits(member, [self.train_x[i] for i in idx])
+            s = scores(logits, self.train_y, len(self.classes))
             return s["accuracy"], s["loss"]
         x, y = (self.val_x, self.val_y) if len(self.val_y) else (self.train_x, self.train_y)
         s = scores(predict_logits(self.model, x), y, len(self.classes))
