@@ -151,6 +151,18 @@ def test_classifier_matches_onnx_runtime(cell, pool, bidirectional, layers, patc
         build_onnx(model, ["a", "b", "c"])
 
 
+def _classifier_onnx_runs(proto, norm, D, C, rng):
+    """An exported classifier on series of unequal lengths (one of a single step), as ONNX Runtime
+    runs it -> (T, the series standardised for bptt, the graph's logits (B, C)) for each batch."""
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    for T, lengths in [(10, [10, 1, 7, 4]), (1, [1]), (6, [2, 6, 5, 3])]:
+        raw = rng.standard_normal((T, len(lengths), D)).astype(np.float32) * 3
+        z = norm.transform([raw[:n, b] for b, n in enumerate(lengths)], np.float32)
+        got = sess.run(["logits"], {"series": raw, "sequence_lens": np.array(lengths, np.int32)})[0]
+        assert got.shape == (len(lengths), C)
+        yield T, z, got
+
+
 @pytest.mark.parametrize("members,diff", [(2, False), (1, True)])
 def test_rotation_tta_matches_onnx_runtime(members, diff):
     """A RotationTTA (--tta 8, as --patch auto's rotated candidate predicts): the graph's logits
@@ -165,14 +177,8 @@ def test_rotation_tta_matches_onnx_runtime(members, diff):
     tta = RotationTTA(model, 8)
     norm = Standardizer([0.5, -1.0, 0.1, -0.2][:F], [2.0, 0.5, 1.5, 0.7][:F], diff=diff)
     proto = build_onnx(tta, ["a", "b", "c"], norm)
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(3)
-    for T, lengths in [(10, [10, 1, 7, 4]), (1, [1]), (6, [2, 6, 5, 3])]:
-        raw = rng.standard_normal((T, len(lengths), D)).astype(np.float32) * 3
-        z = norm.transform([raw[:n, b] for b, n in enumerate(lengths)], np.float32)
-        want = predict_logits(tta, z)
-        got = sess.run(["logits"], {"series": raw, "sequence_lens": np.array(lengths, np.int32)})[0]
-        assert got.shape == (len(lengths), C) and float(np.abs(got - want).max()) <= TOL
+    for T, z, got in _classifier_onnx_runs(proto, norm, D, C, np.random.default_rng(3)):
+        assert float(np.abs(got - predict_logits(tta, z)).max()) <= TOL
         if T > 1:
             assert float(np.abs(got - predict_logits(model, z)).max()) > 10 * TOL  # the rotations count
     meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
@@ -194,13 +200,8 @@ def test_probability_mean_matches_onnx_runtime(diff):
     mix = ProbabilityMean(parts)
     norm = Standardizer([0.5, -1.0, 0.1, -0.2][:F], [2.0, 0.5, 1.5, 0.7][:F], diff=diff)
     proto = build_onnx(mix, ["a", "b", "c"], norm)
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(4)
-    for T, lengths in [(10, [10, 1, 7, 4]), (1, [1]), (6, [2, 6, 5, 3])]:
-        raw = rng.standard_normal((T, len(lengths), D)).astype(np.float32) * 3
-        z = norm.transform([raw[:n, b] for b, n in enumerate(lengths)], np.float32)
-        got = sess.run(["logits"], {"series": raw, "sequence_lens": np.array(lengths, np.int32)})[0]
-        assert got.shape == (len(lengths), C) and float(np.abs(got - predict_logits(mix, z)).max()) <= TOL
+    for _, z, got in _classifier_onnx_runs(proto, norm, D, C, np.random.default_rng(4)):
+        assert float(np.abs(got - predict_logits(mix, z)).max()) <= TOL
     meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
     assert meta["model"]["class"] == "ProbabilityMean"
     assert [(p["patch"], p["members"], p.get("rotations", 1)) for p in meta["model"]["parts"]] == [(2, 2, 1), (1, 1, 1),
