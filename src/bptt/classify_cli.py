@@ -245,12 +245,13 @@ def cmd_eval(args):
     conf = s["confusion"]
     correct = int(conf.trace())
     w = max(5, max(len(c) for c in classes) + 1, len(str(conf.max())) + 1)
+    if "mixed" in meta:
+        source = f"run {run_dir}: the mean probability of {len(meta['mixed'])} candidates: {'; '.join(meta['mixed'])}"
+    else:
+        tta = meta["config"].get("tta", 0)
+        source = f"checkpoint {meta['_path']}" + (f", the mean over {tta} rotations" if tta > 1 else "")
     lines = [f"{args.data}: {s['n']} series, accuracy {s['accuracy']:.4f} ({correct}/{s['n']}), "
-             f"loss {s['loss']:.4f} (checkpoint {meta['_path']}"
-             + (f", the mean probability of {len(meta['mixed'])} candidates: {'; '.join(meta['mixed'])}"
-                if "mixed" in meta else
-                f", the mean over {meta['config']['tta']} rotations" if meta["config"].get("tta", 0) > 1 else "")
-             + ")", "recall per class:"]
+             f"loss {s['loss']:.4f} ({source})", "recall per class:"]
     for k, c in enumerate(classes):
         lines.append(f"  {c:<{w}} {s['recall'][k]:.3f} ({conf[k, k]}/{conf[k].sum()})")
     lines.append("confusion matrix (rows: true class, columns: predicted):")
