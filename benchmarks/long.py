@@ -5,10 +5,11 @@ and PyTorch, at T = 1,000, 10,000 and 100,000 (B = 8, H = 128, LSTM and GRU).
     python benchmarks/long.py --write      # ... and write it into BENCHMARKS.md (section "long")
     python benchmarks/long.py --T 1000 10000 --cells lstm --repeats 5
 
-The step is a sequence classifier's: the layer over x (T, 8, 8) float32 from a zero state, the
-loss read from the final h alone (its gradient ones; the outputs' gradient zero, passed to bptt
-as a broadcast array that takes no memory, to torch by ``h_n.sum().backward()``), then backward
-including dx. Each case runs in a fresh process: the kernels are compiled (or loaded) and warmed
+The step is a sequence classifier's (``--pool last``): the layer over x (T, 8, 8) float32 from a
+zero state, the loss read from the final h alone (its gradient ones), then backward including dx.
+bptt is asked for the final state alone (``layer(x, return_output=False)``, ``backward(None,
+dh)``), as bptt's SequenceClassifier with ``pool="last"`` asks; torch's layer returns its output
+sequence anyway (``h_n.sum().backward()``). Each case runs in a fresh process: the kernels are compiled (or loaded) and warmed
 on 20 steps, the process's peak resident memory is reset (``/proc/self/clear_refs``), the step
 runs, and the peak is VmHWM minus the resident memory just before it (what the step added: the
 inputs are already there). The time is the median of ``--repeats`` steps (one at T = 100,000),
@@ -52,11 +53,9 @@ def _bptt_step(cell, mode, x):
     layer = {"lstm": LSTM, "gru": GRU}[cell](D, H, memory=mode, seed=0)
 
     def step(x):
-        out, h_n = layer(x)
-        dout = np.broadcast_to(np.zeros((), np.float32), out.shape)  # no memory
+        _, h_n = layer(x, return_output=False)  # the final state alone: no output sequence kept
         dh = (np.ones_like(h_n[0]), None) if isinstance(h_n, tuple) else np.ones_like(h_n)
-        del out
-        layer.backward(dout, dh)
+        layer.backward(None, dh)
         layer.zero_grad()
 
     return step
@@ -195,14 +194,16 @@ def main(argv=None):
         + (" - **the machine was shared with other processes while measuring**, so the times are "
            "upper bounds that other processes inflated (memory is not affected)" if float(load_before[1]) > 1.5 else "")
         + ".\n\n"
-        "One training step of a sequence classifier: `LSTM/GRU(8, 128)` over x (T, 8, 8) float32, "
-        "the loss on the final h alone, backward including dx. Peak: the resident memory the step "
-        "adds (VmHWM after it minus VmRSS before it, the peak reset just before; a fresh process per "
-        "case). sqrt keeps a state every ceil(sqrt(T)) steps and recomputes each segment in backward.\n\n"
-        "What bounds the ratio: sqrt's step still allocates the output the layer returns, (T, 8, 128), "
-        "and dx, (T, 8, 8); full's holds about 12 such (T, 8, 128) arrays for an LSTM (h, c, tanh(c), "
-        "4 gates, then 4 gate gradients) and 10 for a GRU (h, 3 gates, ghn, then 4), so sqrt/full "
-        "cannot go below about 1/12 and 1/10.\n\n"
+        "One training step of a sequence classifier over its last state: `LSTM/GRU(8, 128)` over x "
+        "(T, 8, 8) float32, the loss on the final h alone, backward including dx; bptt asked for the "
+        "final state alone (`layer(x, return_output=False)`, then `backward(None, dh)`: no output "
+        "sequence is kept, as bptt's classifier with `--pool last` does), torch's layer returning its "
+        "output anyway. Peak: the resident memory the step adds (VmHWM after it minus VmRSS before it, "
+        "the peak reset just before; a fresh process per case). sqrt keeps a state every "
+        "ceil(sqrt(T)) steps (and the last segment's cache) and recomputes each other segment in "
+        "backward; what it holds beyond them is dx, (T, 8, 8), and one segment's work, where full "
+        "holds about 12 arrays of (T, 8, 128) for an LSTM (h, c, tanh(c), 4 gates, then 4 gate "
+        "gradients) and 10 for a GRU (h, 3 gates, ghn, then 4).\n\n"
         + body + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else ""))
     print(text)
     if args.write:

@@ -198,7 +198,6 @@ def test_lstm_weight_grads_inside_backward_loop(wgrad_rows, shards, monkeypatch)
     a 16-column block and 4 columns through scratch; H = 40: the gate math's 16-float vectors
     and 8 elements after them, 5 column blocks of 8 in ``_tn_acc``'s A per gate."""
     monkeypatch.setattr(fast, "FUSED_MIN_ROWS", 1)
-    monkeypatch.setattr(fast, "WIDE_MICROKERNEL", True)  # the path (the kernels run anywhere)
     monkeypatch.setattr(fast, "WGRAD_ROWS", wgrad_rows)
     D, H = 20, 40
     params, x, h0, c0, dh_T, dc_T, dout = _lstm_backward_inputs(D, H, seed=5)
@@ -222,7 +221,8 @@ def test_lstm_backward_without_input_grad(path, shards, monkeypatch):
     never packed nor multiplied for it, and dh0, dc0 and every weight gradient are the same bits
     as with dx."""
     monkeypatch.setattr(fast, "FUSED_MIN_ROWS", 1 if path != "after-loop" else 1 << 30)
-    monkeypatch.setattr(fast, "WIDE_MICROKERNEL", path == "wgrad-in-loop")
+    if path == "dx-in-loop":  # more gate units than the weight gradients inside the loop take
+        monkeypatch.setattr(fast, "WGRAD_MAX_GATES", 4 * 40 - 1)
     D, H = 20, 40
     params, x, h0, c0, dh_T, dc_T, dout = _lstm_backward_inputs(D, H, seed=6)
     packed, products = [], []

@@ -231,7 +231,8 @@ class SequenceClassifier(Module):
         lengths0 = lengths
         x, lengths = patch_forward(x, lengths, self.patch)  # (T, B, patch*D), T = ceil(T0 / patch)
         T = x.shape[0]
-        out, state = self.rnn(x, None, lengths)  # out (T, B, K*H)
+        last = self.pool == "last"  # the final state alone: no output sequence is kept
+        out, state = self.rnn(x, None, lengths, return_output=not last)  # out (T, B, K*H) or None
         K = self.rnn.num_directions
         where = None  # max pooling: the step each feature's maximum came from
         if self.pool == "last":
@@ -246,7 +247,7 @@ class SequenceClassifier(Module):
         else:
             feat_max, where = max_pool_forward(out, lengths)
             feat = np.concatenate([mean_pool_forward(out, lengths), feat_max], axis=1)  # (B, 2*K*H)
-        self._save_for_backward((out.shape, lengths, lengths0, T0, where))
+        self._save_for_backward(((T, x.shape[1], K * self.rnn.hidden_size), lengths, lengths0, T0, where))
         return self.head(feat)
 
     def backward(self, dlogits, input_grad=True):
@@ -259,7 +260,7 @@ class SequenceClassifier(Module):
             dh_n = np.zeros((L * K, B, H), self.dtype)
             dh_n[-K:] = dfeat.reshape(B, K, H).transpose(1, 0, 2)
             dstate = (dh_n, None) if self.cell == "lstm" else dh_n
-            dout = np.zeros((T, B, KH), self.dtype)
+            dout = None  # the forward kept no output sequence
         else:
             dstate = None
             if self.pool == "mean":

@@ -14,8 +14,12 @@ n = ceil(sqrt(T)) steps:
               cell's ``backward`` through it with the state gradient the later segment passed
               back; the weight gradients of the segments are added up
 
-so one segment's cache is alive at a time, for one more forward pass. What stays O(T) is what
-the layer takes and returns anyway: the input, the output and their gradients.
+so one segment's cache is alive at a time, for one more forward pass (the last segment's cache
+is kept from the forward, where the backward starts, so it is computed once). What stays O(T)
+is what the layer takes and returns: the input, its gradient, and the output and its gradient,
+unless the caller wants the final state alone (``forward(..., return_output=False)``: a loss on
+h_n, as a classifier's over the last state); then a training step of one layer holds O(sqrt(T))
+states beyond its input and dx.
 
 Variable lengths: a row's steps inside segment [t0, t1) are clip(lengths - t0, 0, n); a row
 with none there carries its state (and, backward, its state gradient) through unchanged, which
@@ -76,33 +80,41 @@ def _own(state):
     return tuple(np.array(s) for s in state) if isinstance(state, tuple) else np.array(state)
 
 
-def sqrt_forward(cell, x, state0, params, lengths=None, **cell_kwargs):
+def sqrt_forward(cell, x, state0, params, lengths=None, output=True, **cell_kwargs):
     """``cell.forward`` segment by segment: x (T, B, D), state0 -> out (T, B, R), state_T, cache
-    (the segments' starting states, S of them, and what their forwards read)."""
+    (the segments' starting states, S of them, what their forwards read, and the last segment's
+    cache: the backward starts there, so it is not computed twice). ``output=False``: out is
+    None, no (T, B, R) array is allocated (the caller wants the final state alone)."""
     T = x.shape[0]
     bounds = segment_bounds(T)
     starts, out, state = [], None, _own(state0)  # (the caller's arrays may change before backward)
     for t0, t1 in bounds:
         starts.append(state)
-        seg_out, state, _ = cell.forward(x[t0:t1], state, params,
-                                         lengths=segment_lengths(lengths, t0, t1), **cell_kwargs)
-        if out is None:
-            out = np.empty((T,) + seg_out.shape[1:], seg_out.dtype)
-        out[t0:t1] = seg_out
-        state = _own(state)  # the segment's cache goes now
-        del seg_out, _
-    return out, state, (x, starts, bounds, params, lengths, cell_kwargs)
+        seg_out, state, seg_cache = cell.forward(x[t0:t1], state, params,
+                                                 lengths=segment_lengths(lengths, t0, t1), **cell_kwargs)
+        if output:
+            if out is None:
+                out = np.empty((T,) + seg_out.shape[1:], seg_out.dtype)
+            out[t0:t1] = seg_out
+        state = _own(state)
+        del seg_out
+        if t1 < T:
+            del seg_cache  # the segment's cache goes now
+    return out, state, (x, starts, bounds, params, lengths, cell_kwargs, [seg_cache])
 
 
 def sqrt_backward(cell, dout, dstate_T, cache, input_grad=True):
     """``cell.backward`` over the segments from the last, each recomputed from its starting
-    state: dout (T, B, R), dstate_T -> dx (T, B, D) (None without ``input_grad``), dstate0,
-    dparams (summed over segments)."""
-    x, starts, bounds, params, lengths, cell_kwargs = cache
+    state (the last kept from the forward): dout (T, B, R), dstate_T -> dx (T, B, D) (None
+    without ``input_grad``), dstate0, dparams (summed over segments)."""
+    x, starts, bounds, params, lengths, cell_kwargs, last = cache
     dx, dparams, dstate = None, {}, dstate_T
     for (t0, t1), state in zip(reversed(bounds), reversed(starts)):
         seg = segment_lengths(lengths, t0, t1)
-        _, _, seg_cache = cell.forward(x[t0:t1], state, params, lengths=seg, **cell_kwargs)
+        if last:
+            seg_cache = last.pop()  # (the list is emptied: a second backward recomputes it)
+        else:
+            _, _, seg_cache = cell.forward(x[t0:t1], state, params, lengths=seg, **cell_kwargs)
         seg_dx, dstate, seg_dparams = cell.backward(dout[t0:t1], dstate, seg_cache, input_grad)
         del seg_cache
         if input_grad:
@@ -119,22 +131,24 @@ def sqrt_backward(cell, dout, dstate_T, cache, input_grad=True):
 
 class Checkpointed:
     """A cell module (``bptt.cells.lstm``, ...) whose ``forward``/``backward`` run in sqrt(T)
-    segments: the same signatures and results, the memory of one segment."""
+    segments: the same signatures and results, the memory of one segment. ``output=False``:
+    ``forward`` returns None in place of the output (not allocated)."""
 
-    def __init__(self, cell):
-        self.cell = cell
+    def __init__(self, cell, output=True):
+        self.cell, self.output = cell, bool(output)
         self.GATES = cell.GATES
 
     def forward(self, x, state0, params, lengths=None, **cell_kwargs):
-        return sqrt_forward(self.cell, x, state0, params, lengths, **cell_kwargs)
+        return sqrt_forward(self.cell, x, state0, params, lengths, self.output, **cell_kwargs)
 
     def backward(self, dout, dstate_T, cache, input_grad=True):
         return sqrt_backward(self.cell, dout, dstate_T, cache, input_grad)
 
 
-def cell_for(cell, memory):
-    """The cell functions a layer in this memory mode runs."""
-    return cell if memory == "full" else Checkpointed(cell)
+def cell_for(cell, memory, output=True):
+    """The cell functions a layer in this memory mode runs (``output``: whether the layer's
+    output sequence is wanted; with 'full' it is a view of the cache, so it is always there)."""
+    return cell if memory == "full" else Checkpointed(cell, output)
 
 
 # ----------------------------------------------------------------------------- estimates
@@ -149,9 +163,10 @@ def _per_step(layer, k):
     return cache, forward, backward, D
 
 
-def step_bytes(layer, T, B, memory=None, keep=True):
+def step_bytes(layer, T, B, memory=None, keep=True, output=True):
     """Estimated peak bytes of the layer's forward over (T, B) and, when ``keep`` (a training
-    forward), the backward after it, in ``memory`` mode (default: the layer's)."""
+    forward), the backward after it, in ``memory`` mode (default: the layer's); ``output``
+    False: the forward returns the final state alone (``return_output=False``)."""
     memory = check_mode(memory or layer.memory)
     K, L, R = layer.num_directions, layer.num_layers, layer._h_size
     n, S = segment_length(T), len(segment_bounds(T))
@@ -160,24 +175,27 @@ def step_bytes(layer, T, B, memory=None, keep=True):
         cache, fwd, bwd, D = _per_step(layer, k)
         drop = 2 * T * B * K * R if layer.dropout > 0 and k < L - 1 else 0  # the mask, the masked output
         reversed_x = (K - 1) * T * B * D  # the reverse direction reads its input reversed
+        out = T * B * R if output or k < L - 1 else 0  # a direction's output sequence
         if memory == "full":
             kept = K * cache * T * B  # a direction's output is a view of its cache
-            joined = (K - 1) * T * B * K * R  # the directions' outputs side by side
+            joined = (K - 1) * K * out  # the directions' outputs side by side
             fwd_tmp = fwd * T * B
             bwd_tmp = (bwd + (K - 1) * (R + 2 * D)) * T * B  # with two: reversed copies, their sum
         else:
+            last = K * cache * n * B  # each direction's last segment's cache, kept for the backward
             kept = K * S * B * (R + _c_size(layer))  # the segments' starting states
-            joined = T * B * K * R  # the layer's output (each direction's own freed once joined)
-            fwd_tmp = (cache + fwd) * n * B + T * B * R  # a segment's work, the direction's output
-            bwd_tmp = (cache + fwd + bwd) * n * B + K * T * B * D  # a segment's work, dx
+            joined = K * out  # the layer's output (each direction's own freed once joined)
+            fwd_tmp = (cache + fwd) * n * B + out + last * (K - 1) // K  # a segment's work, the output
+            bwd_tmp = (cache + fwd + bwd) * n * B + K * T * B * D  # a segment's work (the first's
+            # cache the kept one), dx
         if keep:
             peak = max(peak, held + kept + fwd_tmp, held + kept + joined + drop + bwd_tmp)
-            held += kept + joined + drop + reversed_x
+            held += kept + joined + drop + reversed_x + (last if memory == "sqrt" else 0)
         else:  # nothing kept for backward: one layer's output and one direction's work at a time
             work = cache * T * B + fwd_tmp if memory == "full" else fwd_tmp
             peak = max(peak, T * B * D + joined + drop + reversed_x + work)
     if keep:
-        peak = max(peak, held + T * B * K * R * 2)  # the output's gradient arriving, and its copy
+        peak = max(peak, held + T * B * K * R * 2 * output)  # the output's gradient arriving, and its copy
     return int(peak * np.dtype(layer.dtype).itemsize)
 
 
@@ -267,10 +285,10 @@ def _release_pool():
     return release_buffers()
 
 
-def check_fits(layer, T, B, keep=True):
+def check_fits(layer, T, B, keep=True, output=True):
     """Raise ``MemoryLimitError`` when the step the layer is about to run (``step_bytes``) needs
     more than ``available_bytes``; nothing when it fits or nothing is known."""
-    need = step_bytes(layer, T, B, keep=keep)
+    need = step_bytes(layer, T, B, keep=keep, output=output)
     if (_read_limit() is None and time.monotonic() - _recent[0] < RECENT_SECONDS
             and need * RECENT_SHARE <= _recent[1]):
         return
@@ -287,7 +305,7 @@ def check_fits(layer, T, B, keep=True):
     head = (f"{type(layer).__name__}: {what} over T={T} steps, batch {B} needs about {_gib(need)} "
             f"(memory={layer.memory!r}), more than the {_gib(have)} available ({where})")
     if layer.memory == "full":
-        sqrt = step_bytes(layer, T, B, "sqrt", keep)
+        sqrt = step_bytes(layer, T, B, "sqrt", keep, output)
         if sqrt <= have:
             raise MemoryLimitError(f"{head}; memory='sqrt' (bptt train --memory sqrt) needs about "
                                    f"{_gib(sqrt)}, for one more forward pass")

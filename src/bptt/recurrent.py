@@ -213,21 +213,28 @@ class _Recurrent(Module):
         return tuple(states) if self.n_states == 2 else states[0]
 
     # ------------------------------------------------------------------ forward / backward
-    def forward(self, x, state=None, lengths=None):
+    def forward(self, x, state=None, lengths=None, return_output=True):
         """x (T, B, D) [(B, T, D) if batch_first, (T, D) unbatched], state as PyTorch's,
-        lengths (B,) or None -> out (T, B, K*H), final state (L*K, B, H) (h or (h, c))."""
+        lengths (B,) or None -> out (T, B, K*H), final state (L*K, B, H) (h or (h, c)).
+
+        ``return_output=False``: only the final state is wanted (a loss on h_n): out is None and
+        the top layer's output sequence is not kept; ``backward`` then takes dout=None. With
+        memory='sqrt' a training step then holds no (T, B, K*H) array of the top layer, only
+        its states every ceil(sqrt(T)) steps (with 'full' the output is a view of the cache
+        the backward needs anyway: nothing is saved)."""
         x, batched = self._check_input(x)  # (T, B, D) time-major
         T, B, _ = x.shape
         lengths = self._check_lengths(lengths, T, B, batched)
         rev = reverse_index(lengths, T)  # (T, B) or None
         states0 = self._check_states(state, B, batched, "initial state")
-        _memory.check_fits(self, T, B, keep=self.recording)  # before anything big is allocated
-        cell = _memory.cell_for(self.cell, self.memory)
+        output = bool(return_output)
+        _memory.check_fits(self, T, B, keep=self.recording, output=output)  # before anything big is allocated
         K, L = self.num_directions, self.num_layers
         states_T = [np.empty_like(s) for s in states0]
         caches, masks = [], []
         inp = x
         for k in range(L):
+            cell = _memory.cell_for(self.cell, self.memory, output=output or k < L - 1)
             outs = []
             for d in range(K):
                 j = k * K + d
@@ -235,17 +242,23 @@ class _Recurrent(Module):
                 xin = inp if d == 0 else reverse(inp, rev)
                 out, sT, cache = cell.forward(xin, s0, self._cell_params(k, d), lengths=lengths,
                                                    **self.cell_kwargs)
-                outs.append(out if d == 0 else reverse(out, rev))
+                outs.append(out if d == 0 or out is None else reverse(out, rev))
                 for dst, src in zip(states_T, sT if self.n_states == 2 else (sT,)):
                     dst[j] = src
-                caches.append(cache)
-            inp = outs[0] if K == 1 else np.concatenate(outs, axis=-1)  # (T, B, K*H)
+                caches.append((cell, cache))
+            if k == L - 1 and not output:
+                inp = None
+                del outs, out  # (full: views of the caches, which stay)
+            else:
+                inp = outs[0] if K == 1 else np.concatenate(outs, axis=-1)  # (T, B, K*H)
             mask = None
             if self.dropout > 0 and self.training and k < L - 1:
                 mask = dropout_mask(self.rng, inp.shape, self.dropout, self.dtype)
                 inp = inp * mask
             masks.append(mask)
-        self._save_for_backward((caches, masks, x.shape, batched, rev, cell))
+        self._save_for_backward((caches, masks, x.shape, batched, rev, output))
+        if not output:
+            return None, self._pack_states(states_T, batched)
         out = inp if batched else inp[:, 0, :]
         if batched and self.batch_first:
             out = out.transpose(1, 0, 2)
@@ -254,21 +267,29 @@ class _Recurrent(Module):
     def backward(self, dout, dstate=None, input_grad=True):
         """dout like the output, dstate like the final state (None = zeros)
         -> dx like the input, dstate0 like the initial state. Adds into ``grads``.
+        dout None: zeros (required after a forward with ``return_output=False``).
 
         ``input_grad=False``: the input is data that takes no gradient (in PyTorch, an input
         without ``requires_grad``); the first layer's dx = da W_ih is not computed (one of the
         three matrix products of a one-layer backward) and dx is None."""
-        caches, masks, (T, B, D), batched, rev, cell = self._saved_for_backward(peek=True)
+        caches, masks, (T, B, D), batched, rev, output = self._saved_for_backward(peek=True)
         K, L, H = self.num_directions, self.num_layers, self._h_size
-        dout = as_float_array(dout, self.dtype, f"{self._name()} dout", strict=False)
-        expected = (T, B, K * H) if not batched else ((B, T, K * H) if self.batch_first else (T, B, K * H))
-        if not batched:
-            expected = (T, K * H)
-        check_shape(dout, expected, f"{self._name()} dout")
-        if not batched:
-            dout = dout[:, None, :]
-        elif self.batch_first:
-            dout = dout.transpose(1, 0, 2)
+        zero_dout = dout is None
+        if zero_dout:  # zeros that take no memory (each cell copies only what it reads)
+            dout = np.broadcast_to(np.zeros((), self.dtype), (T, B, K * H))
+        elif not output:
+            raise ValueError(f"{self._name()} forward ran with return_output=False: backward takes "
+                             f"dout=None (there is no output to take a gradient)")
+        else:
+            dout = as_float_array(dout, self.dtype, f"{self._name()} dout", strict=False)
+            expected = (T, B, K * H) if not batched else ((B, T, K * H) if self.batch_first else (T, B, K * H))
+            if not batched:
+                expected = (T, K * H)
+            check_shape(dout, expected, f"{self._name()} dout")
+            if not batched:
+                dout = dout[:, None, :]
+            elif self.batch_first:
+                dout = dout.transpose(1, 0, 2)
         dstates_T = self._check_states(dstate, B, batched, "final-state gradient")
         self._saved_for_backward()  # the arguments fit: this backward consumes its forward
         ds0s = {}  # (layer, direction) -> the cell's initial-state gradient
@@ -281,9 +302,12 @@ class _Recurrent(Module):
                 j = k * K + d
                 dsT = tuple(s[j] for s in dstates_T) if self.n_states == 2 else dstates_T[0][j]
                 dout_d = dinp[:, :, d * H : (d + 1) * H]
+                cell, cache = caches[j]
                 dx_d, ds0, dparams = cell.backward(
-                    dout_d if d == 0 else reverse(dout_d, rev), dsT, caches[j], input_grad or k > 0
+                    dout_d if d == 0 or (zero_dout and k == L - 1) else reverse(dout_d, rev), dsT, cache,
+                    input_grad or k > 0
                 )
+                caches[j] = None  # (its cache goes with the cell's temporaries)
                 if dx_d is not None:
                     dx_d = dx_d if d == 0 else reverse(dx_d, rev)
                     dprev = dx_d if dprev is None else dprev + dx_d

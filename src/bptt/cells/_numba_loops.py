@@ -39,8 +39,8 @@ Below that, the machinery:
   loops instead: each step's x_t W_ih^T before its recurrent product (the biases added in the
   gate math), and each step's dx_t = da_t W_ih and bias gradient while da_t is in cache, which
   saves passes over the (T, B, 4H) arrays and the threads' start and join of each pass; the
-  weight gradients stay after the loop (``_weight_grads``), except on AVX-512 CPUs for
-  4H <= WGRAD_MAX_GATES and H a multiple of 8: there each thread adds them up every few steps
+  weight gradients stay after the loop (``_weight_grads``), except for 4H <= WGRAD_MAX_GATES
+  and H a multiple of 8: there each thread adds them up every few steps
   (``_lstm_bwdw_rows``: its last WGRAD_ROWS rows of da, x and h, by the kernel ``_tn_acc``
   while they are in cache; da's blocks of 8 columns an odd number of cache lines apart,
   ``_ap_rows``), and the threads' partial sums are added at the end, so that no
@@ -286,7 +286,7 @@ def _fwd_vector(xr, zr, c_prev, c_out, tc_out, h_out, H):
 
 @overload(_fwd_vector, jit_options=dict(_OPTS, cache=False))
 def _fwd_vector_ov(xr, zr, c_prev, c_out, tc_out, h_out, H):
-    if xr.dtype == types.float32 and WIDE_MICROKERNEL:
+    if xr.dtype == types.float32 and VECTOR_GATES:
         def impl(xr, zr, c_prev, c_out, tc_out, h_out, H):
             n = H // _LANES * _LANES
             _lstm_fwd16(n, xr.ctypes.data, zr.ctypes.data, c_prev.ctypes.data, c_out.ctypes.data,
@@ -381,7 +381,7 @@ def _bwd_vector(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, ap, kstride, H):
 @overload(_bwd_vector, jit_options=dict(_OPTS, cache=False))
 def _bwd_vector_ov(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, ap, kstride, H):
     rows = (dr, dh_next, dc_next, c_prev, gr, tcr, dzr)
-    if not (dr.dtype == types.float32 and WIDE_MICROKERNEL and all(r.layout == "C" for r in rows)):
+    if not (dr.dtype == types.float32 and VECTOR_GATES and all(r.layout == "C" for r in rows)):
         return lambda dr, dh_next, dc_next, c_prev, gr, tcr, dzr, ap, kstride, H: 0
     if isinstance(ap, types.NoneType):
         def impl(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, ap, kstride, H):
@@ -661,6 +661,18 @@ def _host_has_avx512():
 
 
 WIDE_MICROKERNEL = _host_has_avx512()  # two panels per call in 16-float vectors
+# The weight gradients' kernel 32 columns wide (2 x 8 rows of 16-float vectors: 16 of AVX-512's 32
+# registers) on AVX-512, else 16 (8 rows of two 8-float vectors: AVX2 has 16 registers, and the
+# 32-column tile spilled its accumulators to memory).
+TN_WIDE = WIDE_MICROKERNEL
+# ... and without AVX-512, each block of 8 rows as 6 rows, then 2: the 8-row tile's 16 accumulators
+# and its loads do not fit in AVX2's 16 registers, the 6-row tile's 12 do (measured on an AVX2
+# EPYC, with VECTOR_GATES: the LSTM's training step 10-15 % faster at H = 128 and 192).
+TN_SPLIT = not TN_WIDE
+# The LSTM's float32 gate math in 16-float vectors (``_lstm_fwd16``, ``_lstm_bwd16``) on every CPU:
+# LLVM lowers them to what the CPU has (two 8-float halves on AVX2); the loops they replace
+# vectorise in 8 floats at best and write da for ``_tn_acc`` one float at a time.
+VECTOR_GATES = True
 
 
 @njit(**_OPTS)
@@ -837,9 +849,16 @@ def _tn_acc(ap, K, k, M, X, C, accumulate, sb, sc):
     a0, b0, c0 = ap.ctypes.data, X.ctypes.data, C.ctypes.data
     j0 = 0
     while N - j0 >= 16:
-        wide = N - j0 >= 32
+        wide = TN_WIDE and N - j0 >= 32
         for i0 in range(0, M, _MRW):
-            _tn_call(wide, min(_MRW, M - i0), k, a0 + i0 * K * 4, _MRW, b0 + j0 * 4, ldb,
+            mr = min(_MRW, M - i0)
+            if TN_SPLIT and mr > 6:
+                _tn_call(False, 6, k, a0 + i0 * K * 4, _MRW, b0 + j0 * 4, ldb,
+                         c0 + (i0 * ldc + j0) * 4, ldc, accumulate)
+                _tn_call(False, mr - 6, k, a0 + i0 * K * 4 + 24, _MRW, b0 + j0 * 4, ldb,
+                         c0 + ((i0 + 6) * ldc + j0) * 4, ldc, accumulate)
+                continue
+            _tn_call(wide, mr, k, a0 + i0 * K * 4, _MRW, b0 + j0 * 4, ldb,
                      c0 + (i0 * ldc + j0) * 4, ldc, accumulate)
         j0 += 32 if wide else 16
     r = N - j0
@@ -1158,7 +1177,7 @@ def _rnn_bwd_step(dout, hs, t, relu, dh, da, lengths):
 @njit(**_OPTS)
 def _lstm_cell_fwd(xr, zr, c_prev, c_out, tc_out, h_out, H):
     """One row: zr (4H) holds the recurrent product -> activated gates i, f, g, o in zr, c,
-    tanh(c), h. In float32 on AVX-512 CPUs the first H // 16 * 16 elements go through
+    tanh(c), h. In float32 the first H // 16 * 16 elements go through
     ``_lstm_fwd16`` (the same math in 16-float vectors), the rest through this loop."""
     for j in range(_fwd_vector(xr, zr, c_prev, c_out, tc_out, h_out, H), H):
         i = _sigmoid(xr[j] + zr[j])
@@ -1184,7 +1203,7 @@ def _lstm_cell_bwd(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, H):
     ``lstm.step_backward`` with di, df, dg, do folded into the four blocks of da, as in
     ``_numpy_loops.lstm_backward_loop``: docs/derivations.md section 4 (the table of backward
     lines and the worked example). The product da @ W_hh follows in ``_lstm_bwd_rows``. In
-    float32 on AVX-512 CPUs the first H // 16 * 16 elements go through ``_lstm_bwd16`` (the same
+    float32 the first H // 16 * 16 elements go through ``_lstm_bwd16`` (the same
     operations in 16-float vectors), the rest through ``_lstm_cell_bwd_tail``."""
     j0 = _bwd_vector(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, None, 0, H)
     _lstm_cell_bwd_tail(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, H, j0)
@@ -2105,8 +2124,10 @@ def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=Non
     """The backward loop and the products after it in one: -> dx (T, B, D) (None without
     ``input_grad``: its product skipped), dh0, dc0 (B, H), dparams. In float32 with the micro-kernel each step's dx_t = da_t W_ih and the bias gradient
     are taken inside the loop while da_t is in cache (``_lstm_bwdx_par``), then the weight
-    gradients as in ``sequence_grads``; on AVX-512 CPUs, up to WGRAD_MAX_GATES gate units and
-    for H a multiple of 8, the weight gradients too, every few steps (``_lstm_bwdw_par``);
+    gradients as in ``sequence_grads``; up to WGRAD_MAX_GATES gate units and for H a multiple
+    of 8, the weight gradients too, every few steps (``_lstm_bwdw_par``: bptt's own kernel,
+    which on an AVX2 EPYC also avoided OpenBLAS's single-threaded sgemm of these shapes, three
+    times slower there than its rate on a square product, as it was called from the threads);
     otherwise the loop, then ``sequence_grads``."""
     W_ih, W_hh = params["weight_ih"], params["weight_hh"]
     dt = _dtype_of(dout, dh_T, dc_T, x, hs, cs, gates, tcs, W_ih, W_hh)
@@ -2126,7 +2147,7 @@ def lstm_backward_x(dout, dh_T, dc_T, x, hs, cs, gates, tcs, params, lengths=Non
     dc = _empty64((B, H), dt)
     dc[...] = 0.0 if dc_T is None else dc_T
     db = np.zeros((plan.n, 4 * H), np.float64)  # one partial sum per block, in float64
-    if WIDE_MICROKERNEL and 4 * H <= WGRAD_MAX_GATES and H % 8 == 0:
+    if 4 * H <= WGRAD_MAX_GATES and H % 8 == 0:
         dparams = _lstm_backward_w(W_ih, W_hh, dout, x, hs, cs, gates, tcs, dh, dc, dx, input_grad, db, lens,
                                    plan.n)
     else:
