@@ -12,7 +12,7 @@ import bptt
 from bptt.cells import _kernels, _numpy_loops as ref
 
 import numba  # noqa: E402,F401 - a dependency: the fast path is always tested, never skipped
-from bptt.cells import _numba_loops as fast  # noqa: E402
+from bptt.cells import _blas, _numba_loops as fast  # noqa: E402
 from training_helpers import REPO  # noqa: E402
 
 SHAPES = [(1, 1, 3, 4), (7, 3, 5, 6), (20, 4, 8, 16)]  # (T, B, D, H)
@@ -738,3 +738,26 @@ def test_results_kept_between_steps_unchanged(cell, monkeypatch):
         assert np.array_equal(out, out0) and np.array_equal(dx, dx0)
     for k in range(3):
         assert np.array_equal(kept[k][0], kept[k + 3][0]) and np.array_equal(kept[k][2], kept[k + 3][2])
+
+
+def test_blas_threads_are_warmed_once(monkeypatch):
+    """Before the compiled loops first call OpenBLAS from their threads, each thread runs one
+    WARM_SIZE^3 product (``_warm_blas``: OpenBLAS's single-threaded sgemm stayed three times
+    slower in a thread whose first product was small), once per thread count; the products
+    that follow are unchanged."""
+    blas = _blas.find()
+    if blas is None:
+        pytest.fail("NumPy's OpenBLAS was not found: the compiled loops' BLAS path cannot run")
+    calls = []
+    warm_par = fast._warm_par
+    monkeypatch.setattr(fast, "_warm_par", lambda gemm, A, C, n: calls.append((A.shape, n)) or warm_par(gemm, A, C, n))
+    monkeypatch.setattr(fast, "_warmed", [0])
+    rng = np.random.default_rng(0)
+    x, h, dz = (rng.standard_normal((60, k)).astype(np.float32) for k in (5, 7, 28))
+    for _ in range(2):
+        got = fast._weight_grads(x, h, dz, dz, 2, blas)
+        assert np.allclose(got["weight_ih"], dz.T @ x, rtol=1e-5, atol=1e-5)
+        assert np.allclose(got["weight_hh"], dz.T @ h, rtol=1e-5, atol=1e-5)
+    n = numba.get_num_threads()
+    assert calls == [((n, fast.WARM_SIZE, fast.WARM_SIZE), n)]
+    assert fast._warmed == [n]

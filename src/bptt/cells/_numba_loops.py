@@ -66,6 +66,7 @@ on its first call for a dtype. Dimensions: T time, B batch, H hidden, G gates.
 
 import math
 import threading
+from contextlib import contextmanager
 from sys import getrefcount as _getrefcount
 
 import numpy as np
@@ -1729,7 +1730,7 @@ class _Plan:
         """The context the blocks run in: OpenBLAS on one thread while ours call it."""
         if self.blas is None or not self.gemm:
             return _nothing()
-        return _blas.single_threaded(self.blas)
+        return _single_threaded(self.blas)
 
 
 _NO_PACK = np.zeros((0, 1, _NR), np.float32)
@@ -1751,6 +1752,45 @@ def _threads(M, work=None):
     if SHARDS is None and work is not None and work < ONE_THREAD_WORK:
         return 1
     return max(1, min(SHARDS or numba.get_num_threads(), M))
+
+
+# OpenBLAS (0.3.31, as NumPy 2.4's wheels ship it) was measured on an AVX2 EPYC to run its
+# single-threaded sgemm about three times slower, for the rest of a thread's life, in a thread
+# whose first sgemm was a small product (256 x 256 x 256 or less) than in one whose first was
+# 512 x 512 x 512 or more: an RNN's weight gradients at (T, B, D, H) = (100, 64, 256, 256) took
+# 81 ms instead of 26 (np.matmul's own threads: 28), and which state a process got depended on
+# which layer it had run first. So before the compiled loops first call it, every thread that
+# may (numba's and the caller's) runs one 512^3 product (about 8 ms each, once per process and
+# thread count; ``_warm_blas``).
+WARM_SIZE = 512
+_warmed = [0]  # the numba thread count the threads were warmed for
+
+
+@njit(**_POPTS)
+def _warm_par(gemm, A, C, n):
+    for s in prange(n):
+        _mm(gemm, False, A[s], False, A[s], np.float32(0.0), C[s])
+
+
+def _warm_blas(blas):
+    import numba
+
+    n = numba.get_num_threads()
+    if _warmed[0] >= n:
+        return
+    _warmed[0] = n
+    A = np.full((n, WARM_SIZE, WARM_SIZE), 1e-3, np.float32)
+    C = np.empty_like(A)
+    _mm(blas.sgemm, False, A[0], False, A[0], np.float32(0.0), C[0])  # the calling thread
+    _warm_par(blas.sgemm, A, C, n)  # numba's threads
+
+
+@contextmanager
+def _single_threaded(blas):
+    """``_blas.single_threaded``, the threads warmed first (``_warm_blas``)."""
+    with _blas.single_threaded(blas):
+        _warm_blas(blas)
+        yield
 
 
 def _bigplan(dtype, M, work=None):
@@ -1890,7 +1930,7 @@ def _rows_product(A, Bop, out, n, blas):
         _uk_par(A, _pack(Bop), out, n)
         return
     Bm, tb = _operand(Bop)
-    with _blas.single_threaded(blas):
+    with _single_threaded(blas):
         _mm_par(blas.gemm(out.dtype), False, A, tb, Bm, out, n)
 
 
@@ -1917,7 +1957,7 @@ def matmul(a, b):
     if not ta:
         _rows_product(A, b, out, n, blas)
         return out
-    with _blas.single_threaded(blas):
+    with _single_threaded(blas):
         _mm_par(blas.gemm(dt), ta, A, tb, Bm, out, n)
     return out
 
@@ -1979,7 +2019,7 @@ def _weight_grads(x2, h2, dgx2, dgh2, n, blas):
     dparams = {"weight_ih": np.empty((GH, D), dt), "weight_hh": np.empty((GH, H), dt)}
     dW_hh = dparams["weight_hh"]
     ng = max(1, min(n, GH))
-    with _blas.single_threaded(blas):
+    with _single_threaded(blas):
         if dgh2 is dgx2:  # RNN, LSTM: both from the same array, in one parallel region
             _mm2_par(gemm, dgx2, x2, dparams["weight_ih"], h2, dW_hh, ng)
             return dparams
