@@ -287,7 +287,7 @@ def _fwd_vector(xr, zr, c_prev, c_out, tc_out, h_out, H):
 
 @overload(_fwd_vector, jit_options=dict(_OPTS, cache=False))
 def _fwd_vector_ov(xr, zr, c_prev, c_out, tc_out, h_out, H):
-    if xr.dtype == types.float32 and VECTOR_GATES:
+    if xr.dtype == types.float32:
         def impl(xr, zr, c_prev, c_out, tc_out, h_out, H):
             n = H // _LANES * _LANES
             _lstm_fwd16(n, xr.ctypes.data, zr.ctypes.data, c_prev.ctypes.data, c_out.ctypes.data,
@@ -382,7 +382,7 @@ def _bwd_vector(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, ap, kstride, H):
 @overload(_bwd_vector, jit_options=dict(_OPTS, cache=False))
 def _bwd_vector_ov(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, ap, kstride, H):
     rows = (dr, dh_next, dc_next, c_prev, gr, tcr, dzr)
-    if not (dr.dtype == types.float32 and VECTOR_GATES and all(r.layout == "C" for r in rows)):
+    if not (dr.dtype == types.float32 and all(r.layout == "C" for r in rows)):
         return lambda dr, dh_next, dc_next, c_prev, gr, tcr, dzr, ap, kstride, H: 0
     if isinstance(ap, types.NoneType):
         def impl(dr, dh_next, dc_next, c_prev, gr, tcr, dzr, ap, kstride, H):
@@ -666,14 +666,14 @@ WIDE_MICROKERNEL = _host_has_avx512()  # two panels per call in 16-float vectors
 # registers) on AVX-512, else 16 (8 rows of two 8-float vectors: AVX2 has 16 registers, and the
 # 32-column tile spilled its accumulators to memory).
 TN_WIDE = WIDE_MICROKERNEL
-# ... and without AVX-512, each block of 8 rows as 6 rows, then 2: the 8-row tile's 16 accumulators
-# and its loads do not fit in AVX2's 16 registers, the 6-row tile's 12 do (measured on an AVX2
-# EPYC, with VECTOR_GATES: the LSTM's training step 10-15 % faster at H = 128 and 192).
+# ... and without AVX-512, each block of 8 rows as _MR (6) rows, then the rest: the 8-row tile's
+# 16 accumulators and its loads do not fit in AVX2's 16 registers, the 6-row tile's 12 do
+# (measured on an AVX2 EPYC, with the 16-float gate math below: the LSTM's training step 10-15 %
+# faster at H = 128 and 192). The LSTM's float32 gate math runs in 16-float vectors
+# (``_lstm_fwd16``, ``_lstm_bwd16``) on every CPU: LLVM lowers them to what the CPU has (two
+# 8-float halves on AVX2); the loops they replace vectorise in 8 floats at best and write da
+# for ``_tn_acc`` one float at a time.
 TN_SPLIT = not TN_WIDE
-# The LSTM's float32 gate math in 16-float vectors (``_lstm_fwd16``, ``_lstm_bwd16``) on every CPU:
-# LLVM lowers them to what the CPU has (two 8-float halves on AVX2); the loops they replace
-# vectorise in 8 floats at best and write da for ``_tn_acc`` one float at a time.
-VECTOR_GATES = True
 
 
 @njit(**_OPTS)
@@ -853,11 +853,11 @@ def _tn_acc(ap, K, k, M, X, C, accumulate, sb, sc):
         wide = TN_WIDE and N - j0 >= 32
         for i0 in range(0, M, _MRW):
             mr = min(_MRW, M - i0)
-            if TN_SPLIT and mr > 6:
-                _tn_call(False, 6, k, a0 + i0 * K * 4, _MRW, b0 + j0 * 4, ldb,
+            if TN_SPLIT and mr > _MR:  # rows _MR: of the block: its columns _MR: in ap
+                _tn_call(False, _MR, k, a0 + i0 * K * 4, _MRW, b0 + j0 * 4, ldb,
                          c0 + (i0 * ldc + j0) * 4, ldc, accumulate)
-                _tn_call(False, mr - 6, k, a0 + i0 * K * 4 + 24, _MRW, b0 + j0 * 4, ldb,
-                         c0 + ((i0 + 6) * ldc + j0) * 4, ldc, accumulate)
+                _tn_call(False, mr - _MR, k, a0 + (i0 * K + _MR) * 4, _MRW, b0 + j0 * 4, ldb,
+                         c0 + ((i0 + _MR) * ldc + j0) * 4, ldc, accumulate)
                 continue
             _tn_call(wide, mr, k, a0 + i0 * K * 4, _MRW, b0 + j0 * 4, ldb,
                      c0 + (i0 * ldc + j0) * 4, ldc, accumulate)
