@@ -1,9 +1,9 @@
 """Long sequences: peak memory and time of one training step with memory="full", memory="sqrt"
 and PyTorch, at T = 1,000, 10,000 and 100,000 (B = 8, H = 128, LSTM and GRU).
 
-    python benchmarks/long.py              # print the table (about 10 minutes on 2 busy cores)
+    python benchmarks/long.py              # print the table (about 20 minutes on 2 busy cores)
     python benchmarks/long.py --write      # ... and write it into BENCHMARKS.md (section "long")
-    python benchmarks/long.py --T 1000 10000 --cells lstm --repeats 5
+    python benchmarks/long.py --T 1000 10000 --cells lstm --repeats 5 --rounds 4
 
 The step is a sequence classifier's (``--pool last``): the layer over x (T, 8, 8) float32 from a
 zero state, the loss read from the final h alone (its gradient ones), then backward including dx.
@@ -12,15 +12,18 @@ dh)``), as bptt's SequenceClassifier with ``pool="last"`` asks; torch's layer re
 sequence anyway (``h_n.sum().backward()``). Each case runs in a fresh process: the kernels are compiled (or loaded) and warmed
 on 20 steps, the process's peak resident memory is reset (``/proc/self/clear_refs``), the step
 runs, and the peak is VmHWM minus the resident memory just before it (what the step added: the
-inputs are already there). The time is the median of ``--repeats`` steps (one at T = 100,000),
-wall clock, every library on the same number of threads (``--threads``, default 1: on a shared
-machine a parallel region waits for a free core, and sqrt mode runs S = ceil(sqrt(T)) times more
+inputs are already there). Each case runs ``--rounds`` times, full, sqrt, torch in one round and
+in the reverse order in the next (this shared machine drifts by 10-20 % within minutes: a fixed
+order would hand the drift to one side); the time is the median of all the rounds' steps
+(``--repeats`` per process, one at T = 100,000), the peak the median of the rounds' peaks; wall
+clock, every library on the same number of threads (``--threads``, default 1: on a shared machine a parallel region waits for a free core, and sqrt mode runs S = ceil(sqrt(T)) times more
 of them, so two threads would measure the other processes more than the step).
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -101,6 +104,23 @@ def run_case(cell, mode, T, repeats, threads):
     return {"peak_bytes": peak, "seconds": sorted(times)[len(times) // 2], "times": times}
 
 
+def merge(runs):
+    """The rounds of one case -> one result: the median of every timed step and of the peaks
+    (the first failure, if any round failed)."""
+    for r in runs:
+        if "error" in r:
+            return r
+    times = sorted(t for r in runs for t in r["times"])
+    peaks = sorted(r["peak_bytes"] for r in runs)
+    return {"peak_bytes": peaks[len(peaks) // 2], "seconds": statistics.median(times), "times": times,
+            "rounds": len(runs)}
+
+
+def order(r):
+    """Round r's order of the modes: as MODES, then reversed, alternately."""
+    return MODES if r % 2 == 0 else MODES[::-1]
+
+
 # ----------------------------------------------------------------------------- the table (parent)
 def spawn(cell, mode, T, repeats, threads, timeout):
     env = dict(os.environ)
@@ -161,6 +181,8 @@ def main(argv=None):
     ap.add_argument("--T", type=int, nargs="+", default=[1000, 10000, 100000])
     ap.add_argument("--cells", nargs="+", default=["lstm", "gru"], choices=["lstm", "gru"])
     ap.add_argument("--repeats", type=int, default=3, help="timed steps per case (1 at T >= 100,000)")
+    ap.add_argument("--rounds", type=int, default=2, help="processes per case, the order of full, sqrt and "
+                    "torch reversed every other round (default 2)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=900, help="seconds per case before it counts as too long")
     ap.add_argument("--write", action="store_true", help="write the section 'long' of BENCHMARKS.md")
@@ -177,18 +199,25 @@ def main(argv=None):
     results = {}
     for cell in args.cells:
         for T in args.T:
+            runs = {m: [] for m in MODES}
+            for rnd in range(args.rounds):
+                for mode in order(rnd):
+                    if runs[mode] and "error" in runs[mode][-1]:
+                        continue  # it failed (too long, does not fit): once is enough
+                    reps = 1 if T >= 100_000 else args.repeats
+                    r = spawn(cell, mode, T, reps, args.threads, args.timeout)
+                    runs[mode].append(r)
+                    print(f"{cell} T={T} {mode} round {rnd + 1}: {r}", file=sys.stderr, flush=True)
             for mode in MODES:
-                reps = 1 if T >= 100_000 else args.repeats
-                r = spawn(cell, mode, T, reps, args.threads, args.timeout)
-                results[(cell, mode, T)] = r
-                print(f"{cell} T={T} {mode}: {r}", file=sys.stderr, flush=True)
+                results[(cell, mode, T)] = merge(runs[mode])
     load_after = _load()
     body, notes = table(results, args.T, args.cells)
     text = (
         "## Long sequences: memory=\"full\", memory=\"sqrt\" and PyTorch (`benchmarks/long.py`)\n\n"
         f"Made by `python benchmarks/long.py --write` (T = {', '.join(f'{t:,}' for t in args.T)}; "
         f"{args.threads} thread{'s' if args.threads > 1 else ''} for every library; "
-        f"median of {args.repeats} steps, 1 at T = 100,000).\n\n"
+        f"{args.rounds} rounds of a fresh process per case, full, sqrt, torch and then the reverse order; "
+        f"the median of their steps, {args.repeats} per process, 1 at T = 100,000).\n\n"
         f"Machine: {machine_line()}. Load average (1, 5, 15 min) before: {', '.join(load_before)}; "
         f"after: {', '.join(load_after)}"
         + (" - **the machine was shared with other processes while measuring**, so the times are "
