@@ -105,6 +105,10 @@ VARIANTS = {
     "select,roll0.5": {},  # select's candidates and one more: the 32-step run with --roll 0.5
     "select,roll0.5,2": {},  # --patch auto since round twelve (select,roll0.5) with a 2-step candidate
     "combos": {},  # round fourteen: --patch auto's runs, scored as select and as the mixes of COMBOS
+    "combos+flip": {},  # round seventeen: combos with every candidate trained with flip (below)
+    "flip": {},  # each training series reversed in time with probability 1/2, new every epoch, and
+    # predicting by the mean probability over the series and its reversal (held-out): flip_series
+    "roll0.5,flip": {"roll": 0.5},  # ... the rotated candidate with it (8 rotations x 2 directions)
     # (--patch auto since round sixteen is combos' near-tta: select,roll0.5,2's candidates within one
     # inner series of the best, the rotated one predicting over 8 rotations, by their mean probability)
 }
@@ -367,7 +371,23 @@ def prepare(path, variant, cell, seed, epochs, K, out, heldout=None):
     if variant.startswith("scale"):
         shift = variant.startswith("scaleshift")
         amplitude(run, float(variant[len("scaleshift" if shift else "scale"):]), shift, seed)
+    if variant.endswith("flip"):
+        flip_series(run, seed)
     return run
+
+
+def flip_series(run, seed):
+    """The variant flip (a search-only patch, round seventeen): each training series, after the
+    run's own variants (roll), reversed in time with probability 1/2, drawn anew every epoch from
+    a generator of its own (the run's draws unchanged). An outline read the other way round is
+    its mirror image, a movement played backwards the same movement; the held-out prediction
+    averages over both directions (tta_probs). Validation reads the series as they are."""
+    rng = np.random.default_rng([seed, 17])
+    batch = run._batch_series
+
+    def flipped(idx):
+        return [x[::-1].copy() if rng.random() < 0.5 else x for x in batch(idx)]
+    run._batch_series = flipped
 
 
 def record_heldout(run, x):
@@ -445,7 +465,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.stopping:
         return stopping(args.stopping, cap=args.epochs)
-    if any(v.startswith("select") or v == "combos" for v in args.variants) and not args.nested:
+    if any(v.startswith("select") or v.startswith("combos") for v in args.variants) and not args.nested:
         raise SystemExit("the variant select is scored by --nested only (its own score is the best of its candidates')")
     if args.patience is not None:
         bench.SETUP["patience"] = args.patience
@@ -558,8 +578,8 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
         with tempfile.TemporaryDirectory() as tmp:
             p_tr, p_ho, tr, ho = write_split(tmp, series, labels, ofold, o)
             lengths = [len(series[i]) for i in tr]
-            if variant == "combos":  # round fourteen: each way of COMBOS from the same runs
-                parts = select_parts("select,roll0.5,2")
+            if variant in ("combos", "combos+flip"):  # round fourteen: each way of COMBOS from the same runs
+                parts = select_parts("select,roll0.5,2" + variant[len("combos"):])
                 runs = [_fold_run(base, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho), n,
                                   probs=True) for base, n in parts]
                 yh = runs[0][3][2]
@@ -627,9 +647,11 @@ def rotations(x, R=TTA):
     return [[np.roll(s, int(round(j * len(s) / R)), axis=0) for s in x] for j in range(R)]
 
 
-def tta_probs(run, x):
+def tta_probs(run, x, flip=False):
     """The run's best checkpoint (its chosen epoch) -> its mean member probability on x, plain and
-    averaged over the rotations of each series: ((n, C), (n, C))."""
+    averaged over the rotations of each series: ((n, C), (n, C)); flip: each also averaged with
+    the same of the reversed series (round seventeen), and the plain one first, unflipped, to check
+    the held-out hits: ((n, C), (n, C), (n, C))."""
     from bptt import checkpoint as ckpt_io
     from bptt.classify import predict_logits
 
@@ -641,7 +663,10 @@ def tta_probs(run, x):
         e = np.exp(lg - lg.max(axis=-1, keepdims=True))
         return (e / e.sum(axis=-1, keepdims=True)).mean(axis=0)
     ps = [prob(r) for r in rotations(x)]
-    return ps[0], np.mean(ps, axis=0)
+    if not flip:
+        return ps[0], np.mean(ps, axis=0)
+    qs = [prob(r) for r in rotations([s[::-1].copy() for s in x])]
+    return ps[0], (ps[0] + qs[0]) / 2, (np.mean(ps, axis=0) + np.mean(qs, axis=0)) / 2
 
 
 # select: bptt's --patch auto of round ten (classify_run.AUTO_STEPS: a run with about 32, 8 and 4
@@ -661,6 +686,8 @@ def select_parts(variant):
         return [("recipe", int(n)) for n in variant[len("select-"):].split(",")]
     if variant == "select,roll0.5,2":  # the order --patch auto would train them in: the patches, then the roll
         return [("recipe", n) for n in SELECT_STEPS + (2,)] + [("roll0.5", SELECT_STEPS[0])]
+    if variant == "select,roll0.5,2+flip":  # round seventeen: the same candidates, each with flip
+        return [("flip", n) for n in SELECT_STEPS + (2,)] + [("roll0.5,flip", SELECT_STEPS[0])]
     if variant.startswith("select,"):
         return [("recipe", n) for n in SELECT_STEPS] + [(variant[len("select,"):], SELECT_STEPS[0])]
     return [("recipe", n) for n in SELECT_STEPS]
@@ -685,8 +712,14 @@ def _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, n_
     print(f"  {label} {name} seed {seed} outer fold {o}: E* {ep} of {run.epoch}, "
           f"inner out-of-fold {oof:.3f}, held out {h}/{n_ho}", flush=True)
     if probs:
-        p, pt = tta_probs(run, x)
+        p, *pt = tta_probs(run, x, flip=variant.endswith("flip"))
         assert int((p.argmax(axis=1) == yh).sum()) == h  # the best checkpoint is the scored epoch
+        if len(pt) == 2:  # flip: both directions in every prediction
+            p, pt = pt
+            print(f"  {label} {name} seed {seed} outer fold {o}: held out over both directions "
+                  f"{int((p.argmax(axis=1) == yh).sum())}/{n_ho}", flush=True)
+        else:
+            pt = pt[0]
         print(f"  {label} {name} seed {seed} outer fold {o}: held out with {TTA} rotations "
               f"{int((pt.argmax(axis=1) == yh).sum())}/{n_ho}", flush=True)
         return oof, ep, h, (p, pt, yh)
