@@ -16,7 +16,8 @@ inputs are already there). Each case runs ``--rounds`` times, full, sqrt, torch 
 in the reverse order in the next (this shared machine drifts by 10-20 % within minutes: a fixed
 order would hand the drift to one side); the time is the median of all the rounds' steps
 (``--repeats`` per process, one at T = 100,000), the peak the median of the rounds' peaks; wall
-clock, every library on the same number of threads (``--threads``, default 1: on a shared machine a parallel region waits for a free core, and sqrt mode runs S = ceil(sqrt(T)) times more
+clock, every library on the same number of threads (``--threads``, default 1: on a shared
+machine a parallel region waits for a free core, and sqrt mode runs S = ceil(sqrt(T)) times more
 of them, so two threads would measure the other processes more than the step).
 """
 

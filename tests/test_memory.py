@@ -12,7 +12,7 @@ import pytest
 
 from bptt import cells, memory
 from bptt.recurrent import GRU, LSTM, RNN
-from training_helpers import TINY, cli, latest, make_text, write_text
+from training_helpers import REPO, TINY, cli, latest, make_text, write_text
 
 T, B, D, H = 11, 3, 4, 5  # T = 11: segments of 4, 4, 3 steps
 LENGTHS = np.array([11, 4, 7])  # ends inside a segment, at a segment's end, in the last one
@@ -290,3 +290,22 @@ def test_rnn_backward_reuses_the_forward_input_projection():
     cells.release_buffers()
     tbh = T * B * H * 4
     assert _peak(layer, x) < 3 * tbh + T * B * D * 4 + tbh // 4  # hs, dout, da, dx (+ small)
+
+
+def test_long_benchmark_alternates_and_pools_rounds():
+    """benchmarks/long.py runs each case in rounds of fresh processes, full/sqrt/torch and then the
+    reverse order, and reports the median of all their steps (a failed round is the result)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_long", os.path.join(REPO, "benchmarks", "long.py"))
+    long = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(long)
+    assert [long.order(r) for r in range(3)] == [long.MODES, long.MODES[::-1], long.MODES]
+    runs = [{"peak_bytes": 10, "seconds": 2.0, "times": [5.0, 2.0, 1.0]},
+            {"peak_bytes": 12, "seconds": 3.0, "times": [3.0, 4.0, 9.0]},
+            {"peak_bytes": 11, "seconds": 3.0, "times": [3.0]}]
+    merged = long.merge(runs)
+    assert merged["seconds"] == 3.0 and merged["peak_bytes"] == 11 and merged["rounds"] == 3
+    assert long.merge(runs[:2])["seconds"] == 3.5  # the median of 1, 2, 3, 4, 5, 9
+    failed = {"error": "took longer than 900 s"}
+    assert long.merge([runs[0], failed]) == failed
