@@ -380,6 +380,21 @@ def test_wide_microkernel_same_bits_as_panel_kernel(m, k, n):
         assert np.array_equal(wide, narrow)
 
 
+def test_wide_kernels_follow_numba_target(monkeypatch):
+    """The AVX-512 kernels are chosen by the features numba compiles for: NUMBA_CPU_FEATURES
+    without avx512f (code built for an AVX2 machine) picks the AVX2 kernels on any host."""
+    from numba.core import config
+
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx,+avx2,+fma,-avx512f,-avx512bw")
+    assert fast._target_has_avx512() is False
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx,+avx2,+fma,+avx512f,+avx512bw")
+    assert fast._target_has_avx512() is True
+    monkeypatch.setattr(config, "CPU_FEATURES", None)  # unset: the host's own
+    from llvmlite import binding
+
+    assert fast._target_has_avx512() == bool(binding.get_host_cpu_features().get("avx512f", False))
+
+
 def test_colsum_matches_sum():
     rng = np.random.default_rng(4)
     a = rng.standard_normal((1001, 7))

@@ -652,8 +652,15 @@ def _make_tn_kernel(mr, nvec):
 _tw1, _tw2, _tw3, _tw4, _tw5, _tw6, _tw7, _tw8 = (_make_tn_kernel(mr, 2) for mr in range(1, _MRW + 1))
 _tv1, _tv2, _tv3, _tv4, _tv5, _tv6, _tv7, _tv8 = (_make_tn_kernel(mr, 1) for mr in range(1, _MRW + 1))
 
-def _host_has_avx512():
+def _target_has_avx512():
+    """Whether numba compiles for AVX-512: the features it is told to compile for
+    (NUMBA_CPU_FEATURES, e.g. a host's list with the avx512 ones turned off, to build for another
+    machine or to try the AVX2 kernels here), else the host's."""
     try:
+        from numba.core import config
+
+        if config.CPU_FEATURES is not None:
+            return "+avx512f" in config.CPU_FEATURES.split(",")
         from llvmlite import binding
 
         return bool(binding.get_host_cpu_features().get("avx512f", False))
@@ -661,7 +668,7 @@ def _host_has_avx512():
         return False
 
 
-WIDE_MICROKERNEL = _host_has_avx512()  # two panels per call in 16-float vectors
+WIDE_MICROKERNEL = _target_has_avx512()  # two panels per call in 16-float vectors
 # The weight gradients' kernel 32 columns wide (2 x 8 rows of 16-float vectors: 16 of AVX-512's 32
 # registers) on AVX-512, else 16 (8 rows of two 8-float vectors: AVX2 has 16 registers, and the
 # 32-column tile spilled its accumulators to memory).
