@@ -395,6 +395,22 @@ def test_wide_kernels_follow_numba_target(monkeypatch):
     assert fast._target_has_avx512() == bool(binding.get_host_cpu_features().get("avx512f", False))
 
 
+def test_avx2_environment_picks_the_avx2_kernels(tmp_path):
+    """benchmarks/avx2_env.py's exports (AVX-512 off for numba, OpenBLAS, PyTorch) make a fresh
+    process choose bptt's AVX2 kernels, whatever the host."""
+    out = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "avx2_env.py")], capture_output=True,
+                         text=True, check=True).stdout
+    env = dict(os.environ)
+    for line in out.splitlines():
+        key, value = line[len("export "):].split("=", 1)
+        env[key] = value.strip("'")
+    assert "-avx512f" in env["NUMBA_CPU_FEATURES"].split(",") and "+avx2" in env["NUMBA_CPU_FEATURES"].split(",")
+    env["NUMBA_CACHE_DIR"] = str(tmp_path)
+    code = "from bptt.cells import _numba_loops as f; print(f.WIDE_MICROKERNEL, f.TN_SPLIT)"
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert got.split() == ["False", "True"]
+
+
 def test_colsum_matches_sum():
     rng = np.random.default_rng(4)
     a = rng.standard_normal((1001, 7))
