@@ -648,10 +648,10 @@ def rotations(x, R=TTA):
 
 
 def tta_probs(run, x, flip=False):
-    """The run's best checkpoint (its chosen epoch) -> its mean member probability on x, plain and
-    averaged over the rotations of each series: ((n, C), (n, C)); flip: each also averaged with
-    the same of the reversed series (round seventeen), and the plain one first, unflipped, to check
-    the held-out hits: ((n, C), (n, C), (n, C))."""
+    """The run's best checkpoint (its chosen epoch) -> its mean member probability on x as the
+    epoch was scored (the series as they are), as the candidate predicts (flip, round seventeen:
+    the mean with the reversed series'; else the same), and as it predicts averaged over the
+    rotations of each series: ((n, C), (n, C), (n, C))."""
     from bptt import checkpoint as ckpt_io
     from bptt.classify import predict_logits
 
@@ -664,7 +664,7 @@ def tta_probs(run, x, flip=False):
         return (e / e.sum(axis=-1, keepdims=True)).mean(axis=0)
     ps = [prob(r) for r in rotations(x)]
     if not flip:
-        return ps[0], np.mean(ps, axis=0)
+        return ps[0], ps[0], np.mean(ps, axis=0)
     qs = [prob(r) for r in rotations([s[::-1].copy() for s in x])]
     return ps[0], (ps[0] + qs[0]) / 2, (np.mean(ps, axis=0) + np.mean(qs, axis=0)) / 2
 
@@ -712,14 +712,12 @@ def _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, n_
     print(f"  {label} {name} seed {seed} outer fold {o}: E* {ep} of {run.epoch}, "
           f"inner out-of-fold {oof:.3f}, held out {h}/{n_ho}", flush=True)
     if probs:
-        p, *pt = tta_probs(run, x, flip=variant.endswith("flip"))
-        assert int((p.argmax(axis=1) == yh).sum()) == h  # the best checkpoint is the scored epoch
-        if len(pt) == 2:  # flip: both directions in every prediction
-            p, pt = pt
+        flip = variant.endswith("flip")
+        scored, p, pt = tta_probs(run, x, flip)
+        assert int((scored.argmax(axis=1) == yh).sum()) == h  # the best checkpoint is the scored epoch
+        if flip:
             print(f"  {label} {name} seed {seed} outer fold {o}: held out over both directions "
                   f"{int((p.argmax(axis=1) == yh).sum())}/{n_ho}", flush=True)
-        else:
-            pt = pt[0]
         print(f"  {label} {name} seed {seed} outer fold {o}: held out with {TTA} rotations "
               f"{int((pt.argmax(axis=1) == yh).sum())}/{n_ho}", flush=True)
         return oof, ep, h, (p, pt, yh)
