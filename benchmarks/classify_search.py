@@ -109,6 +109,7 @@ VARIANTS = {
     "flip": {},  # each training series reversed in time with probability 1/2, new every epoch, and
     # predicting by the mean probability over the series and its reversal (held-out): flip_series
     "roll0.5,flip": {"roll": 0.5},  # ... the rotated candidate with it (8 rotations x 2 directions)
+    "combos+flipu": {},  # round eighteen: combos with flip in the unrotated candidates only
     # (--patch auto since round sixteen is combos' near-tta: select,roll0.5,2's candidates within one
     # inner series of the best, the rotated one predicting over 8 rotations, by their mean probability)
 }
@@ -578,7 +579,7 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
         with tempfile.TemporaryDirectory() as tmp:
             p_tr, p_ho, tr, ho = write_split(tmp, series, labels, ofold, o)
             lengths = [len(series[i]) for i in tr]
-            if variant in ("combos", "combos+flip"):  # round fourteen: each way of COMBOS from the same runs
+            if variant in ("combos", "combos+flip", "combos+flipu"):  # round fourteen: each way of COMBOS from the same runs
                 parts = select_parts("select,roll0.5,2" + variant[len("combos"):])
                 runs = [_fold_run(base, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho), n,
                                   probs=True) for base, n in parts]
@@ -688,6 +689,8 @@ def select_parts(variant):
         return [("recipe", n) for n in SELECT_STEPS + (2,)] + [("roll0.5", SELECT_STEPS[0])]
     if variant == "select,roll0.5,2+flip":  # round seventeen: the same candidates, each with flip
         return [("flip", n) for n in SELECT_STEPS + (2,)] + [("roll0.5,flip", SELECT_STEPS[0])]
+    if variant == "select,roll0.5,2+flipu":  # round eighteen: flip in the unrotated candidates only
+        return [("flip", n) for n in SELECT_STEPS + (2,)] + [("roll0.5", SELECT_STEPS[0])]
     if variant.startswith("select,"):
         return [("recipe", n) for n in SELECT_STEPS] + [(variant[len("select,"):], SELECT_STEPS[0])]
     return [("recipe", n) for n in SELECT_STEPS]
