@@ -579,7 +579,8 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
         with tempfile.TemporaryDirectory() as tmp:
             p_tr, p_ho, tr, ho = write_split(tmp, series, labels, ofold, o)
             lengths = [len(series[i]) for i in tr]
-            if variant.startswith("combos"):  # round fourteen: each way of COMBOS from the same runs (combos+X: select,roll0.5,2+X)
+            # round fourteen: each way of COMBOS from the same runs (combos+X: the candidates select,roll0.5,2+X)
+            if variant.startswith("combos"):
                 parts = select_parts("select,roll0.5,2" + variant[len("combos"):])
                 runs = [_fold_run(base, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho), n,
                                   probs=True) for base, n in parts]
