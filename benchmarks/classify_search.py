@@ -616,7 +616,8 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
 # Round sixteen (all with the rotated candidate over TTA rotations): tie-tta: the mean of every
 # candidate whose inner score equals the best (sel-tta takes the earlier of them); near-tta: of every
 # candidate whose inner score is within one inner series (1 / n_inner) of the best.
-COMBOS = ("sel", "sel-tta", "avg", "avg-tta", "top2", "top2-tta", "top2u-tta", "tie-tta", "near-tta")
+# Round nineteen: near2-tta, of every candidate within two inner series of the best.
+COMBOS = ("sel", "sel-tta", "avg", "avg-tta", "top2", "top2-tta", "top2u-tta", "tie-tta", "near-tta", "near2-tta")
 TTA = 8
 
 
@@ -637,7 +638,7 @@ def combo_probs(oofs, probs, parts, n_inner):
     else:
         out["top2u-tta"] = np.mean([probs[i][0] for i in order if not rolled[i]][:2], axis=0)
     best = oofs[order[0]]
-    for way, slack in (("tie-tta", 0.0), ("near-tta", 1.0 / n_inner)):
+    for way, slack in (("tie-tta", 0.0), ("near-tta", 1.0 / n_inner), ("near2-tta", 2.0 / n_inner)):
         # inner scores are printed and compared rounded to 3 places: a tie is within 5e-4
         pick = [i for i in order if best - oofs[i] <= slack + 5e-4]
         out[way] = np.mean([probs[i][1] if rolled[i] else probs[i][0] for i in pick], axis=0)

@@ -955,7 +955,7 @@ def test_search_combos_ways():
     --patch auto's candidates): sel the best inner score, avg all, top2 the two best, -tta the rotated
     candidate's rotation-averaged probability, top2u-tta the rotated one alone when best, else the two
     best unrotated; ties go to the earlier; tie-tta the mean of all tied at the best, near-tta of all
-    within one inner series of it. Run in its own process (the module sets thread variables)."""
+    within one inner series of it, near2-tta (round nineteen) within two. Run in its own process (the module sets thread variables)."""
     import subprocess
     import sys
 
@@ -972,7 +972,7 @@ probs = [(a, b, None) for a, b in zip(p, pt)]
 got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.7, 0.9, 0.8, 0.6, 0.85], probs, parts, 20).items()}
 assert got == {"sel": 1, "avg": 2, "top2": 2.5, "sel-tta": 1, "avg-tta": (0 + 1 + 2 + 3 + 14) / 5,
                "top2-tta": 7.5, "top2u-tta": 1.5, "tie-tta": 1,           # top2u: the best two unrotated, 1 and 2
-               "near-tta": (1 + 14) / 2}, got                             # 0.85 is within 1/20 of 0.9, 0.8 not
+               "near-tta": (1 + 14) / 2, "near2-tta": (1 + 14 + 2) / 3}, got  # 0.85 within 1/20 of 0.9; 0.8 within 2/20
 got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.7, 0.9, 0.8, 0.6, 0.95], probs, parts, 20).items()}
 assert got["sel"] == 4 and got["sel-tta"] == 14 and got["top2"] == 2.5 and got["top2-tta"] == 7.5
 assert got["top2u-tta"] == 14 and got["tie-tta"] == 14 and got["near-tta"] == (14 + 1) / 2, got
@@ -981,6 +981,7 @@ assert got["sel"] == 0 and got["top2"] == 0.5 and got["top2u-tta"] == 0.5, got  
 assert got["tie-tta"] == (0 + 1 + 2 + 14) / 4 and got["near-tta"] == got["tie-tta"], got
 got = {k: float(v[0, 0]) for k, v in cs.combo_probs([6 / 9, 7 / 9, 0.5, 0.6, 0.5], probs, parts, 9).items()}
 assert got["tie-tta"] == 1 and got["near-tta"] == 0.5, got           # 6/9 is one series of 9 below 7/9
+assert got["near2-tta"] == (1 + 0 + 3) / 3, got                      # 0.6 is 1.6 series below, 0.5 two and a half
 x = [np.arange(4.0)[:, None], np.arange(150.0)[:, None]]
 r = cs.rotations(x, 8)
 assert [int(s[0, 0]) for s in r[1]] == [0, 150 - 19]              # np.roll by round(j T / 8): 0.5 -> 0
