@@ -110,6 +110,9 @@ VARIANTS = {
     # predicting by the mean probability over the series and its reversal (held-out): flip_series
     "roll0.5,flip": {"roll": 0.5},  # ... the rotated candidate with it (8 rotations x 2 directions)
     "combos+flipu": {},  # round eighteen: combos with flip in the unrotated candidates only
+    "combos+ep400": {},  # round twenty: combos with every candidate trained for 400 epochs at most
+    "ep400": {"epochs": 400},  # (its patience unchanged: 50)
+    "roll0.5,ep400": {"roll": 0.5, "epochs": 400},
     # (--patch auto since round sixteen is combos' near-tta: select,roll0.5,2's candidates within one
     # inner series of the best, the rotated one predicting over 8 rotations, by their mean probability)
 }
@@ -693,6 +696,8 @@ def select_parts(variant):
         return [("flip", n) for n in SELECT_STEPS + (2,)] + [("roll0.5,flip", SELECT_STEPS[0])]
     if variant == "select,roll0.5,2+flipu":  # round eighteen: flip in the unrotated candidates only
         return [("flip", n) for n in SELECT_STEPS + (2,)] + [("roll0.5", SELECT_STEPS[0])]
+    if variant == "select,roll0.5,2+ep400":  # round twenty: the same candidates, each up to 400 epochs
+        return [("ep400", n) for n in SELECT_STEPS + (2,)] + [("roll0.5,ep400", SELECT_STEPS[0])]
     if variant.startswith("select,"):
         return [("recipe", n) for n in SELECT_STEPS] + [(variant[len("select,"):], SELECT_STEPS[0])]
     return [("recipe", n) for n in SELECT_STEPS]
