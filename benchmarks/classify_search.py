@@ -113,6 +113,9 @@ VARIANTS = {
     "combos+ep400": {},  # round twenty: combos with every candidate trained for 400 epochs at most
     "ep400": {"epochs": 400},  # (its patience unchanged: 50)
     "roll0.5,ep400": {"roll": 0.5, "epochs": 400},
+    "roll0.5,warp0.1": {"roll": 0.5, "warp": 0.1},  # the rotated candidate with --warp 0.1 (round four's)
+    "roll0.5,meanmax": {"roll": 0.5, "pool": "meanmax"},  # ... with --pool meanmax (round five's)
+    "roll0.5,diff": {"roll": 0.5, "diff": True},  # ... with --diff (round four's)
     # (--patch auto since round sixteen is combos' near-tta: select,roll0.5,2's candidates within one
     # inner series of the best, the rotated one predicting over 8 rotations, by their mean probability)
 }
