@@ -110,6 +110,7 @@ VARIANTS = {
     # predicting by the mean probability over the series and its reversal (held-out): flip_series
     "roll0.5,flip": {"roll": 0.5},  # ... the rotated candidate with it (8 rotations x 2 directions)
     "combos+flipu": {},  # round eighteen: combos with flip in the unrotated candidates only
+    "combos,rotdiff": {},  # round twenty-one: combos and a sixth run, the rotated candidate with --diff
     "combos+ep400": {},  # round twenty: combos with every candidate trained for 400 epochs at most
     "ep400": {"epochs": 400},  # (its patience unchanged: 50)
     "roll0.5,ep400": {"roll": 0.5, "epochs": 400},
@@ -587,13 +588,22 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
             lengths = [len(series[i]) for i in tr]
             # round fourteen: each way of COMBOS from the same runs (combos+X: the candidates select,roll0.5,2+X)
             if variant.startswith("combos"):
-                parts = select_parts("select,roll0.5,2" + variant[len("combos"):])
+                # combos,rotX (round twenty-one): combos' runs and one more, X as the rotated candidate;
+                # near-tta/X is near-tta with it in place of combos' rotated one, from the same runs
+                rot = variant[len("combos,rot"):] if variant.startswith("combos,rot") else None
+                parts = select_parts("select,roll0.5,2" + ("" if rot else variant[len("combos"):]))
+                extra = [(ROTATED[rot], SELECT_STEPS[0])] if rot else []
                 runs = [_fold_run(base, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho), n,
-                                  probs=True) for base, n in parts]
+                                  probs=True) for base, n in parts + extra]
                 yh = runs[0][3][2]
-                for k, p in combo_probs([r[0] for r in runs], [r[3] for r in runs], parts, len(tr)).items():
+                ways = combo_probs([r[0] for r in runs[:5]], [r[3] for r in runs[:5]], parts, len(tr))
+                if rot:
+                    swap = runs[:4] + runs[5:]
+                    ways[f"near-tta/{rot}"] = combo_probs([r[0] for r in swap], [r[3] for r in swap],
+                                                          parts[:4] + extra, len(tr))["near-tta"]
+                for k, p in ways.items():
                     combo_hits[k] = combo_hits.get(k, 0) + int((p.argmax(axis=1) == yh).sum())
-                oof, ep, h = runs[max(range(len(runs)), key=lambda i: (runs[i][0], -i))][:3]
+                oof, ep, h = runs[max(range(len(parts)), key=lambda i: (runs[i][0], -i))][:3]
             elif variant.startswith("select"):  # the recipe since round ten: a run per candidate, the best inner score
                 parts = select_parts(variant)
                 runs = [_fold_run(base, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho), n)
@@ -623,6 +633,8 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
 # candidate whose inner score equals the best (sel-tta takes the earlier of them); near-tta: of every
 # candidate whose inner score is within one inner series (1 / n_inner) of the best.
 # Round nineteen: near2-tta, of every candidate within two inner series of the best.
+# Round twenty-one: near-tta/X, near-tta with the rotated candidate trained as ROTATED[X] instead.
+ROTATED = {"diff": "roll0.5,diff", "warp": "roll0.5,warp0.1", "meanmax": "roll0.5,meanmax"}
 COMBOS = ("sel", "sel-tta", "avg", "avg-tta", "top2", "top2-tta", "top2u-tta", "tie-tta", "near-tta", "near2-tta")
 TTA = 8
 

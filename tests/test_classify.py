@@ -984,6 +984,7 @@ assert got["tie-tta"] == 1 and got["near-tta"] == 0.5, got           # 6/9 is on
 assert got["near2-tta"] == (1 + 0 + 3) / 3, got                      # 0.6 is 1.6 series below, 0.5 two and a half
 assert cs.select_parts("select,roll0.5,2+ep400") == [("ep400", 32), ("ep400", 8), ("ep400", 4), ("ep400", 2),
                                                      ("roll0.5,ep400", 32)]          # round twenty
+assert cs.VARIANTS[cs.ROTATED["diff"]] == {"roll": 0.5, "diff": True}                 # round twenty-one
 assert cs.VARIANTS["ep400"] == {"epochs": 400} and cs.VARIANTS["roll0.5,ep400"] == {"roll": 0.5, "epochs": 400}
 x = [np.arange(4.0)[:, None], np.arange(150.0)[:, None]]
 r = cs.rotations(x, 8)
