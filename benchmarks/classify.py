@@ -438,7 +438,21 @@ SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's e
              '400 epochs 0.963 / 0.980 / 0.750 / 0.8475 (ArrowHead seed by seed 0.722, 0.778 against 0.750, '
              '0.778). Above on GunPoint and below on ArrowHead, so not adopted; the recipe is unchanged. Commands:'
              ' python benchmarks/classify_search.py --nested 4 --variants combos (and --variants combos+ep400) '
-             '--datasets GunPoint ArrowHead ItalyPowerDemand OSULeaf --seeds 58 59.')
+             '--datasets GunPoint ArrowHead ItalyPowerDemand OSULeaf --seeds 58 59.'
+             ' A twenty-first round (nested as in the eighth; TEST not read; its rule written down before the '
+             'runs, ROUND21.md, commit 54e5a64): the rotated candidate trained with --diff as well (first '
+             'differences as more features), chosen among four settings of it explored on OSULeaf alone on seed '
+             '56, seen in round nineteen (its held-out hits over 8 rotations, 4 outer folds: as it is 171 of 200, '
+             "about 64 steps 172, --pool meanmax 172, --warp 0.1 174, --diff 176); near-tta/diff, --patch auto's "
+             'candidates with that one in place of the rotated one, against near-tta, both from the same runs '
+             "(classify_search.py combos,rotdiff: combos' five runs and the sixth), GRU, fresh seeds 60 and 61. "
+             'Means as ItalyPowerDemand / GunPoint / ArrowHead / OSULeaf: near-tta 0.963 / 0.970 / 0.792 / 0.865, '
+             'near-tta/diff 0.955 / 0.970 / 0.806 / 0.900 (OSULeaf seed by seed 0.890, 0.910 against 0.860, 0.870;'
+             ' ItalyPowerDemand 0.940, 0.970 against 0.940, 0.985: one series of 134 fewer, where the candidate '
+             'with --diff, its inner score within one series of the best, joined the mix). Above on ArrowHead and '
+             'OSULeaf and below on ItalyPowerDemand, so not adopted. Command: python benchmarks/classify_search.py'
+             ' --nested 4 --variants combos,rotdiff --datasets OSULeaf ArrowHead GunPoint ItalyPowerDemand --seeds'
+             ' 60 (and 61).')
 DATASETS_NOTE = ("Datasets: the archive datasets the issue names that sktime ships, whose 1-NN DTW and ROCKET "
                  "figures both sources below give (the univariate UCR ones), and whose run of the recipe "
                  "trains in about a minute or less on this machine: GunPoint, ItalyPowerDemand, ArrowHead, "

@@ -599,8 +599,8 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
                 ways = combo_probs([r[0] for r in runs[:5]], [r[3] for r in runs[:5]], parts, len(tr))
                 if rot:
                     swap = runs[:4] + runs[5:]
-                    ways[f"near-tta/{rot}"] = combo_probs([r[0] for r in swap], [r[3] for r in swap],
-                                                          parts[:4] + extra, len(tr))["near-tta"]
+                    other = combo_probs([r[0] for r in swap], [r[3] for r in swap], parts[:4] + extra, len(tr))
+                    ways[f"near-tta/{rot}"], ways[f"lead-tta/{rot}"] = other["near-tta"], other["lead-tta"]
                 for k, p in ways.items():
                     combo_hits[k] = combo_hits.get(k, 0) + int((p.argmax(axis=1) == yh).sum())
                 oof, ep, h = runs[max(range(len(parts)), key=lambda i: (runs[i][0], -i))][:3]
@@ -635,7 +635,9 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
 # Round nineteen: near2-tta, of every candidate within two inner series of the best.
 # Round twenty-one: near-tta/X, near-tta with the rotated candidate trained as ROTATED[X] instead.
 ROTATED = {"diff": "roll0.5,diff", "warp": "roll0.5,warp0.1", "meanmax": "roll0.5,meanmax"}
-COMBOS = ("sel", "sel-tta", "avg", "avg-tta", "top2", "top2-tta", "top2u-tta", "tie-tta", "near-tta", "near2-tta")
+# Round twenty-two: lead-tta (combo_probs).
+COMBOS = ("sel", "sel-tta", "avg", "avg-tta", "top2", "top2-tta", "top2u-tta", "tie-tta", "near-tta", "near2-tta",
+          "lead-tta")
 TTA = 8
 
 
@@ -660,6 +662,14 @@ def combo_probs(oofs, probs, parts, n_inner):
         # inner scores are printed and compared rounded to 3 places: a tie is within 5e-4
         pick = [i for i in order if best - oofs[i] <= slack + 5e-4]
         out[way] = np.mean([probs[i][1] if rolled[i] else probs[i][0] for i in pick], axis=0)
+    # round twenty-two: lead-tta, near-tta when a rotated candidate's inner score is above every
+    # unrotated one's, else near-tta of the unrotated candidates alone
+    flat = [i for i in order if not rolled[i]]
+    if rolled[order[0]] and oofs[order[0]] > oofs[flat[0]] + 5e-4:
+        out["lead-tta"] = out["near-tta"]
+    else:
+        pick = [i for i in flat if oofs[flat[0]] - oofs[i] <= 1.0 / n_inner + 5e-4]
+        out["lead-tta"] = np.mean([probs[i][0] for i in pick], axis=0)
     return out
 
 

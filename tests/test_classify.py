@@ -955,7 +955,9 @@ def test_search_combos_ways():
     --patch auto's candidates): sel the best inner score, avg all, top2 the two best, -tta the rotated
     candidate's rotation-averaged probability, top2u-tta the rotated one alone when best, else the two
     best unrotated; ties go to the earlier; tie-tta the mean of all tied at the best, near-tta of all
-    within one inner series of it, near2-tta (round nineteen) within two. Run in its own process (the module sets thread variables)."""
+    within one inner series of it, near2-tta (round nineteen) within two, lead-tta (round twenty-two)
+    near-tta when a rotated candidate leads, else near-tta of the unrotated ones. Run in its own process
+    (the module sets thread variables)."""
     import subprocess
     import sys
 
@@ -972,7 +974,7 @@ probs = [(a, b, None) for a, b in zip(p, pt)]
 got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.7, 0.9, 0.8, 0.6, 0.85], probs, parts, 20).items()}
 assert got == {"sel": 1, "avg": 2, "top2": 2.5, "sel-tta": 1, "avg-tta": (0 + 1 + 2 + 3 + 14) / 5,
                "top2-tta": 7.5, "top2u-tta": 1.5, "tie-tta": 1,           # top2u: the best two unrotated, 1 and 2
-               "near-tta": (1 + 14) / 2, "near2-tta": (1 + 14 + 2) / 3}, got  # 0.85 within 1/20 of 0.9; 0.8 within 2/20
+               "near-tta": (1 + 14) / 2, "near2-tta": (1 + 14 + 2) / 3, "lead-tta": 1}, got  # 0.85 within 1/20 of 0.9; 0.8 within 2/20
 got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.7, 0.9, 0.8, 0.6, 0.95], probs, parts, 20).items()}
 assert got["sel"] == 4 and got["sel-tta"] == 14 and got["top2"] == 2.5 and got["top2-tta"] == 7.5
 assert got["top2u-tta"] == 14 and got["tie-tta"] == 14 and got["near-tta"] == (14 + 1) / 2, got
@@ -982,6 +984,11 @@ assert got["tie-tta"] == (0 + 1 + 2 + 14) / 4 and got["near-tta"] == got["tie-tt
 got = {k: float(v[0, 0]) for k, v in cs.combo_probs([6 / 9, 7 / 9, 0.5, 0.6, 0.5], probs, parts, 9).items()}
 assert got["tie-tta"] == 1 and got["near-tta"] == 0.5, got           # 6/9 is one series of 9 below 7/9
 assert got["near2-tta"] == (1 + 0 + 3) / 3, got                      # 0.6 is 1.6 series below, 0.5 two and a half
+assert got["lead-tta"] == 0.5, got               # best unrotated (7/9, 6/9); the rotated one (0.5) is not above them
+got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.7, 0.9, 0.8, 0.6, 0.95], probs, parts, 20).items()}
+assert got["lead-tta"] == got["near-tta"] == (14 + 1) / 2, got      # the rotated one leads: near-tta
+got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.7, 0.9, 0.86, 0.6, 0.9], probs, parts, 20).items()}
+assert got["near-tta"] == (1 + 14 + 2) / 3 and got["lead-tta"] == (1 + 2) / 2, got  # a tie is no lead
 assert cs.select_parts("select,roll0.5,2+ep400") == [("ep400", 32), ("ep400", 8), ("ep400", 4), ("ep400", 2),
                                                      ("roll0.5,ep400", 32)]          # round twenty
 assert cs.VARIANTS[cs.ROTATED["diff"]] == {"roll": 0.5, "diff": True}                 # round twenty-one
