@@ -111,6 +111,8 @@ VARIANTS = {
     "roll0.5,flip": {"roll": 0.5},  # ... the rotated candidate with it (8 rotations x 2 directions)
     "combos+flipu": {},  # round eighteen: combos with flip in the unrotated candidates only
     "combos,rotdiff": {},  # round twenty-one: combos and a sixth run, the rotated candidate with --diff
+    "combos,rotwarp": {},  # ... with --warp 0.1 (ROTATED; explored on OSULeaf alone, not run as a round)
+    "combos,rotmeanmax": {},  # ... with --pool meanmax (the same)
     "combos+ep400": {},  # round twenty: combos with every candidate trained for 400 epochs at most
     "ep400": {"epochs": 400},  # (its patience unchanged: 50)
     "roll0.5,ep400": {"roll": 0.5, "epochs": 400},
