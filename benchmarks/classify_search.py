@@ -719,12 +719,11 @@ def select_parts(variant):
         return [("recipe", int(n)) for n in variant[len("select-"):].split(",")]
     if variant == "select,roll0.5,2":  # the order --patch auto would train them in: the patches, then the roll
         return [("recipe", n) for n in SELECT_STEPS + (2,)] + [("roll0.5", SELECT_STEPS[0])]
-    if variant == "select,roll0.5,2+flip":  # round seventeen: the same candidates, each with flip
-        return [("flip", n) for n in SELECT_STEPS + (2,)] + [("roll0.5,flip", SELECT_STEPS[0])]
-    if variant == "select,roll0.5,2+flipu":  # round eighteen: flip in the unrotated candidates only
-        return [("flip", n) for n in SELECT_STEPS + (2,)] + [("roll0.5", SELECT_STEPS[0])]
-    if variant == "select,roll0.5,2+ep400":  # round twenty: the same candidates, each up to 400 epochs
-        return [("ep400", n) for n in SELECT_STEPS + (2,)] + [("roll0.5,ep400", SELECT_STEPS[0])]
+    if variant.startswith("select,roll0.5,2+"):  # combos+X: the same candidates, each with X (the rotated
+        x = variant[len("select,roll0.5,2+"):]  # one as the variant roll0.5,X): flip (round seventeen), ep400 (twenty)
+        if x == "flipu":  # round eighteen: flip in the unrotated candidates only
+            return [("flip", n) for n in SELECT_STEPS + (2,)] + [("roll0.5", SELECT_STEPS[0])]
+        return [(x, n) for n in SELECT_STEPS + (2,)] + [(f"roll0.5,{x}", SELECT_STEPS[0])]
     if variant.startswith("select,"):
         return [("recipe", n) for n in SELECT_STEPS] + [(variant[len("select,"):], SELECT_STEPS[0])]
     return [("recipe", n) for n in SELECT_STEPS]

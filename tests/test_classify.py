@@ -991,6 +991,9 @@ got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.7, 0.9, 0.86, 0.6, 0.9], 
 assert got["near-tta"] == (1 + 14 + 2) / 3 and got["lead-tta"] == (1 + 2) / 2, got  # a tie is no lead
 assert cs.select_parts("select,roll0.5,2+ep400") == [("ep400", 32), ("ep400", 8), ("ep400", 4), ("ep400", 2),
                                                      ("roll0.5,ep400", 32)]          # round twenty
+assert cs.select_parts("select,roll0.5,2+flip")[-1] == ("roll0.5,flip", 32)               # round seventeen
+assert cs.select_parts("select,roll0.5,2+flipu") == [("flip", 32), ("flip", 8), ("flip", 4), ("flip", 2),
+                                                     ("roll0.5", 32)]               # round eighteen
 assert cs.VARIANTS[cs.ROTATED["diff"]] == {"roll": 0.5, "diff": True}                 # round twenty-one
 assert cs.VARIANTS["ep400"] == {"epochs": 400} and cs.VARIANTS["roll0.5,ep400"] == {"roll": 0.5, "epochs": 400}
 x = [np.arange(4.0)[:, None], np.arange(150.0)[:, None]]
