@@ -510,7 +510,7 @@ def one_run(name, cell, seed, epochs, jobs=1):
 
 
 def _short(c):
-    """A candidate of --patch auto in the table: its patch K, 'Kr' for the one with --roll."""
+    """A candidate of --patch auto in the table: its patch K, 'Kr' for the rotated one (--roll 0.5 --tta 8 --diff)."""
     return f"{c['patch']}" + ("r" if "roll" in c else "")
 
 
@@ -567,7 +567,7 @@ def _f(v):
 
 
 def table(rows, args):
-    from bptt.classify_run import AUTO_MIX, AUTO_ROLL, AUTO_STEPS, AUTO_TTA
+    from bptt.classify_run import AUTO_DIFF, AUTO_MIX, AUTO_ROLL, AUTO_STEPS, AUTO_TTA
 
     lines = [
         "## Sequence classification on archive datasets (`benchmarks/classify.py`)",
@@ -578,7 +578,9 @@ def table(rows, args):
         f"consecutive values per step, N = {', '.join(map(str, AUTO_STEPS))} (about N recurrent steps), and the "
         f"first K again with --roll {AUTO_ROLL:g} (each training series rotated in time by up to half its length, "
         f"new every epoch, and predicting by its mean probability over {AUTO_TTA} rotations of each series, "
-        f"`--tta {AUTO_TTA}`), and the candidates whose out-of-fold accuracy is within {AUTO_MIX} series of the best "
+        f"`--tta {AUTO_TTA}`" + (", with each value's first difference as one more feature, `--diff`" if AUTO_DIFF
+                                  else "")
+        + f"), and the candidates whose out-of-fold accuracy is within {AUTO_MIX} series of the best "
         f"predict by their mean probability; in each run "
         + ("each value's first difference as one more feature (`--diff`), " if SETUP.get("diff") else "")
         + f"{args.epochs} epochs"
@@ -597,7 +599,7 @@ def table(rows, args):
            else f"on {args.threads} thread(s). ")
         + f"Machine: {machine_line()}.",
         "",
-        "| dataset | train | test | length | dims | patch K: candidates, Kr with --roll (chosen, by seed; K+K: their mean) | LSTM acc | LSTM s | GRU acc | GRU s | 1-NN DTW | ROCKET "
+        "| dataset | train | test | length | dims | patch K: candidates, Kr with --roll and --diff (chosen, by seed; K+K: their mean) | LSTM acc | LSTM s | GRU acc | GRU s | 1-NN DTW | ROCKET "
         "| best >= DTW | best within 2 pts of ROCKET |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]

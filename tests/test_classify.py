@@ -226,7 +226,7 @@ def test_test_time_rotations():
 def test_probability_mean():
     """--patch auto's mix: a ProbabilityMean of classifiers with different patches (one of them a
     RotationTTA) predicts by the mean of their probabilities, recomputed here one series at a time."""
-    from bptt.classify import EnsembleClassifier, ProbabilityMean, RotationTTA, predict_logits
+    from bptt.classify import AsRead, EnsembleClassifier, ProbabilityMean, RotationTTA, Standardizer, predict_logits
 
     rng = np.random.default_rng(5)
     series = [rng.standard_normal((n, 2)).astype(np.float32) for n in (9, 1, 4, 7, 12)]
@@ -249,6 +249,20 @@ def test_probability_mean():
         ProbabilityMean([parts[1], SequenceClassifier(2, 4, cell="gru", hidden_size=4, seed=4)])
     with pytest.raises(ValueError, match="no members of its own"):
         predict_logits(mix, series, members=True)
+    # each part its own standardisation (one with first differences), from the series as read
+    norms = [Standardizer([0.2, -0.1], [1.5, 0.7]), Standardizer([0.0, 0.3], [0.9, 1.1]),
+             Standardizer([0.1, 0.0, -0.2, 0.1], [1.0, 2.0, 0.5, 0.8], diff=True)]
+    parts[2] = RotationTTA(SequenceClassifier(4, 3, cell="gru", hidden_size=4, pool="mean", patch=3, seed=3), 4)
+    own = ProbabilityMean(parts, norms)
+    raw = [x * 2 + 1 for x in series]
+    want = np.array([np.mean([prob(p, n.transform([x], np.float32)[0]) for p, n in zip(parts, norms)], axis=0)
+                     for x in raw])
+    np.testing.assert_allclose(own.probabilities(raw), want, atol=1e-6)
+    assert [x.dtype for x in AsRead(2).transform(series, np.float32)] == [np.float64] * 5
+    with pytest.raises(ValueError, match="one standardisation per part"):
+        ProbabilityMean(parts, norms[:2])
+    with pytest.raises(ValueError, match="one standardisation per part"):
+        ProbabilityMean(parts[:2], [norms[0], Standardizer([0.0], [1.0])])
 
 
 def test_input_dropout():
@@ -696,20 +710,23 @@ def test_export_classify_run_to_onnx(toy, capsys):
 
 # ----------------------------------------------------------------------------- --patch auto
 def test_auto_patches_and_the_choice(capsys):
-    from bptt.classify_run import AUTO_MIX, AUTO_ROLL, AUTO_STEPS, auto_candidates, auto_patches, choose, describe, mix
+    from bptt.classify_run import (AUTO_DIFF, AUTO_MIX, AUTO_ROLL, AUTO_STEPS, auto_candidates, auto_patches, choose,
+                                   describe, mix)
 
-    assert AUTO_STEPS == (32, 8, 4, 2) and AUTO_ROLL == 0.5
+    assert AUTO_STEPS == (32, 8, 4, 2) and AUTO_ROLL == 0.5 and AUTO_DIFF
     assert auto_patches([251] * 36) == [8, 32, 63, 126]  # ArrowHead: ceil(251 / 32), / 8, / 4, / 2
     assert auto_patches([24, 24]) == [1, 3, 6, 12]  # ItalyPowerDemand
     assert auto_patches([5, 7, 9]) == [1, 2, 4]  # repeats dropped: K = 1, 1, 2, 4
     assert auto_patches([2]) == [1]
-    # the candidates: each patch, then the first (most steps) again with --roll 0.5 unless --roll is given
+    # the candidates: each patch, then the first (most steps) again with --roll 0.5 (and --diff) unless
+    # --roll is given
     assert auto_candidates([251] * 36) == [{"patch": 8, "dir": "patch-8"}, {"patch": 32, "dir": "patch-32"},
                                            {"patch": 63, "dir": "patch-63"}, {"patch": 126, "dir": "patch-126"},
-                                           {"patch": 8, "roll": 0.5, "tta": 8, "dir": "patch-8-roll0.5"}]
+                                           {"patch": 8, "roll": 0.5, "tta": 8, "diff": True,
+                                            "dir": "patch-8-roll0.5-diff"}]
     assert auto_candidates([251] * 36, roll=0.1) == auto_candidates([251] * 36)[:4]
     assert [describe(c) for c in auto_candidates([24])] == ["patch 1", "patch 3", "patch 6", "patch 12",
-                                                           "patch 1, --roll 0.5, --tta 8"]
+                                                           "patch 1, --roll 0.5, --tta 8, --diff"]
     assert choose([0.5, 0.7, 0.6]) == 1
     assert choose([0.7, 0.7, 0.6]) == 0 and choose([0.6, 0.7, 0.7]) == 1  # ties: more steps
     # the mix: every candidate within AUTO_MIX = 1 validation series of the best predicts
@@ -722,8 +739,8 @@ def test_auto_patches_and_the_choice(capsys):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "N = " + ", ".join(map(str, AUTO_STEPS)) + " (about N steps" in help_text  # the help says what the code does
-    assert (f"the first K again with --roll {AUTO_ROLL:g} and --tta 8 (unless --roll is given), in "
-            f"RUN/patch-K-roll{AUTO_ROLL:g}") in help_text
+    assert (f"the first K again with --roll {AUTO_ROLL:g}, --tta 8 and --diff (unless --roll is given), in "
+            f"RUN/patch-K-roll{AUTO_ROLL:g}-diff") in help_text
 
 
 def _onnx_logits(path, series):
@@ -757,7 +774,7 @@ def test_patch_auto_trains_each_candidate_and_keeps_the_best(toy, capsys):
     sel = json.load(open(os.path.join(out, "select.json")))
     series, _ = load_labelled(toy["train"], "training")
     cands = auto_candidates([len(s) for s in series])
-    assert [{k: c[k] for k in ("patch", "dir", "roll", "tta") if k in c} for c in sel["candidates"]] == cands
+    assert [{k: c[k] for k in ("patch", "dir", "roll", "tta", "diff") if k in c} for c in sel["candidates"]] == cands
     assert len(cands) >= 3 and "roll" not in cands[-2] and cands[-1]["roll"] == 0.5
     accs = []
     for c in sel["candidates"]:
@@ -766,7 +783,7 @@ def test_patch_auto_trains_each_candidate_and_keeps_the_best(toy, capsys):
         best = max(history, key=lambda h: (h["val_accuracy"], -h["val_loss"]))
         meta = json.load(open(os.path.join(run, "best", "checkpoint.json")))
         assert meta["step"] == best["epoch"] == c["best"]["epoch"] and meta["config"]["patch"] == c["patch"]
-        assert meta["config"]["roll"] == c.get("roll", 0.0)
+        assert meta["config"]["roll"] == c.get("roll", 0.0) and meta["config"]["diff"] == c.get("diff", False)
         assert len(history) == 3
         accs.append(best["val_accuracy"])
     k = choose(accs)

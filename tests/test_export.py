@@ -208,6 +208,35 @@ def test_probability_mean_matches_onnx_runtime(diff):
                                                                                                    (3, 1, 4)]
 
 
+def test_probability_mean_of_own_standardisations_matches_onnx_runtime():
+    """A ProbabilityMean whose parts standardise each in their own way (--patch auto's rotated
+    candidate reads first differences, the others do not): in the graph each part's series are
+    standardised with its own statistics, as bptt does from the series as read (AsRead); a missing
+    value too."""
+    from bptt.classify import AsRead, ProbabilityMean, RotationTTA, SequenceClassifier, Standardizer, predict_logits
+
+    D, C = 2, 3
+    parts = [SequenceClassifier(D, C, cell="gru", hidden_size=4, pool="mean", patch=2, seed=1).eval(),
+             SequenceClassifier(D, C, cell="lstm", hidden_size=3, pool="last", seed=2).eval(),
+             RotationTTA(SequenceClassifier(2 * D, C, cell="gru", hidden_size=4, pool="mean", patch=3, seed=3).eval(), 4)]
+    norms = [Standardizer([0.5, -1.0], [2.0, 0.5]), Standardizer([-0.3, 0.2], [1.2, 0.8]),
+             Standardizer([0.5, -1.0, 0.1, -0.2], [2.0, 0.5, 1.5, 0.7], diff=True)]
+    mix = ProbabilityMean(parts, norms)
+    proto = build_onnx(mix, ["a", "b", "c"], AsRead(D))
+    for _, raw, got in _classifier_onnx_runs(proto, AsRead(D), D, C, np.random.default_rng(6)):
+        want = predict_logits(mix, raw)
+        assert float(np.abs(got - want).max()) <= TOL
+        same = ProbabilityMean(parts[:2] + [parts[2]], [norms[0]] * 2 + [norms[2]])  # the norms count
+        assert float(np.abs(predict_logits(same, raw) - want).max()) > 10 * TOL
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    raw = np.random.default_rng(7).standard_normal((5, 2, D)).astype(np.float32)
+    raw[2, 0, 1] = np.nan
+    got = sess.run(["logits"], {"series": raw, "sequence_lens": np.array([5, 3], np.int32)})[0]
+    assert float(np.abs(got - predict_logits(mix, [raw[:5, 0], raw[:3, 1]])).max()) <= TOL
+    meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
+    assert [p["diff"] for p in meta["model"]["parts"]] == [False, False, True]
+
+
 def test_unsupported_model_and_wrong_vocabulary():
     with pytest.raises(ValueError, match=r"cannot export a Linear to ONNX"):
         build_onnx(bptt.Linear(3, 4))

@@ -65,6 +65,18 @@ class Standardizer:
         return out
 
 
+class AsRead:
+    """The series as read (float64; a missing value stays NaN), D features each: the
+    standardisation of a ``ProbabilityMean`` whose parts standardise each in their own way."""
+
+    def __init__(self, input_size):
+        self.input_size = int(input_size)
+        self.diff = False
+
+    def transform(self, series, dtype):
+        return [np.asarray(x, np.float64) for x in series]
+
+
 def with_diff(series):
     """Each series x (T, D) -> (T, 2D): x, then its first differences x[t] - x[t-1] (0 at t = 0;
     NaN next to a missing value)."""
@@ -345,20 +357,26 @@ class ProbabilityMean:
     EnsembleClassifier or RotationTTA; their patches may differ) that predict by the mean of their
     probabilities: ``--patch auto`` when the validation scores of several candidates are within one
     series of the best, so that the score cannot tell them apart. Prediction only:
-    ``predict_logits(mix, series)`` -> the log of the mean probability (N, C)."""
+    ``predict_logits(mix, series)`` -> the log of the mean probability (N, C). norms: None when
+    the series come standardised, one way for all the parts; else each part's own Standardizer
+    (with diff or not), applied to the series as read (``AsRead``) before that part."""
 
-    def __init__(self, parts):
+    def __init__(self, parts, norms=None):
         parts = list(parts)
         if len(parts) < 2:
             raise ValueError(f"ProbabilityMean averages 2 or more classifiers, got {len(parts)}")
         if len({p.num_classes for p in parts}) > 1 or len({np.dtype(p.dtype) for p in parts}) > 1:
             raise ValueError("ProbabilityMean averages classifiers of one number of classes and one dtype")
-        self.parts = parts
+        if norms is not None and (len(norms) != len(parts) or len({n.input_size for n in norms}) > 1):
+            raise ValueError("ProbabilityMean: one standardisation per part, all of one number of features")
+        self.parts, self.norms = parts, (list(norms) if norms is not None else None)
         self.num_classes, self.dtype = parts[0].num_classes, parts[0].dtype
 
     def probabilities(self, series, batch_size=64):
         """(N, C): the mean over the parts of each part's probability."""
-        return sum(softmax(predict_logits(p, series, batch_size)) for p in self.parts) / len(self.parts)
+        norms = self.norms or [None] * len(self.parts)
+        return sum(softmax(predict_logits(p, n.transform(series, p.dtype) if n else series, batch_size))
+                   for p, n in zip(self.parts, norms)) / len(self.parts)
 
     def __repr__(self):
         return f"ProbabilityMean({', '.join(map(repr, self.parts))})"

@@ -51,10 +51,10 @@ def add_train_options(p):
     a("--patch", type=_patch, metavar="K|auto", help="classify: K consecutive values as one step of K*D features "
       "(a long series is K times fewer steps; default 1); auto: one run for each K = ceil(median TRAIN length / N), "
       "N = 32, 8, 4, 2 (about N steps per series; classify_run.AUTO_STEPS), in RUN/patch-K, and the first K again "
-      "with --roll 0.5 and --tta 8 (unless --roll is given), in RUN/patch-K-roll0.5, one after the other; "
-      "the one with the highest validation (or out-of-fold) accuracy becomes RUN/best (ties: the earlier), and "
-      "RUN predicts (eval, predict, export) by the mean probability of every candidate whose accuracy is within "
-      "one validation series of the best")
+      "with --roll 0.5, --tta 8 and --diff (unless --roll is given), in RUN/patch-K-roll0.5-diff, one after the "
+      "other; the one with the highest validation (or out-of-fold) accuracy becomes RUN/best (ties: the earlier), "
+      "and RUN predicts (eval, predict, export) by the mean probability of every candidate whose accuracy is "
+      "within one validation series of the best")
     a("--diff", action="store_true", default=None, help="classify: the first differences x[t] - x[t-1] as D "
       "more input features, standardised with their own TRAIN statistics; kept in the checkpoint and "
       "applied by eval, predict and the ONNX export (default: off)")

@@ -10,7 +10,7 @@
       metrics.jsonl            one line per epoch
 
 With ``--patch auto`` (``new_select`` / ``fit_select``) RUN holds one such run per candidate patch
-instead, RUN/patch-K/ (and RUN/patch-K-roll0.5/, the longest candidate again with --roll 0.5),
+instead, RUN/patch-K/ (and RUN/patch-K-roll0.5-diff/, the most steps again with --roll 0.5 and --diff),
 trained one after the other, and RUN/select.json (the candidates, then their
 scores and the choice); when the last has finished, the best checkpoint of the one with the highest
 validation accuracy is copied to RUN/best, which eval, predict and export read as usual (the
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from . import checkpoint as ckpt_io
-from .classify import (EnsembleClassifier, ProbabilityMean, RotationTTA, SequenceClassifier, Standardizer, augment, bucket_batches, circular_shift, crop,
+from .classify import (AsRead, EnsembleClassifier, ProbabilityMean, RotationTTA, SequenceClassifier, Standardizer, augment, bucket_batches, circular_shift, crop,
                        fold_split, input_dropout, masked_cross_entropy, time_warp, check_dims, encode_labels,
                        natural_key, pad_batch, predict_logits, scores, stratified_split)
 from .data import DataError
@@ -77,6 +77,7 @@ class ClassifyConfig:
 AUTO_STEPS = (32, 8, 4, 2)  # --patch auto: one run with about this many recurrent steps per series each
 AUTO_ROLL = 0.5  # ... and one more: the first (most steps) with --roll AUTO_ROLL, unless --roll is given,
 AUTO_TTA = 8  # ... which predicts by its mean over AUTO_TTA rotations (--tta)
+AUTO_DIFF = True  # ... and reads first differences as well (--diff)
 AUTO_MIX = 1  # the candidates within this many validation series of the best score predict by their mean
 SELECT = "select.json"
 
@@ -96,21 +97,22 @@ def auto_patches(lengths, steps=AUTO_STEPS):
 def auto_candidates(lengths, roll=0.0, steps=AUTO_STEPS):
     """The candidates of --patch auto, in order: {"patch": K, "dir": "patch-K"} for each K of
     ``auto_patches``, then, when ``roll`` is 0 (no --roll given), the first K again with
-    {"roll": AUTO_ROLL, "tta": AUTO_TTA} in "patch-K-roll0.5" (circular shifts: a series that is
-    a closed outline, whose starting point means nothing, learns from every rotation, and is
-    predicted by the mean over AUTO_TTA of them)."""
+    {"roll": AUTO_ROLL, "tta": AUTO_TTA, "diff": AUTO_DIFF} in "patch-K-roll0.5-diff" (circular
+    shifts: a series that is a closed outline, whose starting point means nothing, learns from every
+    rotation, and is predicted by the mean over AUTO_TTA of them; with its first differences, which
+    say how the outline turns wherever it starts)."""
     patches = auto_patches(lengths, steps)
     out = [{"patch": k, "dir": f"patch-{k}"} for k in patches]
     if not roll:
-        out.append({"patch": patches[0], "roll": AUTO_ROLL, "tta": AUTO_TTA,
-                    "dir": f"patch-{patches[0]}-roll{AUTO_ROLL:g}"})
+        out.append({"patch": patches[0], "roll": AUTO_ROLL, "tta": AUTO_TTA, "diff": AUTO_DIFF,
+                    "dir": f"patch-{patches[0]}-roll{AUTO_ROLL:g}" + ("-diff" if AUTO_DIFF else "")})
     return out
 
 
 def describe(c):
-    """A candidate as the messages name it: 'patch 14' or 'patch 14, --roll 0.5, --tta 8'."""
+    """A candidate as the messages name it: 'patch 14' or 'patch 14, --roll 0.5, --tta 8, --diff'."""
     return (f"patch {c['patch']}" + (f", --roll {c['roll']:g}" if "roll" in c else "")
-            + (f", --tta {c['tta']}" if c.get("tta", 0) > 1 else ""))
+            + (f", --tta {c['tta']}" if c.get("tta", 0) > 1 else "") + (", --diff" if c.get("diff") else ""))
 
 
 def choose(scores):
@@ -448,7 +450,8 @@ def _fit_candidate(out, c, config, progress):
         run = resume_run(path, config["epochs"])
     else:
         run = ClassifyRun(ClassifyConfig(**{**config, "patch": c["patch"], "roll": c.get("roll", config["roll"]),
-                                            "tta": c.get("tta", config.get("tta", 0)), "out": path}))
+                                            "tta": c.get("tta", config.get("tta", 0)),
+                                            "diff": c.get("diff", config.get("diff", False)), "out": path}))
     return fit(run, progress).best
 
 
@@ -565,13 +568,17 @@ def _load_mix(path, sel):
               for i in sel["mixed"]]
     _, norm, classes, meta = loaded[sel["mixed"].index(sel["chosen"])]  # the best is always in the mix
     for _, n, c, m in loaded:
-        if c != classes or not (np.array_equal(n.mean, norm.mean) and np.array_equal(n.std, norm.std)
-                                and n.diff == norm.diff):
-            raise ckpt_io.CheckpointError(f"{m['_path']}: its classes or standardisation differ from the other "
+        if c != classes or n.input_size != norm.input_size:
+            raise ckpt_io.CheckpointError(f"{m['_path']}: its classes or features differ from the other "
                                           f"candidates' of {path}; they cannot predict together")
     meta = {**meta, "_path": os.path.join(path, "best"),
             "mixed": [describe(sel["candidates"][i]) for i in sel["mixed"]]}
-    return ProbabilityMean([m for m, _, _, _ in loaded]), norm, classes, meta
+    if all(n.diff == norm.diff and np.array_equal(n.mean, norm.mean) and np.array_equal(n.std, norm.std)
+           for _, n, _, _ in loaded):  # one standardisation for all: once, before the parts
+        return ProbabilityMean([m for m, _, _, _ in loaded]), norm, classes, meta
+    # each part its own (--patch auto's rotated candidate reads first differences too)
+    norms = [n for _, n, _, _ in loaded]
+    return ProbabilityMean([m for m, _, _, _ in loaded], norms), AsRead(norm.input_size), classes, meta
 
 
 def _load_one(path):

@@ -241,7 +241,8 @@ def _classifier_graph(g, model, vocab, norm=None):
     ProbabilityMean of those: series (T, B, D) float32, sequence_lens (B,) int32 -> logits (B, C).
 
     In the graph, as in ``bptt predict``: with diff, the first differences appended as D more
-    features (0 at t = 0); standardise with the checkpoint's statistics (a missing
+    features (0 at t = 0); standardise with the checkpoint's statistics (a ProbabilityMean with
+    norms: each part with its own, with diff or not; a missing
     value, NaN, becomes 0), zero every step at or past each series' length, K consecutive steps
     as one (patch K: pad T to a multiple of K, (T/K, B, K*D), lengths ceil(len/K)), the recurrent
     stack with ``sequence_lens``, the top layer's final states (pool last) or its outputs averaged
@@ -257,9 +258,11 @@ def _classifier_graph(g, model, vocab, norm=None):
     onnx = g.onnx
     F = onnx.TensorProto.FLOAT
     parts = model.parts if isinstance(model, ProbabilityMean) else [model]
+    # one standardisation for all the parts, or (a ProbabilityMean with norms) each part its own
+    norms = model.norms if isinstance(model, ProbabilityMean) and model.norms else [norm] * len(parts)
     C = parts[0].num_classes
-    F2 = 2 if norm is not None and norm.diff else 1  # features per value: itself (and its difference)
-    Ds = {_input_size(_unwrap(p)[0]) // F2 for p in parts}
+    F2 = [2 if n is not None and n.diff else 1 for n in norms]  # features per value: itself (and its difference)
+    Ds = {_input_size(_unwrap(p)[0]) // f for p, f in zip(parts, F2)}
     if len(Ds) > 1:
         raise ExportError(f"the classifiers of a ProbabilityMean read different numbers of features: {sorted(Ds)}")
     D = Ds.pop()
@@ -271,28 +274,36 @@ def _classifier_graph(g, model, vocab, norm=None):
                           "statistics): export the run with bptt export RUN --onnx FILE")
     x = g.input("series", F, ["time", "batch", D])
     lens = g.input("sequence_lens", onnx.TensorProto.INT32, ["batch"])
-    mean, std = (np.asarray(a, np.float32).reshape(F2 * D) for a in (norm.mean, norm.std))
-    feats = _diff_nodes(g, x) if norm.diff else x  # (T, B, F2*D)
-    z = g.node("Div", [g.node("Sub", [feats, g.const("norm_mean", mean)]), g.const("norm_std", std)])
-    z = g.node("Where", [g.node("IsNaN", [z]), g.const("zero", np.array(0.0, np.float32)), z])
     lens64 = g.node("Cast", [lens], to=onnx.TensorProto.INT64)
-    z = g.node("Mul", [z, _step_mask(g, z, lens64)])  # (T, B, D), zero past each length
+    zs = {}  # the standardised series (T, B, F2*D) of each distinct standardisation
+
+    def standardised(n):
+        if id(n) not in zs:
+            f = 2 if n.diff else 1
+            mean, std = (np.asarray(a, np.float32).reshape(f * D) for a in (n.mean, n.std))
+            feats = _diff_nodes(g, x) if n.diff else x  # (T, B, f*D)
+            z = g.node("Div", [g.node("Sub", [feats, g.const("norm_mean", mean)]), g.const("norm_std", std)])
+            z = g.node("Where", [g.node("IsNaN", [z]), g.const("zero", np.array(0.0, np.float32)), z])
+            zs[id(n)] = g.node("Mul", [z, _step_mask(g, z, lens64)])  # zero past each length
+        return zs[id(n)]
+
     inner, R = _unwrap(parts[0])
     if len(parts) == 1 and R == 1:
-        logits = _classifier_nodes(g, inner, z, lens64, F2 * D)
+        logits = _classifier_nodes(g, inner, standardised(norms[0]), lens64, F2[0] * D)
         if len(logits) == 1:
             g.node("Identity", logits, outputs=["logits"])
         else:
             g.node("Log", [_mean_softmax(g, logits)], outputs=["logits"])
     else:
-        probs = [_part_probs(g, p, z, lens64, F2 * D, C, f"p{k}" if len(parts) > 1 else "") for k, p in enumerate(parts)]
+        probs = [_part_probs(g, p, standardised(n), lens64, f * D, C, f"p{k}" if len(parts) > 1 else "")
+                 for k, (p, n, f) in enumerate(zip(parts, norms, F2))]
         p = probs[0] if len(probs) == 1 else _mean_of(g, probs)
         g.node("Log", [p], outputs=["logits"])
     g.output("logits", F, ["batch", C])
     args = []
-    for p in parts:
+    for p, n in zip(parts, norms):
         inner, R = _unwrap(p)
-        args.append({**_classifier_args(inner, D, C, norm), **({"rotations": R} if R > 1 else {})})
+        args.append({**_classifier_args(inner, D, C, n), **({"rotations": R} if R > 1 else {})})
     return {"model": args[0] if len(args) == 1 else {"class": "ProbabilityMean", "parts": args}, "classes": classes}
 
 
