@@ -113,6 +113,8 @@ VARIANTS = {
     "combos,rotdiff": {},  # round twenty-one: combos and a sixth run, the rotated candidate with --diff
     "combos,rotwarp": {},  # ... with --warp 0.1 (ROTATED; explored on OSULeaf alone, not run as a round)
     "combos,rotmeanmax": {},  # ... with --pool meanmax (the same)
+    "auto": {},  # round twenty-four: --patch auto as it is since round twenty-three (combos' runs, the rotated
+    # candidate with --diff: select_parts), scored by the ways of COMBOS
     "combos+ep400": {},  # round twenty: combos with every candidate trained for 400 epochs at most
     "ep400": {"epochs": 400},  # (its patience unchanged: 50)
     "roll0.5,ep400": {"roll": 0.5, "epochs": 400},
@@ -475,7 +477,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.stopping:
         return stopping(args.stopping, cap=args.epochs)
-    if any(v.startswith("select") or v.startswith("combos") for v in args.variants) and not args.nested:
+    if any(v.startswith(("select", "combos")) or v == "auto" for v in args.variants) and not args.nested:
         raise SystemExit("the variant select is scored by --nested only (its own score is the best of its candidates')")
     if args.patience is not None:
         bench.SETUP["patience"] = args.patience
@@ -589,11 +591,12 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
             p_tr, p_ho, tr, ho = write_split(tmp, series, labels, ofold, o)
             lengths = [len(series[i]) for i in tr]
             # round fourteen: each way of COMBOS from the same runs (combos+X: the candidates select,roll0.5,2+X)
-            if variant.startswith("combos"):
+            if variant.startswith("combos") or variant == "auto":
                 # combos,rotX (round twenty-one): combos' runs and one more, X as the rotated candidate;
                 # near-tta/X is near-tta with it in place of combos' rotated one, from the same runs
                 rot = variant[len("combos,rot"):] if variant.startswith("combos,rot") else None
-                parts = select_parts("select,roll0.5,2" + ("" if rot else variant[len("combos"):]))
+                parts = select_parts("auto" if variant == "auto"
+                                     else "select,roll0.5,2" + ("" if rot else variant[len("combos"):]))
                 extra = [(ROTATED[rot], SELECT_STEPS[0])] if rot else []
                 runs = [_fold_run(base, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho), n,
                                   probs=True) for base, n in parts + extra]
@@ -637,9 +640,9 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
 # Round nineteen: near2-tta, of every candidate within two inner series of the best.
 # Round twenty-one: near-tta/X, near-tta with the rotated candidate trained as ROTATED[X] instead.
 ROTATED = {"diff": "roll0.5,diff", "warp": "roll0.5,warp0.1", "meanmax": "roll0.5,meanmax"}
-# Round twenty-two: lead-tta (combo_probs).
+# Round twenty-two: lead-tta (combo_probs). Round twenty-four: first-tta (combo_probs).
 COMBOS = ("sel", "sel-tta", "avg", "avg-tta", "top2", "top2-tta", "top2u-tta", "tie-tta", "near-tta", "near2-tta",
-          "lead-tta")
+          "lead-tta", "first-tta")
 TTA = 8
 
 
@@ -672,6 +675,10 @@ def combo_probs(oofs, probs, parts, n_inner):
     else:
         pick = [i for i in flat if oofs[flat[0]] - oofs[i] <= 1.0 / n_inner + 5e-4]
         out["lead-tta"] = np.mean([probs[i][0] for i in pick], axis=0)
+    # round twenty-four: first-tta, the rotated candidate alone (over TTA rotations) when its inner
+    # score is at the best, tied or above (the model trained on the most varied series), else near-tta
+    first = [i for i in order if rolled[i] and oofs[i] >= best - 5e-4]
+    out["first-tta"] = probs[first[0]][1] if first else out["near-tta"]
     return out
 
 
@@ -717,6 +724,8 @@ def select_parts(variant):
         return [(variant[len("select+"):], n) for n in SELECT_STEPS]
     if variant.startswith("select-"):
         return [("recipe", int(n)) for n in variant[len("select-"):].split(",")]
+    if variant == "auto":  # --patch auto since round twenty-three: the rotated candidate with --diff
+        return [("recipe", n) for n in SELECT_STEPS + (2,)] + [(ROTATED["diff"], SELECT_STEPS[0])]
     if variant == "select,roll0.5,2":  # the order --patch auto would train them in: the patches, then the roll
         return [("recipe", n) for n in SELECT_STEPS + (2,)] + [("roll0.5", SELECT_STEPS[0])]
     if variant.startswith("select,roll0.5,2+"):  # combos+X: the same candidates, each with X (the rotated

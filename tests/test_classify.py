@@ -973,7 +973,9 @@ def test_search_combos_ways():
     candidate's rotation-averaged probability, top2u-tta the rotated one alone when best, else the two
     best unrotated; ties go to the earlier; tie-tta the mean of all tied at the best, near-tta of all
     within one inner series of it, near2-tta (round nineteen) within two, lead-tta (round twenty-two)
-    near-tta when a rotated candidate leads, else near-tta of the unrotated ones. Run in its own process
+    near-tta when a rotated candidate leads, else near-tta of the unrotated ones, first-tta (round
+    twenty-four) the rotated one alone when at the best, tied or above, else near-tta; the variant auto
+    (--patch auto since round twenty-three: the rotated candidate with --diff). Run in its own process
     (the module sets thread variables)."""
     import subprocess
     import sys
@@ -991,13 +993,16 @@ probs = [(a, b, None) for a, b in zip(p, pt)]
 got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.7, 0.9, 0.8, 0.6, 0.85], probs, parts, 20).items()}
 assert got == {"sel": 1, "avg": 2, "top2": 2.5, "sel-tta": 1, "avg-tta": (0 + 1 + 2 + 3 + 14) / 5,
                "top2-tta": 7.5, "top2u-tta": 1.5, "tie-tta": 1,           # top2u: the best two unrotated, 1 and 2
-               "near-tta": (1 + 14) / 2, "near2-tta": (1 + 14 + 2) / 3, "lead-tta": 1}, got  # 0.85 within 1/20 of 0.9; 0.8 within 2/20
+               "near-tta": (1 + 14) / 2, "near2-tta": (1 + 14 + 2) / 3, "lead-tta": 1,  # 0.85 within 1/20 of 0.9; 0.8 within 2/20
+               "first-tta": (1 + 14) / 2}, got                             # the rotated one below the best: near-tta
 got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.7, 0.9, 0.8, 0.6, 0.95], probs, parts, 20).items()}
 assert got["sel"] == 4 and got["sel-tta"] == 14 and got["top2"] == 2.5 and got["top2-tta"] == 7.5
 assert got["top2u-tta"] == 14 and got["tie-tta"] == 14 and got["near-tta"] == (14 + 1) / 2, got
+assert got["first-tta"] == 14, got                                   # it leads: alone
 got = {k: float(v[0, 0]) for k, v in cs.combo_probs([0.9, 0.9, 0.9, 0.6, 0.9], probs, parts, 20).items()}
 assert got["sel"] == 0 and got["top2"] == 0.5 and got["top2u-tta"] == 0.5, got   # ties: the earlier
 assert got["tie-tta"] == (0 + 1 + 2 + 14) / 4 and got["near-tta"] == got["tie-tta"], got
+assert got["first-tta"] == 14, got                                   # tied at the best: alone
 got = {k: float(v[0, 0]) for k, v in cs.combo_probs([6 / 9, 7 / 9, 0.5, 0.6, 0.5], probs, parts, 9).items()}
 assert got["tie-tta"] == 1 and got["near-tta"] == 0.5, got           # 6/9 is one series of 9 below 7/9
 assert got["near2-tta"] == (1 + 0 + 3) / 3, got                      # 0.6 is 1.6 series below, 0.5 two and a half
@@ -1012,6 +1017,8 @@ assert cs.select_parts("select,roll0.5,2+flip")[-1] == ("roll0.5,flip", 32)     
 assert cs.select_parts("select,roll0.5,2+flipu") == [("flip", 32), ("flip", 8), ("flip", 4), ("flip", 2),
                                                      ("roll0.5", 32)]               # round eighteen
 assert cs.VARIANTS[cs.ROTATED["diff"]] == {"roll": 0.5, "diff": True}                 # round twenty-one
+assert cs.select_parts("auto") == [("recipe", 32), ("recipe", 8), ("recipe", 4), ("recipe", 2),
+                                   ("roll0.5,diff", 32)] and "auto" in cs.VARIANTS     # round twenty-four
 assert cs.VARIANTS["ep400"] == {"epochs": 400} and cs.VARIANTS["roll0.5,ep400"] == {"roll": 0.5, "epochs": 400}
 x = [np.arange(4.0)[:, None], np.arange(150.0)[:, None]]
 r = cs.rotations(x, 8)
