@@ -121,6 +121,10 @@ VARIANTS = {
     "roll0.5,warp0.1": {"roll": 0.5, "warp": 0.1},  # the rotated candidate with --warp 0.1 (round four's)
     "roll0.5,meanmax": {"roll": 0.5, "pool": "meanmax"},  # ... with --pool meanmax (round five's)
     "roll0.5,diff": {"roll": 0.5, "diff": True},  # ... with --diff (round four's)
+    # explored after round twenty-four (OSULeaf alone): --patch auto's rotated candidate (roll0.5,diff) and more
+    "roll0.5,diff,warp0.1": {"roll": 0.5, "diff": True, "warp": 0.1},
+    "roll0.5,diff,hidden96": {"roll": 0.5, "diff": True, "hidden_size": 96},
+    "roll0.5,diff,layers2": {"roll": 0.5, "diff": True, "num_layers": 2},
     # (--patch auto since round sixteen is combos' near-tta: select,roll0.5,2's candidates within one
     # inner series of the best, the rotated one predicting over 8 rotations, by their mean probability)
 }
