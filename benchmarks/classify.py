@@ -506,7 +506,14 @@ SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's e
              'runs, not judged: tie-tta 0.963 / 0.990 / 0.840 / 0.881, lead-tta 0.963 / 0.965 / 0.854 / 0.881, '
              'near2-tta 0.959 / 0.955 / 0.868 / 0.881, sel-tta 0.940 / 0.980 / 0.813 / 0.881. Command: python '
              'benchmarks/classify_search.py --nested 4 --variants auto --datasets OSULeaf ArrowHead GunPoint '
-             'ItalyPowerDemand --seeds 70 71 (and 72 73).')
+             'ItalyPowerDemand --seeds 70 71 (and 72 73).'
+             ' Explored after it, not a round (OSULeaf alone, GRU, seeds 66 and 67, seen in round '
+             'twenty-three; the rotated candidate alone, its held-out series over 8 rotations of 200: python '
+             'benchmarks/classify_search.py --nested 4 --variants V --datasets OSULeaf --seeds 66, the line '
+             '"held-out accuracy over 8 rotations"): as it is (roll0.5,diff) 180 on seed 66 and 176 on 67; with '
+             '--warp 0.1 177; with 96 hidden units 178; with 2 layers 176; with its epochs scored as it predicts, '
+             'each out-of-fold series over 8 rotations (roll0.5,diff,vtta8, a search-only patch, its epochs some '
+             '65% longer) 176 and 178. None above the rotated candidate as it is, so no round was run.')
 DATASETS_NOTE = ("Datasets: the archive datasets the issue names that sktime ships, whose 1-NN DTW and ROCKET "
                  "figures both sources below give (the univariate UCR ones), and whose run of the recipe "
                  "trains in about a minute or less on this machine: GunPoint, ItalyPowerDemand, ArrowHead, "

@@ -125,6 +125,7 @@ VARIANTS = {
     "roll0.5,diff,warp0.1": {"roll": 0.5, "diff": True, "warp": 0.1},
     "roll0.5,diff,hidden96": {"roll": 0.5, "diff": True, "hidden_size": 96},
     "roll0.5,diff,layers2": {"roll": 0.5, "diff": True, "num_layers": 2},
+    "roll0.5,diff,vtta8": {"roll": 0.5, "diff": True},  # its epochs scored over 8 rotations: tta_validate
     # (--patch auto since round sixteen is combos' near-tta: select,roll0.5,2's candidates within one
     # inner series of the best, the rotated one predicting over 8 rotations, by their mean probability)
 }
@@ -367,6 +368,8 @@ def prepare(path, variant, cell, seed, epochs, K, out, heldout=None):
              with_time if variant == "time" else None)
     if xform:
         run.train_x = [xform(x) for x in run.train_x]
+    if variant.endswith(",vtta8"):  # before record_heldout, which wraps run.validate
+        tta_validate(run, TTA)
     if heldout is not None:
         record_heldout(run, [xform(x) for x in heldout] if xform else heldout)
     if variant.startswith("mixup"):
@@ -404,6 +407,22 @@ def flip_series(run, seed):
     def flipped(idx):
         return [x[::-1].copy() if rng.random() < 0.5 else x for x in batch(idx)]
     run._batch_series = flipped
+
+
+def tta_validate(run, R):
+    """Score each epoch as the candidate predicts (a search-only patch, explored after round
+    twenty-four): each out-of-fold series by its member's mean probability over R rotations."""
+    from bptt.classify import predict_logits, scores, softmax
+
+    def validate():
+        p = np.zeros((len(run.train_y), len(run.classes)))  # (N, C)
+        for m, member in enumerate(run.model.members):
+            idx = np.flatnonzero(run.fold == m)
+            p[idx] = np.mean([softmax(predict_logits(member, r)) for r in rotations([run.train_x[i] for i in idx], R)],
+                             axis=0)
+        s = scores(np.log(p), run.train_y, len(run.classes))
+        return s["accuracy"], s["loss"]
+    run.validate = validate
 
 
 def record_heldout(run, x):
@@ -589,6 +608,7 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
     hits, oofs = 0, []
     without = 0  # select,roll0.5,2: the held-out hits of select,roll0.5, from the same runs
     combo_hits = {}  # combos: each way's held-out hits
+    tta_hits = 0  # a rotated variant alone (roll*): its held-out hits over TTA rotations
     t0 = time.perf_counter()
     for o in range(outer):
         with tempfile.TemporaryDirectory() as tmp:
@@ -621,11 +641,19 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
                 rest = [r for r, (base, n) in zip(runs, parts) if not (base == "recipe" and n == 2)]
                 without += rest[max(range(len(rest)), key=lambda i: (rest[i][0], -i))][2]
             else:
-                oof, ep, h = _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho))
+                # a rotated variant alone: also its held-out hits over TTA rotations, as --patch auto predicts
+                r = _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho),
+                              probs=variant.startswith("roll"))
+                oof, ep, h = r[:3]
+                if len(r) > 3:
+                    tta_hits += int((r[3][1].argmax(axis=1) == r[3][2]).sum())
             hits, oofs = hits + h, oofs + [oof]
     if variant == "select,roll0.5,2":
         print(f"nested select,roll0.5 {name} {cell} seed {seed}: held-out accuracy {without / len(y):.4f} "
               "(the same runs without the 2-step candidate)", flush=True)
+    if variant.startswith("roll") and not variant.startswith(("combos", "select")):
+        print(f"nested {variant} {name} {cell} seed {seed}: held-out accuracy over {TTA} rotations "
+              f"{tta_hits / len(y):.4f}", flush=True)
     for k, v in combo_hits.items():
         print(f"nested combos:{k} {name} {cell} seed {seed}: held-out accuracy {v / len(y):.4f}", flush=True)
     return hits / len(y), float(np.mean(oofs)), time.perf_counter() - t0
