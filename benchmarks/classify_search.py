@@ -126,8 +126,9 @@ VARIANTS = {
     "roll0.5,diff,hidden96": {"roll": 0.5, "diff": True, "hidden_size": 96},
     "roll0.5,diff,layers2": {"roll": 0.5, "diff": True, "num_layers": 2},
     "roll0.5,diff,vtta8": {"roll": 0.5, "diff": True},  # its epochs scored over 8 rotations: tta_validate
-    # (--patch auto since round sixteen is combos' near-tta: select,roll0.5,2's candidates within one
-    # inner series of the best, the rotated one predicting over 8 rotations, by their mean probability)
+    # (--patch auto was combos' near-tta from round sixteen: select,roll0.5,2's candidates within one
+    # inner series of the best, the rotated one predicting over 8 rotations, by their mean probability;
+    # since round twenty-three it is auto's near-tta, the same with the rotated candidate roll0.5,diff)
 }
 
 
