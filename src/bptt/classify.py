@@ -359,7 +359,8 @@ class ProbabilityMean:
     series of the best, so that the score cannot tell them apart. Prediction only:
     ``predict_logits(mix, series)`` -> the log of the mean probability (N, C). norms: None when
     the series come standardised, one way for all the parts; else each part's own Standardizer
-    (with diff or not), applied to the series as read (``AsRead``) before that part."""
+    (with diff or not), applied to the series as read (``AsRead``) before that part, once for the
+    parts that share it (one object)."""
 
     def __init__(self, parts, norms=None):
         parts = list(parts)
@@ -375,8 +376,15 @@ class ProbabilityMean:
     def probabilities(self, series, batch_size=64):
         """(N, C): the mean over the parts of each part's probability."""
         norms = self.norms or [None] * len(self.parts)
-        return sum(softmax(predict_logits(p, n.transform(series, p.dtype) if n else series, batch_size))
-                   for p, n in zip(self.parts, norms)) / len(self.parts)
+        done = {}  # id(norm) -> the series it standardised
+
+        def read(n):
+            if n is None:
+                return series
+            if id(n) not in done:
+                done[id(n)] = n.transform(series, self.dtype)
+            return done[id(n)]
+        return sum(softmax(predict_logits(p, read(n), batch_size)) for p, n in zip(self.parts, norms)) / len(self.parts)
 
     def __repr__(self):
         return f"ProbabilityMean({', '.join(map(repr, self.parts))})"

@@ -573,12 +573,15 @@ def _load_mix(path, sel):
                                           f"candidates' of {path}; they cannot predict together")
     meta = {**meta, "_path": os.path.join(path, "best"),
             "mixed": [describe(sel["candidates"][i]) for i in sel["mixed"]]}
-    if all(n.diff == norm.diff and np.array_equal(n.mean, norm.mean) and np.array_equal(n.std, norm.std)
-           for _, n, _, _ in loaded):  # one standardisation for all: once, before the parts
-        return ProbabilityMean([m for m, _, _, _ in loaded]), norm, classes, meta
+    norms = []  # each part's standardisation; equal ones as one object, applied once (in ONNX too)
+    for _, n, _, _ in loaded:
+        norms.append(next((u for u in norms if u.diff == n.diff and np.array_equal(u.mean, n.mean)
+                           and np.array_equal(u.std, n.std)), n))
+    models = [m for m, _, _, _ in loaded]
+    if len({id(n) for n in norms}) == 1:  # one standardisation for all: once, before the parts
+        return ProbabilityMean(models), norm, classes, meta
     # each part its own (--patch auto's rotated candidate reads first differences too)
-    norms = [n for _, n, _, _ in loaded]
-    return ProbabilityMean([m for m, _, _, _ in loaded], norms), AsRead(norm.input_size), classes, meta
+    return ProbabilityMean(models, norms), AsRead(norm.input_size), classes, meta
 
 
 def _load_one(path):
