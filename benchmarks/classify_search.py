@@ -126,6 +126,11 @@ VARIANTS = {
     "roll0.5,diff,hidden96": {"roll": 0.5, "diff": True, "hidden_size": 96},
     "roll0.5,diff,layers2": {"roll": 0.5, "diff": True, "num_layers": 2},
     "roll0.5,diff,vtta8": {"roll": 0.5, "diff": True},  # its epochs scored over 8 rotations: tta_validate
+    "roll0.5,diff,batch32": {"roll": 0.5, "diff": True, "batch_size": 32},
+    "roll0.5,diff,ens6": {"roll": 0.5, "diff": True, "ensemble": 6},
+    "roll0.5,diff,meanmax": {"roll": 0.5, "diff": True, "pool": "meanmax"},
+    "roll0.5,diff,cosine": {"roll": 0.5, "diff": True, "schedule": "cosine"},
+    "roll0.5,diff,lr0.002": {"roll": 0.5, "diff": True, "lr": 0.002},
     # (--patch auto was combos' near-tta from round sixteen: select,roll0.5,2's candidates within one
     # inner series of the best, the rotated one predicting over 8 rotations, by their mean probability;
     # since round twenty-three it is auto's near-tta, the same with the rotated candidate roll0.5,diff)

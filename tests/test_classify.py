@@ -325,6 +325,25 @@ def test_training_batches_are_cropped_and_warped(toy, tmp_path):
     assert all(np.array_equal(b, plain.train_x[i]) for b, i in zip(plain._batch_series(idx), idx))
 
 
+def test_mean_pool_backward_stays_in_its_dtype():
+    """The mean pool's backward in float32 is float32 throughout, and bit for bit the float64
+    quotient rounded once (what it was when it went through float64): dfeat / length at each
+    valid step, zero past it."""
+    from bptt.classify import mean_pool_backward
+
+    rng = np.random.default_rng(7)
+    lengths = np.array([5, 1, 3, 5, 2])
+    dfeat = rng.standard_normal((5, 6)).astype(np.float32)
+    dout = mean_pool_backward(dfeat, lengths, 5)
+    assert dout.dtype == np.float32 and dout.shape == (5, 5, 6)
+    mask = (np.arange(5)[:, None] < lengths)[..., None]
+    expected = (mask * (dfeat.astype(np.float64) / lengths[:, None])[None]).astype(np.float32)
+    assert np.array_equal(dout, expected)
+    assert not dout[lengths[1]:, 1].any()
+    d64 = mean_pool_backward(dfeat.astype(np.float64), lengths, 5)
+    assert d64.dtype == np.float64 and np.array_equal(d64, mask * (dfeat.astype(np.float64) / lengths[:, None])[None])
+
+
 def test_ensemble_gradcheck_and_folds(restore_backend):  # noqa: F811
     """Each member learns only from the series outside its fold: the masked loss's gradients
     (finite differences), and a member's gradient does not depend on its own fold's labels."""

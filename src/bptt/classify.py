@@ -436,7 +436,8 @@ def mean_pool_forward(out, lengths):
 def mean_pool_backward(dfeat, lengths, T):
     """dfeat (B, F) -> dout (T, B, F): dfeat / length at each valid step, 0 past it."""
     mask = (np.arange(T)[:, None] < lengths)[..., None]  # (T, B, 1)
-    return mask * (dfeat / lengths[:, None])[None]
+    share = dfeat / lengths[:, None].astype(dfeat.dtype)  # (B, F), in dfeat's dtype
+    return np.where(mask, share[None], dfeat.dtype.type(0))
 
 
 class AttentionPool(Module):
