@@ -417,16 +417,16 @@ def flip_series(run, seed):
 
 def tta_validate(run, R):
     """Score each epoch as the candidate predicts (a search-only patch, explored after round
-    twenty-four): each out-of-fold series by its member's mean probability over R rotations."""
-    from bptt.classify import predict_logits, scores, softmax
+    twenty-four): each out-of-fold series by its member's mean probability over R rotations
+    (bptt's RotationTTA of that member)."""
+    from bptt.classify import RotationTTA, predict_logits, scores
 
     def validate():
-        p = np.zeros((len(run.train_y), len(run.classes)))  # (N, C)
+        logits = np.empty((len(run.train_y), len(run.classes)))  # (N, C)
         for m, member in enumerate(run.model.members):
             idx = np.flatnonzero(run.fold == m)
-            p[idx] = np.mean([softmax(predict_logits(member, r)) for r in rotations([run.train_x[i] for i in idx], R)],
-                             axis=0)
-        s = scores(np.log(p), run.train_y, len(run.classes))
+            logits[idx] = predict_logits(RotationTTA(member, R), [run.train_x[i] for i in idx])
+        s = scores(logits, run.train_y, len(run.classes))
         return s["accuracy"], s["loss"]
     run.validate = validate
 
@@ -721,8 +721,11 @@ def combo_probs(oofs, probs, parts, n_inner):
 
 
 def rotations(x, R=TTA):
-    """Each series x_i (T, D) rotated by round(j T / R) steps, j = 0 .. R-1 -> R lists."""
-    return [[np.roll(s, int(round(j * len(s) / R)), axis=0) for s in x] for j in range(R)]
+    """Each series x_i (T, D) rotated by round(j T / R) steps, j = 0 .. R-1 -> R lists (bptt's
+    rotate_all, as --tta predicts)."""
+    from bptt.classify import rotate_all
+
+    return [rotate_all(x, j, R) for j in range(R)]
 
 
 def tta_probs(run, x, flip=False):
