@@ -519,7 +519,20 @@ SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's e
              '(roll0.5,diff,meanmax) 182 and 178; and, from a temporary change in which each member read only the '
              'series outside its fold (the same training but for float32 rounding; not kept, as it did not shorten '
              'the OSULeaf runs), the rotated candidate as it is 176 and 178, --schedule cosine 177 and 173, lr 0.002 '
-             '176 and 174. At most six series of 400 apart, no more than the seed alone moves them, so no round was run.')
+             '176 and 174. At most six series of 400 apart, no more than the seed alone moves them, so no round was run.'
+             ' Explored later still, in the same way (each run reproduced 180 and 176 for the candidate as it is): its '
+             'members trained again on every outer-train series for E* epochs (roll0.5,diff,refit, as in round six) '
+             '180 and 178, and those with the out-of-fold members 180 and 179; the same candidate with finer or '
+             'coarser patches (roll0.5,diff,scales and roll0.5,diff,fine; OSULeaf\'s K is 14): K/2 (about 64 steps) '
+             '183 and 179, K/3 (about 96) 183 and 184, K/4 (about 128) 183 and 181, 2K 177 and 176, and mixed with '
+             'the one as it is no higher (K with K/3 183 and 180, K with K/4 184 and 179, K, K/3 and K/4 184 and 181); '
+             'with 32 hidden units instead of 64 (roll0.5,diff,hidden32,fine) K 180 and 175, K/3 175 and 184, K/4 180 '
+             'and 179. K/3 with 64 units is the largest gain on OSULeaf since --diff (+11 series of 400), but its '
+             'steps cost time: alone on all of OSULeaf\'s TRAIN (bptt train --task classify --patch 5 --roll 0.5 --diff '
+             '--tta 8 and the recipe\'s other settings, seed 0, --threads 1, two runs at a time) it took 94 s for the '
+             'LSTM (200 epochs, the best 168th) and 79 s for the GRU (200, the best 178th), against 33 s (139, the '
+             'best 89th) and 42 s (200, the best 173rd) with K, so an OSULeaf run of --patch auto with it would take '
+             'well over a minute; no round was run.')
 DATASETS_NOTE = ("Datasets: the archive datasets the issue names that sktime ships, whose 1-NN DTW and ROCKET "
                  "figures both sources below give (the univariate UCR ones), and whose run of the recipe "
                  "trains in about a minute or less on this machine: GunPoint, ItalyPowerDemand, ArrowHead, "

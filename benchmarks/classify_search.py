@@ -131,6 +131,15 @@ VARIANTS = {
     "roll0.5,diff,meanmax": {"roll": 0.5, "diff": True, "pool": "meanmax"},
     "roll0.5,diff,cosine": {"roll": 0.5, "diff": True, "schedule": "cosine"},
     "roll0.5,diff,lr0.002": {"roll": 0.5, "diff": True, "lr": 0.002},
+    # ... and its members trained again on every outer-train series for E* epochs (refit, as in round
+    # six), over 8 rotations: the refitted members alone and with the out-of-fold ones (REFIT_HITS)
+    "roll0.5,diff,refit": {"roll": 0.5, "diff": True},
+    # ... and two more rotated runs with patches K/2 and 2K (about 64 and 16 steps), over 8 rotations:
+    # each alone and the mean probabilities of two or three scales (SCALE_HITS)
+    "roll0.5,diff,scales": {"roll": 0.5, "diff": True},
+    "roll0.5,diff,fine": {"roll": 0.5, "diff": True},  # ... with patches K/3 and K/4 (about 96 and 128 steps)
+    "roll0.5,diff,hidden32": {"roll": 0.5, "diff": True, "hidden_size": 32},
+    "roll0.5,diff,hidden32,fine": {"roll": 0.5, "diff": True, "hidden_size": 32},
     # (--patch auto was combos' near-tta from round sixteen: select,roll0.5,2's candidates within one
     # inner series of the best, the rotated one predicting over 8 rotations, by their mean probability;
     # since round twenty-three it is auto's near-tta, the same with the rotated candidate roll0.5,diff)
@@ -660,8 +669,16 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
     if variant.startswith("roll") and not variant.startswith(("combos", "select")):
         print(f"nested {variant} {name} {cell} seed {seed}: held-out accuracy over {TTA} rotations "
               f"{tta_hits / len(y):.4f}", flush=True)
+        for mode in REFIT_HITS if variant.endswith(",refit") else ():
+            print(f"nested {variant}:{mode} {name} {cell} seed {seed}: held-out accuracy over {TTA} rotations "
+                  f"{REFIT_HITS[mode] / len(y):.4f}", flush=True)
+            REFIT_HITS[mode] = 0
+        for way in list(SCALE_HITS):
+            print(f"nested {variant}:{way} {name} {cell} seed {seed}: held-out accuracy over {TTA} rotations "
+                  f"{SCALE_HITS.pop(way) / len(y):.4f}", flush=True)
     for k, v in combo_hits.items():
-        print(f"nested combos:{k} {name} {cell} seed {seed}: held-out accuracy {v / len(y):.4f}", flush=True)
+        family = "auto" if variant == "auto" else "combos"  # each way of COMBOS, from the variant's runs
+        print(f"nested {family}:{k} {name} {cell} seed {seed}: held-out accuracy {v / len(y):.4f}", flush=True)
     return hits / len(y), float(np.mean(oofs)), time.perf_counter() - t0
 
 
@@ -726,6 +743,52 @@ def rotations(x, R=TTA):
     from bptt.classify import rotate_all
 
     return [rotate_all(x, j, R) for j in range(R)]
+
+
+REFIT_HITS = {"refit": 0, "both": 0}
+
+
+def refit_rotated(run, epochs, x, yh, pt, where, label):
+    """roll0.5,diff,refit: the run's members trained again on all its series for its E* epochs
+    (refit); their held-out hits over TTA rotations, alone and averaged with the run's (pt) ->
+    REFIT_HITS."""
+    from bptt.classify import predict_logits, softmax
+
+    from bptt.classify_run import ClassifyConfig
+
+    r = refit(ClassifyConfig(**{**run.cfg.__dict__, "out": os.path.join(where, "refit")}), epochs)
+    q = np.mean([softmax(predict_logits(r.model, xs, members=True)).mean(axis=0) for xs in rotations(x)], axis=0)
+    for mode, p in (("refit", q), ("both", (q + pt) / 2)):
+        h = int((p.argmax(axis=1) == yh).sum())
+        REFIT_HITS[mode] += h
+        print(f"  {label}: {mode} held out with {TTA} rotations {h}/{len(yh)}", flush=True)
+
+
+SCALE_HITS = {}
+SCALES = {"scales": (0.5, 2), "fine": (1 / 3, 1 / 4)}  # the other patches, as factors of K
+
+
+def rotated_scales(base, K, factors, pt, yh, p_tr, p_ho, cell, seed, epochs, where, label):
+    """roll0.5,diff,scales (fine): the rotated run again with patches K/2 and 2K (K/3 and K/4); the
+    held-out hits over TTA rotations of each and of the mean probabilities of K with each other
+    patch, and of all three -> SCALE_HITS."""
+    from bptt.classify_run import fit, test_data
+
+    probs = {K: pt}
+    for k in (max(1, round(K * f)) for f in factors):
+        probe = prepare(p_tr, base, cell, seed, 1, k, os.path.join(where, f"probe{k}"))
+        x, _ = test_data(probe, p_ho)
+        run = prepare(p_tr, base, cell, seed, epochs, k, os.path.join(where, f"cv{k}"))
+        fit(run, progress=False)
+        probs[k] = tta_probs(run, x)[2]
+    ks = sorted(probs)
+    ways = {f"patch {k}": probs[k] for k in ks}
+    ways.update({f"patches {K}+{k}": (probs[K] + probs[k]) / 2 for k in ks if k != K})
+    ways["patches " + "+".join(map(str, ks))] = np.mean([probs[k] for k in ks], axis=0)
+    for way, p in ways.items():
+        h = int((p.argmax(axis=1) == yh).sum())
+        SCALE_HITS[way] = SCALE_HITS.get(way, 0) + h
+        print(f"  {label}: {way} held out with {TTA} rotations {h}/{len(yh)}", flush=True)
 
 
 def tta_probs(run, x, flip=False):
@@ -806,6 +869,11 @@ def _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, n_
                   f"{int((p.argmax(axis=1) == yh).sum())}/{n_ho}", flush=True)
         print(f"  {label} {name} seed {seed} outer fold {o}: held out with {TTA} rotations "
               f"{int((pt.argmax(axis=1) == yh).sum())}/{n_ho}", flush=True)
+        if variant.endswith(",refit"):
+            refit_rotated(run, ep, x, yh, pt, where, f"{label} {name} seed {seed} outer fold {o}")
+        if variant.endswith((",scales", ",fine")):
+            rotated_scales(variant[:variant.rfind(",")], K, SCALES[variant[variant.rfind(",") + 1:]], pt, yh, p_tr, p_ho, cell, seed, epochs, where,
+                           f"{name} seed {seed} outer fold {o}")
         return oof, ep, h, (p, pt, yh)
     return oof, ep, h
 
