@@ -134,10 +134,10 @@ VARIANTS = {
     # ... and its members trained again on every outer-train series for E* epochs (refit, as in round
     # six), over 8 rotations: the refitted members alone and with the out-of-fold ones (REFIT_HITS)
     "roll0.5,diff,refit": {"roll": 0.5, "diff": True},
-    # ... and two more rotated runs with patches K/2 and 2K (about 64 and 16 steps), over 8 rotations:
+    # ... and two more rotated runs with patches K/2 and 2K (twice and half the steps), over 8 rotations:
     # each alone and the mean probabilities of two or three scales (SCALE_HITS)
     "roll0.5,diff,scales": {"roll": 0.5, "diff": True},
-    "roll0.5,diff,fine": {"roll": 0.5, "diff": True},  # ... with patches K/3 and K/4 (about 96 and 128 steps)
+    "roll0.5,diff,fine": {"roll": 0.5, "diff": True},  # ... with patches K/3 and K/4 (3 and 4 times the steps)
     "roll0.5,diff,hidden32": {"roll": 0.5, "diff": True, "hidden_size": 32},
     "roll0.5,diff,hidden32,fine": {"roll": 0.5, "diff": True, "hidden_size": 32},
     # (--patch auto was combos' near-tta from round sixteen: select,roll0.5,2's candidates within one
