@@ -812,6 +812,10 @@ def test_patch_auto_trains_each_candidate_and_keeps_the_best(toy, capsys):
         assert meta["step"] == best["epoch"] == c["best"]["epoch"] and meta["config"]["patch"] == c["patch"]
         assert meta["config"]["roll"] == c.get("roll", 0.0) and meta["config"]["diff"] == c.get("diff", False)
         assert len(history) == 3
+        # each candidate's epochs and training time, in select.json and in the report
+        assert c["trained"] == {"epochs": 3, "seconds": history[-1]["seconds"]} and c["trained"]["seconds"] > 0
+        assert (f"{describe(c)}: best epoch {c['best']['epoch']} of 3 ({c['trained']['seconds']:.1f} s), "
+                f"validation accuracy {c['best']['val_accuracy']:.4f}") in text
         accs.append(best["val_accuracy"])
     k = choose(accs)
     n_train = len(series)  # --ensemble 2: every score is out of fold over all of TRAIN
@@ -903,6 +907,7 @@ def test_patch_auto_resumes_exactly(toy, capsys):
     assert err.count("finished: best epoch") == len(sel["candidates"]) >= 3 and "epoch 1/3" not in err  # the workers' own lines stay quiet
     for run in (b, c, j):
         assert json.load(open(os.path.join(run, "select.json")))["chosen"] == sel["chosen"]
+        assert all(cand["trained"]["epochs"] == 3 for cand in json.load(open(os.path.join(run, "select.json")))["candidates"])
         for cand in sel["candidates"]:
             for name in ("model.safetensors", "state.safetensors"):
                 path = os.path.join(cand["dir"], "ckpt-00000003", name)

@@ -200,15 +200,13 @@ def run_train(args):
 
 def _select(args, out, epochs):
     """--patch auto: train or resume every candidate of the selection in `out`, then report."""
-    from .classify_run import AUTO_MIX, describe, fit_select
+    from .classify_run import AUTO_MIX, describe, fit_select, trained_line
 
     with _threads(args.threads):
         sel = fit_select(out, epochs, progress=not args.quiet, jobs=args.jobs or 1)
     mixed = sel.get("mixed") or [sel["chosen"]]
     for i, c in enumerate(sel["candidates"]):
-        b = c["best"]
-        print(f"{describe(c)}: best epoch {b['epoch']}, validation accuracy {b['val_accuracy']:.4f}, loss "
-              f"{b['val_loss']:.4f}" + ("  <- chosen" if i in mixed else ""))
+        print(f"{describe(c)}: {trained_line(c)}, loss {c['best']['val_loss']:.4f}" + ("  <- chosen" if i in mixed else ""))
     print(f"best checkpoint {os.path.join(out, 'best')} ({describe(sel['candidates'][sel['chosen']])})")
     if len(mixed) > 1:
         print(f"{out} predicts by the mean probability of the {len(mixed)} chosen candidates (validation scores "

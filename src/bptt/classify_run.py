@@ -400,8 +400,8 @@ def fit_select(out, epochs=None, progress=True, jobs=1):
         sel["config"]["epochs"] = epochs
     cands = sel["candidates"]
 
-    def done(i, best):
-        cands[i]["best"] = best
+    def done(i, result):
+        cands[i]["best"], cands[i]["trained"] = result
         _write_select(out, {**sel, "chosen": None})
 
     if jobs > 1 and len(cands) > 1:
@@ -418,16 +418,15 @@ def fit_select(out, epochs=None, progress=True, jobs=1):
             for i in sorted(range(len(cands)), key=lambda i: "roll" not in cands[i]):
                 c = cands[i]
                 pool.apply_async(_fit_candidate, (out, c, sel["config"], False),
-                                 callback=lambda best, i=i: finished.put((i, best, None)),
+                                 callback=lambda result, i=i: finished.put((i, result, None)),
                                  error_callback=lambda e, i=i: finished.put((i, None, e)))
             for _ in cands:
-                i, best, error = finished.get()
+                i, result, error = finished.get()
                 if error is not None:
                     raise error
-                done(i, best)
+                done(i, result)
                 if progress:
-                    print(f"{describe(cands[i])} finished: best epoch {best['epoch']}, validation accuracy "
-                          f"{best['val_accuracy']:.4f}", file=sys.stderr)
+                    print(f"{describe(cands[i])} finished: {trained_line(cands[i])}", file=sys.stderr)
     else:
         for i, c in enumerate(cands):
             if progress:
@@ -443,8 +442,16 @@ def fit_select(out, epochs=None, progress=True, jobs=1):
     return sel
 
 
+def trained_line(c):
+    """'best epoch E of N (S s), validation accuracy A': a trained candidate of the selection."""
+    b, t = c["best"], c.get("trained")
+    of = f" of {t['epochs']} ({t['seconds']:.1f} s)" if t else ""  # a select.json from before bptt kept it
+    return f"best epoch {b['epoch']}{of}, validation accuracy {b['val_accuracy']:.4f}"
+
+
 def _fit_candidate(out, c, config, progress):
-    """Train (or resume) candidate c of the selection in RUN=out -> its best epoch and scores."""
+    """Train (or resume) candidate c of the selection in RUN=out -> (its best epoch and scores,
+    {"epochs": trained, "seconds": its training time})."""
     path = os.path.join(out, c["dir"])
     if ckpt_io.holds_checkpoints(path):
         run = resume_run(path, config["epochs"])
@@ -452,7 +459,8 @@ def _fit_candidate(out, c, config, progress):
         run = ClassifyRun(ClassifyConfig(**{**config, "patch": c["patch"], "roll": c.get("roll", config["roll"]),
                                             "tta": c.get("tta", config.get("tta", 0)),
                                             "diff": c.get("diff", config.get("diff", False)), "out": path}))
-    return fit(run, progress).best
+    fit(run, progress)
+    return run.best, {"epochs": run.epoch, "seconds": round(run.elapsed, 3)}
 
 
 def _worker_init():
