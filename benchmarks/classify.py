@@ -27,6 +27,8 @@ import importlib.util  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from bptt.presets import CLASSIFY_PRESETS  # noqa: E402
+
 ROCKET_SRC = ("ROCKET: Dempster, Petitjean, Webb (2020), mean accuracy of 10 runs on the archive's own split, "
               "column accuracy_mean of results/results_ucr.csv in github.com/angus924/rocket (commit 41cfd4b)")
 DTW_SRC = ("1-NN DTW (full window): the UCR archive's DataSummary.csv (Dau et al. 2018, "
@@ -41,12 +43,13 @@ PUBLISHED = {
     "ArrowHead": (1 - 0.2971, 0.81428571),
     "OSULeaf": (1 - 0.4091, 0.94090909),
 }
-# one recipe for every dataset, with --patch auto (one_run); patch_rule is its first candidate, the
-# recipe before the tenth round (classify_search.py's variant "recipe")
-SETUP = dict(hidden_size=64, lr=3e-3, pool="mean", bidirectional=True, batch_size=16, ensemble=4, patience=50,
-             input_dropout=0.05)
+# one recipe for every dataset: bptt's --preset ucr (bptt.presets.CLASSIFY_PRESETS), with --patch auto
+# (one_run) and each cell; patch_rule is its first candidate, the recipe before the tenth round
+# (classify_search.py's variant "recipe")
+_UCR = CLASSIFY_PRESETS["ucr"]
+SETUP = {k: v for k, v in _UCR.items() if k not in ("cell", "patch", "epochs")}
 STEPS = 32  # patch_rule: about this many recurrent steps per series
-EPOCHS = 200  # at most (SETUP's patience stops earlier)
+EPOCHS = _UCR["epochs"]  # at most (SETUP's patience stops earlier)
 
 
 SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's exploratory runs printed test accuracy too, so that round was not blind to it): patching (ArrowHead's 251 steps as 32), both "
@@ -637,7 +640,8 @@ def table(rows, args):
         "## Sequence classification on archive datasets (`benchmarks/classify.py`)",
         "",
         f"`python benchmarks/classify.py --write`: each dataset's own train/test split (sktime's shipped "
-        f".ts files); one recipe for all: bidirectional, {SETUP['hidden_size']} hidden units, mean over the "
+        f".ts files); one recipe for all (`bptt train --task classify --preset ucr`, with `--cell lstm` for the "
+        f"LSTM): bidirectional, {SETUP['hidden_size']} hidden units, mean over the "
         f"valid steps, `--patch auto`: one such run for each patch K = ceil(median TRAIN length / N) "
         f"consecutive values per step, N = {', '.join(map(str, AUTO_STEPS))} (about N recurrent steps), and the "
         f"first K again with --roll {AUTO_ROLL:g} (each training series rotated in time by up to half its length, "

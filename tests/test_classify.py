@@ -1066,3 +1066,37 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", code, os.path.join(REPO, "benchmarks")], capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+# ----------------------------------------------------------------------------- --preset ucr
+def test_preset_ucr_is_the_benchmark_recipe_and_explicit_options_win(toy, capsys):
+    """--task classify --preset ucr fills in the benchmark table's recipe (--patch auto and the rest);
+    options given explicitly win; benchmarks/classify.py's SETUP is that preset; a character-model
+    preset with --task classify, ucr without it, and --preset when resuming are one-line errors."""
+    import subprocess
+    import sys
+
+    from bptt.presets import CLASSIFY_PRESETS
+    from training_helpers import REPO
+
+    ucr = CLASSIFY_PRESETS["ucr"]
+    out = str(toy["dir"] / "ucr")
+    assert main(["train", "--task", "classify", "--preset", "ucr", "--data", toy["train"], "--epochs", "2",
+                 "--ensemble", "2", "--hidden", "8", "--quiet", "--out", out]) == 0
+    assert "preset ucr: --cell gru --hidden 64 --lr 0.003 --pool mean --bidirectional" in capsys.readouterr().err
+    sel = json.load(open(os.path.join(out, "select.json")))
+    cfg = sel["config"]
+    for k in ("cell", "lr", "pool", "bidirectional", "batch_size", "patience", "input_dropout"):
+        assert cfg[k] == ucr[k], k  # from the preset
+    assert (cfg["epochs"], cfg["ensemble"], cfg["hidden_size"]) == (2, 2, 8)  # given explicitly
+    assert ucr["patch"] == "auto" and len(sel["candidates"]) >= 3 and any("roll" in c for c in sel["candidates"])
+    assert all(c["trained"]["epochs"] == 2 for c in sel["candidates"])
+    bench = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import classify; "
+                            "print(sorted(classify.SETUP.items()), classify.EPOCHS)",
+                            os.path.join(REPO, "benchmarks")], capture_output=True, text=True, check=True).stdout
+    assert bench.strip() == f"{sorted((k, v) for k, v in ucr.items() if k not in ('cell', 'patch', 'epochs'))} 200"
+    _one_line_error(capsys, ["train", "--task", "classify", "--preset", "shakespeare-10min", "--data", toy["train"]],
+                    "--preset shakespeare-10min is a recipe for the character model; --task classify's presets: ucr")
+    _one_line_error(capsys, ["train", "--preset", "ucr", "--data", toy["train"]],
+                    "--preset ucr is a recipe for --task classify")
+    _one_line_error(capsys, ["train", "--resume", out, "--preset", "ucr"], "--preset cannot change when resuming")

@@ -8,6 +8,8 @@ command-line side of ``bptt.classify`` / ``bptt.classify_run``.
 
     bptt train --task classify --data TRAIN.ts --ensemble 4 --patch auto --out runs/ah
                                                    one run per candidate patch, the best kept
+    bptt train --task classify --preset ucr --data TRAIN.ts --jobs 2 --out runs/ah
+                                                   the benchmark's recipe (bptt.presets)
 """
 
 import contextlib
@@ -144,11 +146,25 @@ def _flag(name):
         name, name).replace("_", "-")
 
 
+def _with_preset(given):
+    """--preset NAME (``presets.CLASSIFY_PRESETS``): its settings, overridden by the options given."""
+    from .presets import classify_preset, describe
+
+    name = given.pop("preset")
+    base = classify_preset(name)
+    print(f"preset {name}: {describe(name)}", file=sys.stderr)
+    return {**base, **given}
+
+
 def run_train(args):
     from .classify_run import (ClassifyConfig, describe, fit, is_select_run, new_run, new_select, read_select,
                                resume_run)
 
     given = {k: v for k, v in vars(args).items() if k not in _IGNORED and v is not None and v is not False}
+    if "preset" in given:
+        if args.resume:
+            raise ValueError("--preset cannot change when resuming; the run keeps its own settings (only --epochs)")
+        given = _with_preset(given)
     wrong = sorted(k for k in given if k not in OPTIONS)
     if wrong:
         raise ValueError(f"{', '.join(_flag(k) for k in wrong)} does not apply to --task classify")

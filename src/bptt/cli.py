@@ -48,7 +48,7 @@ DEFAULT_MINUTES = 3.0
 
 def _add_train(sub):
     from .optim import OPTIMIZERS
-    from .presets import PRESETS, describe
+    from .presets import CLASSIFY_PRESETS, PRESETS, describe
     from .train import TrainConfig
 
     d = TrainConfig()
@@ -90,8 +90,11 @@ def _add_train(sub):
     a("--memory", choices=["full", "sqrt"], help="BPTT's memory: full keeps every step's cache; sqrt a state "
       "every ceil(sqrt(seq-len)) steps, recomputing each segment in backward (far less memory for "
       f"long --seq-len, about one more forward pass of time) (default {d.memory})")
-    a("--preset", choices=list(PRESETS), help="a named recipe (default none); options given explicitly "
-      "override its settings, the defaults above do not. " + "; ".join(f"{name}: {describe(name)}" for name in PRESETS))
+    a("--preset", choices=list(PRESETS) + list(CLASSIFY_PRESETS), help="a named recipe (default none); options "
+      "given explicitly override its settings, the defaults above do not. "
+      + "; ".join(f"{name}: {describe(name)}" for name in PRESETS)
+      + "; with --task classify: " + "; ".join(f"{name}: {describe(name)}" for name in CLASSIFY_PRESETS)
+      + " (the benchmark's recipe, BENCHMARKS.md)")
     a("--out", metavar="RUN_DIR", help="run directory (default runs/<date-time>)")
     a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where its last checkpoint left it")
     a("--quiet", action="store_true", help="no progress bar")

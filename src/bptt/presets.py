@@ -12,6 +12,13 @@ earlier 256 units overfit at bptt's step count, and at 384 units the curve was a
 (README: "How this recipe was found");
 a learning rate warmed up for the first steps and decayed with a cosine to zero at the end of the
 budget (the budget is training time: evaluations are not counted).
+
+ucr (``--task classify``): the recipe of the benchmark table (``benchmarks/classify.py``, whose
+SETUP is this preset; BENCHMARKS.md), chosen over rounds of nested cross-validation on the TRAIN
+sets of four UCR archive datasets (GunPoint, ItalyPowerDemand, ArrowHead, OSULeaf), never on
+TEST: a bidirectional GRU of 64 units, mean pooling, four models on four folds (each epoch scored
+out of fold on all of TRAIN), ``--patch auto``'s candidates, input dropout 0.05, at most 200
+epochs with patience 50.
 """
 
 PRESETS = {
@@ -34,16 +41,45 @@ PRESETS = {
     },
 }
 
+# --task classify: the settings of a ClassifyConfig (bptt.classify_run)
+CLASSIFY_PRESETS = {
+    "ucr": {
+        "cell": "gru",
+        "hidden_size": 64,
+        "lr": 3e-3,
+        "pool": "mean",
+        "bidirectional": True,
+        "batch_size": 16,
+        "ensemble": 4,
+        "patience": 50,
+        "input_dropout": 0.05,
+        "patch": "auto",
+        "epochs": 200,
+    },
+}
+
 
 def preset(name):
     """The settings of preset ``name`` (a new dict); ValueError naming the presets otherwise."""
+    if name in CLASSIFY_PRESETS:
+        raise ValueError(f"--preset {name} is a recipe for --task classify; the character model's presets: "
+                         f"{', '.join(PRESETS)}")
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return dict(PRESETS[name])
 
 
+def classify_preset(name):
+    """The settings of the --task classify preset ``name`` (a new dict); ValueError otherwise."""
+    if name not in CLASSIFY_PRESETS:
+        kind = "is a recipe for the character model" if name in PRESETS else "is unknown"
+        raise ValueError(f"--preset {name} {kind}; --task classify's presets: {', '.join(CLASSIFY_PRESETS)}")
+    return dict(CLASSIFY_PRESETS[name])
+
+
 def describe(name):
     """One line: the preset's settings as the options of bptt train."""
     flags = {"hidden_size": "hidden", "num_layers": "layers", "batch_size": "batch"}
-    return " ".join(f"--{flags.get(k, k).replace('_', '-')} {v:g}" if isinstance(v, float) else
-                    f"--{flags.get(k, k).replace('_', '-')} {v}" for k, v in PRESETS[name].items())
+    settings = CLASSIFY_PRESETS[name] if name in CLASSIFY_PRESETS else PRESETS[name]
+    return " ".join(f"--{flags.get(k, k).replace('_', '-')}" + ("" if v is True else f" {v:g}" if isinstance(v, float)
+                                                                else f" {v}") for k, v in settings.items())
