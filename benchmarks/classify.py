@@ -535,8 +535,9 @@ SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's e
              'steps cost time: alone on all of OSULeaf\'s TRAIN (bptt train --task classify --patch 5 --roll 0.5 --diff '
              '--tta 8 and the recipe\'s other settings, seed 0, --threads 1, two runs at a time) it took 94 s for the '
              'LSTM (200 epochs, the best 168th) and 79 s for the GRU (200, the best 178th), against 33 s (139, the '
-             'best 89th) and 42 s (200, the best 173rd) with K, so an OSULeaf run of --patch auto with it would take '
-             'well over a minute; no round was run.')
+             'best 89th) and 42 s (200, the best 173rd) with K; with K/2 (patch 7) 81 s and 83 s (200 epochs each, the '
+             'best 171st and 170th). A finer rotated candidate trains to the cap of 200 epochs, each about twice as '
+             'long, so an OSULeaf run of --patch auto with it would take well over a minute; no round was run.')
 DATASETS_NOTE = ("Datasets: the archive datasets the issue names that sktime ships, whose 1-NN DTW and ROCKET "
                  "figures both sources below give (the univariate UCR ones), and whose run of the recipe "
                  "trains in about a minute or less on this machine: GunPoint, ItalyPowerDemand, ArrowHead, "
