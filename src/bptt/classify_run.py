@@ -445,7 +445,7 @@ def fit_select(out, epochs=None, progress=True, jobs=1):
 def trained_line(c):
     """'best epoch E of N (S s), validation accuracy A': a trained candidate of the selection."""
     b, t = c["best"], c.get("trained")
-    of = f" of {t['epochs']} ({t['seconds']:.1f} s)" if t else ""  # a select.json from before bptt kept it
+    of = f" of {t['epochs']} ({t['seconds']:.1f} s)" if t else ""  # (none in a selection an older bptt wrote)
     return f"best epoch {b['epoch']}{of}, validation accuracy {b['val_accuracy']:.4f}"
 
 

@@ -14,9 +14,9 @@ a learning rate warmed up for the first steps and decayed with a cosine to zero 
 budget (the budget is training time: evaluations are not counted).
 
 ucr (``--task classify``): the recipe of the benchmark table (``benchmarks/classify.py``, whose
-SETUP is this preset; BENCHMARKS.md), chosen over rounds of nested cross-validation on the TRAIN
-sets of four UCR archive datasets (GunPoint, ItalyPowerDemand, ArrowHead, OSULeaf), never on
-TEST: a bidirectional GRU of 64 units, mean pooling, four models on four folds (each epoch scored
+SETUP is this preset; BENCHMARKS.md), chosen over rounds of out-of-fold and then nested
+cross-validation scores on the TRAIN sets of four UCR archive datasets (GunPoint,
+ItalyPowerDemand, ArrowHead, OSULeaf), never on TEST: a bidirectional GRU of 64 units, mean pooling, four models on four folds (each epoch scored
 out of fold on all of TRAIN), ``--patch auto``'s candidates, input dropout 0.05, at most 200
 epochs with patience 50.
 """
