@@ -905,6 +905,8 @@ def test_patch_auto_resumes_exactly(toy, capsys):
                 + [arg for arg in TRAIN_ARGS if arg != "--quiet"]) == 0
     err = capsys.readouterr().err
     assert err.count("finished: best epoch") == len(sel["candidates"]) >= 3 and "epoch 1/3" not in err  # the workers' own lines stay quiet
+    n = len(sel["candidates"])  # one bar over every candidate's epochs, fed by the workers
+    assert f"{n} candidates: 100%" in err and f"{3 * n}/{3 * n} epochs" in err
     for run in (b, c, j):
         assert json.load(open(os.path.join(run, "select.json")))["chosen"] == sel["chosen"]
         assert all(cand["trained"]["epochs"] == 3 for cand in json.load(open(os.path.join(run, "select.json")))["candidates"])
@@ -1066,6 +1068,71 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", code, os.path.join(REPO, "benchmarks")], capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_sigterm_to_a_jobs_run_stops_its_workers_and_resumes(toy):
+    """SIGTERM to bptt train --patch auto --jobs 2 stops the workers with the parent (one line,
+    exit 143, no traceback from a worker): no checkpoint is written after it has exited, and
+    --resume finishes the selection from what was saved."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = str(toy["dir"] / "auto-term")
+
+    def saving():  # the candidates that have saved a checkpoint
+        return [d for d in (os.listdir(out) if os.path.isdir(out) else []) if os.path.exists(os.path.join(out, d, "latest"))]
+    cmd = [sys.executable, "-m", "bptt", "train", "--task", "classify", "--data", toy["train"], "--patch", "auto",
+           "--ensemble", "2", "--pool", "mean", "--epochs", "5000", "--jobs", "2", "--out", out] + TRAIN_ARGS
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while len(saving()) < 2:  # until both workers have saved a checkpoint
+            assert p.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 143 and "Traceback" not in err and "Error" not in err
+    assert err.strip().splitlines()[-1] == f"bptt: terminated; what was saved stays: bptt train --resume {out}"
+
+    def saved():
+        return {d: open(os.path.join(out, d, "latest")).read() for d in saving()}
+    before = saved()
+    time.sleep(1.5)  # a worker left training would write a checkpoint every few ms
+    assert saved() == before and len(before) >= 2
+    assert main(["train", "--resume", out, "--epochs", "6", "--quiet"]) == 0
+    sel = json.load(open(os.path.join(out, "select.json")))
+    assert sel["chosen"] is not None and all(c["trained"]["epochs"] >= 6 for c in sel["candidates"])
+
+
+def test_candidates_bar_counts_each_candidates_share(capsys):
+    """--jobs' progress bar: each candidate's epochs count up to the cap; one that stops early
+    (--patience) fills the rest of its share when it finishes; a report arriving after that
+    changes nothing; not enabled (--quiet), it prints nothing."""
+    from bptt.progress import CandidatesBar
+
+    bar = CandidatesBar(["a", "b"], 10)
+    bar.epoch(0, 3, 0.5)
+    bar.epoch(1, 4, 0.25)
+    assert bar.bar.n == 7 and bar.state == {0: (3, 0.5), 1: (4, 0.25)}
+    bar.done(0, "a finished")
+    assert bar.bar.n == 14 and bar.state == {1: (4, 0.25)}
+    bar.epoch(0, 4, 0.5)
+    assert bar.bar.n == 14 and 0 not in bar.state
+    bar.epoch(1, 10, 0.75)
+    bar.done(1, "b finished")
+    assert bar.bar.n == 20
+    bar.close()
+    err = capsys.readouterr().err
+    assert "a finished" in err and "b finished" in err and "20/20 epochs" in err and "b: epoch 4, best 0.250" in err
+    quiet = CandidatesBar(["a"], 5, enabled=False)
+    quiet.epoch(0, 1, 0.5)
+    quiet.done(0, "a finished")
+    quiet.close()
+    assert capsys.readouterr().err == ""
 
 
 # ----------------------------------------------------------------------------- --preset ucr

@@ -97,8 +97,8 @@ def add_train_options(p):
       "run (default: all cores); small models on a busy machine train fastest with 1. Results do not "
       "depend on it; it may differ when resuming")
     a("--jobs", type=_positive_int, metavar="N", help="classify with --patch auto: train N candidates at a time, "
-      "each in its own process with one thread (default 1: one after the other in this process). Results do "
-      "not depend on it; it may differ when resuming")
+      "each in its own process with one thread, under one progress bar (default 1: one after the other in this "
+      "process). Results do not depend on it; it may differ when resuming")
 
 
 CLASSIFY_ONLY = ("test", "bidirectional", "pool", "epochs", "patch", "diff", "weight_decay", "augment", "crop",

@@ -20,6 +20,7 @@ The epoch is the checkpoint step. Everything that decides the next epoch is in t
 so a resumed run continues exactly as if it had not stopped.
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -408,25 +409,38 @@ def fit_select(out, epochs=None, progress=True, jobs=1):
         import multiprocessing
         import queue
 
+        from .progress import CandidatesBar
+
         finished = queue.Queue()  # (index, best, error) as each candidate ends
         ctx = multiprocessing.get_context("spawn")  # not fork: the parent's numba threads may be running
+        events = ctx.Queue() if progress else None  # (index, epoch, best accuracy) from the workers
+        bar = CandidatesBar([describe(c) for c in cands], sel["config"]["epochs"], enabled=progress)
         # leaving the block in any way (an error, Ctrl-C) terminates the workers at once; what they
         # saved stays (each checkpoint is written whole or not at all) and --resume goes on from it
-        with ctx.Pool(min(jobs, len(cands)), initializer=_worker_init) as pool:
-            # the rolled candidate first: it trains longest (its best epochs come late), and the
-            # others then share the remaining workers (the results do not depend on the order)
-            for i in sorted(range(len(cands)), key=lambda i: "roll" not in cands[i]):
-                c = cands[i]
-                pool.apply_async(_fit_candidate, (out, c, sel["config"], False),
-                                 callback=lambda result, i=i: finished.put((i, result, None)),
-                                 error_callback=lambda e, i=i: finished.put((i, None, e)))
-            for _ in cands:
-                i, result, error = finished.get()
-                if error is not None:
-                    raise error
-                done(i, result)
-                if progress:
-                    print(f"{describe(cands[i])} finished: {trained_line(cands[i])}", file=sys.stderr)
+        try:
+            with _sigterm_stops(out), ctx.Pool(min(jobs, len(cands)), initializer=_worker_init,
+                                               initargs=(events,)) as pool:
+                # the rolled candidate first: it trains longest (its best epochs come late), and the
+                # others then share the remaining workers (the results do not depend on the order)
+                for i in sorted(range(len(cands)), key=lambda i: "roll" not in cands[i]):
+                    c = cands[i]
+                    pool.apply_async(_fit_candidate, (out, c, sel["config"], False, i),
+                                     callback=lambda result, i=i: finished.put((i, result, None)),
+                                     error_callback=lambda e, i=i: finished.put((i, None, e)))
+                for _ in cands:
+                    while True:
+                        try:
+                            i, result, error = finished.get(timeout=0.2)
+                            break
+                        except queue.Empty:
+                            _drain(events, bar)
+                    if error is not None:
+                        raise error
+                    _drain(events, bar)
+                    done(i, result)
+                    bar.done(i, f"{describe(cands[i])} finished: {trained_line(cands[i])}")
+        finally:
+            bar.close()
     else:
         for i, c in enumerate(cands):
             if progress:
@@ -449,9 +463,50 @@ def trained_line(c):
     return f"best epoch {b['epoch']}{of}, validation accuracy {b['val_accuracy']:.4f}"
 
 
-def _fit_candidate(out, c, config, progress):
-    """Train (or resume) candidate c of the selection in RUN=out -> (its best epoch and scores,
-    {"epochs": trained, "seconds": its training time})."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM to a --jobs selection: args[0] is RUN, to resume."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops(out):
+    """While --jobs workers train (in the main thread): SIGTERM raises Terminated, so leaving the
+    Pool's block stops the workers with the parent. (Killed outright, the parent would leave them
+    training on in RUN until their next report met a broken pipe.)"""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated(out)
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _drain(events, bar):
+    """The workers' epoch reports so far (--jobs) -> the progress bar."""
+    import queue
+
+    while events is not None:
+        try:
+            bar.epoch(*events.get_nowait())
+        except queue.Empty:
+            return
+
+
+_EVENTS = None  # in a --jobs worker with progress: the queue of (candidate, epoch, best accuracy)
+
+
+def _fit_candidate(out, c, config, progress, index=None):
+    """Train (or resume) candidate c (number ``index``) of the selection in RUN=out -> (its best
+    epoch and scores, {"epochs": trained, "seconds": its training time}); in a --jobs worker with
+    progress, each epoch is reported to the parent's bar."""
     path = os.path.join(out, c["dir"])
     if ckpt_io.holds_checkpoints(path):
         run = resume_run(path, config["epochs"])
@@ -459,19 +514,23 @@ def _fit_candidate(out, c, config, progress):
         run = ClassifyRun(ClassifyConfig(**{**config, "patch": c["patch"], "roll": c.get("roll", config["roll"]),
                                             "tta": c.get("tta", config.get("tta", 0)),
                                             "diff": c.get("diff", config.get("diff", False)), "out": path}))
-    fit(run, progress)
+    report = None if _EVENTS is None else (lambda r: _EVENTS.put((index, r.epoch, r.best["val_accuracy"])))
+    fit(run, progress, on_epoch=report)
     return run.best, {"epochs": run.epoch, "seconds": round(run.elapsed, 3)}
 
 
-def _worker_init():
+def _worker_init(events=None):
     """A --jobs worker: one thread for the compiled loops (the others run in the other workers),
-    and Ctrl-C left to the parent, which stops the workers (one message, not one per process)."""
+    Ctrl-C left to the parent, which stops the workers (one message, not one per process), and
+    the queue its epochs are reported to (None: no progress shown)."""
     import signal
 
     import numba
 
+    global _EVENTS
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     numba.set_num_threads(1)
+    _EVENTS = events
 
 
 def resume_run(path, epochs=None):
@@ -504,9 +563,9 @@ def test_data(run, path):
     return run.norm.transform(series, run.model.dtype), encode_labels(labels, run.classes, path)
 
 
-def fit(run, progress=True):
+def fit(run, progress=True, on_epoch=None):
     """Train up to cfg.epochs (or until --patience stops it), saving after every epoch and the best
-    one in RUN/best."""
+    one in RUN/best; on_epoch(run) after each epoch is saved."""
     log = open(os.path.join(run.cfg.out, "metrics.jsonl"), "a") if _ensure(run.cfg.out) else None
     try:
         while run.epoch < run.cfg.epochs and not stops(run):
@@ -525,6 +584,8 @@ def fit(run, progress=True):
             run.save(best=better)
             log.write(json.dumps(row) + "\n")
             log.flush()
+            if on_epoch is not None:
+                on_epoch(run)
             if progress:
                 print(f"epoch {run.epoch}/{run.cfg.epochs}  train loss {train_loss:.4f}  "
                       f"val accuracy {val_acc:.3f}  val loss {val_loss:.4f}" + ("  (best)" if better else ""),

@@ -365,7 +365,11 @@ def main(argv=None):
             return args.func(args)
     except UsageError as e:
         return _fail(f"error: {e}", EXIT_USAGE)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        from .classify_run import Terminated
+
+        if isinstance(e, Terminated):  # SIGTERM while --jobs workers trained: they stopped with it
+            return _fail(f"bptt: terminated; what was saved stays: bptt train --resume {e.args[0]}", 143)
         return _fail("bptt: interrupted", 130)
     except Exception as e:  # noqa: BLE001 - the one place that turns errors into messages
         if os.environ.get("BPTT_DEBUG"):
