@@ -752,12 +752,10 @@ def refit_rotated(run, epochs, x, yh, pt, where, label):
     """roll0.5,diff,refit: the run's members trained again on all its series for its E* epochs
     (refit); their held-out hits over TTA rotations, alone and averaged with the run's (pt) ->
     REFIT_HITS."""
-    from bptt.classify import predict_logits, softmax
-
     from bptt.classify_run import ClassifyConfig
 
     r = refit(ClassifyConfig(**{**run.cfg.__dict__, "out": os.path.join(where, "refit")}), epochs)
-    q = np.mean([softmax(predict_logits(r.model, xs, members=True)).mean(axis=0) for xs in rotations(x)], axis=0)
+    q = np.mean([member_probs(r.model, xs) for xs in rotations(x)], axis=0)
     for mode, p in (("refit", q), ("both", (q + pt) / 2)):
         h = int((p.argmax(axis=1) == yh).sum())
         REFIT_HITS[mode] += h
@@ -772,14 +770,9 @@ def rotated_scales(base, K, factors, pt, yh, p_tr, p_ho, cell, seed, epochs, whe
     """roll0.5,diff,scales (fine): the rotated run again with patches K/2 and 2K (K/3 and K/4); the
     held-out hits over TTA rotations of each and of the mean probabilities of K with each other
     patch, and of all three -> SCALE_HITS."""
-    from bptt.classify_run import fit, test_data
-
     probs = {K: pt}
     for k in (max(1, round(K * f)) for f in factors):
-        probe = prepare(p_tr, base, cell, seed, 1, k, os.path.join(where, f"probe{k}"))
-        x, _ = test_data(probe, p_ho)
-        run = prepare(p_tr, base, cell, seed, epochs, k, os.path.join(where, f"cv{k}"))
-        fit(run, progress=False)
+        run, x, _ = probe_and_fit(p_tr, p_ho, base, cell, seed, epochs, k, where, f"{k}")
         probs[k] = tta_probs(run, x)[2]
     ks = sorted(probs)
     ways = {f"patch {k}": probs[k] for k in ks}
@@ -791,25 +784,26 @@ def rotated_scales(base, K, factors, pt, yh, p_tr, p_ho, cell, seed, epochs, whe
         print(f"  {label}: {way} held out with {TTA} rotations {h}/{len(yh)}", flush=True)
 
 
+def member_probs(model, xs):
+    """An ensemble's mean member probability on the series xs: (n, C)."""
+    from bptt.classify import predict_logits, softmax
+
+    return softmax(predict_logits(model, xs, members=True)).mean(axis=0)  # members (M, n, C) -> (n, C)
+
+
 def tta_probs(run, x, flip=False):
     """The run's best checkpoint (its chosen epoch) -> its mean member probability on x as the
     epoch was scored (the series as they are), as the candidate predicts (flip, round seventeen:
     the mean with the reversed series'; else the same), and as it predicts averaged over the
     rotations of each series: ((n, C), (n, C), (n, C))."""
     from bptt import checkpoint as ckpt_io
-    from bptt.classify import predict_logits
 
     _, _, weights, _ = ckpt_io.load_checkpoint(ckpt_io.resolve_best(run.cfg.out, required=True))
     run.model.load_state_dict(weights)
-
-    def prob(xs):
-        lg = predict_logits(run.model, xs, members=True)  # (M, n, C)
-        e = np.exp(lg - lg.max(axis=-1, keepdims=True))
-        return (e / e.sum(axis=-1, keepdims=True)).mean(axis=0)
-    ps = [prob(r) for r in rotations(x)]
+    ps = [member_probs(run.model, r) for r in rotations(x)]
     if not flip:
         return ps[0], ps[0], np.mean(ps, axis=0)
-    qs = [prob(r) for r in rotations([s[::-1].copy() for s in x])]
+    qs = [member_probs(run.model, r) for r in rotations([s[::-1].copy() for s in x])]
     return ps[0], (ps[0] + qs[0]) / 2, (np.mean(ps, axis=0) + np.mean(qs, axis=0)) / 2
 
 
@@ -842,19 +836,27 @@ def select_parts(variant):
     return [("recipe", n) for n in SELECT_STEPS]
 
 
+def probe_and_fit(p_tr, p_ho, variant, cell, seed, epochs, K, where, tag="", record=False):
+    """The variant's run with patch K on the outer-train file p_tr, in where/cv{tag}, trained ->
+    (the run, the held-out series of p_ho standardised as it reads them, their classes); record:
+    each epoch's held-out logits kept (run.ho_logits)."""
+    from bptt.classify_run import fit, test_data
+
+    probe = prepare(p_tr, variant, cell, seed, 1, K, os.path.join(where, f"probe{tag}"))  # its norm, classes
+    x, yh = test_data(probe, p_ho)
+    run = prepare(p_tr, variant, cell, seed, epochs, K, os.path.join(where, f"cv{tag}"), heldout=x if record else None)
+    fit(run, progress=False)
+    return run, x, yh
+
+
 def _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, n_ho, steps=None, probs=False):
     """The variant's run on one outer-train part (with about `steps` recurrent steps, if given)
     -> (inner out-of-fold score, its epoch, held-out hits), and with probs=True (combos) also
     (its held-out probabilities, the same averaged over rotations (tta_probs), the classes)."""
-    from bptt.classify_run import fit, test_data
-
     K = patch_for(variant if steps is None else f"steps{steps}", lengths)
     label = (variant if steps is None else f"{variant}@{steps}") + f" (patch {K})"
     where = os.path.join(tmp, variant if steps is None else f"{variant}@{steps}")  # a directory per candidate
-    probe = prepare(p_tr, variant, cell, seed, 1, K, os.path.join(where, "probe"))  # its norm, classes
-    x, yh = test_data(probe, p_ho)
-    run = prepare(p_tr, variant, cell, seed, epochs, K, os.path.join(where, "cv"), heldout=x)
-    fit(run, progress=False)
+    run, x, yh = probe_and_fit(p_tr, p_ho, variant, cell, seed, epochs, K, where, record=True)
     oof, ep = ((snapshot_choice(run, variant)[:2]) if variant.startswith("snap-")
                else (run.best["val_accuracy"], run.best["epoch"]))
     h = int((heldout_prediction(run, variant) == yh).sum())

@@ -148,10 +148,10 @@ def _flag(name):
 
 def _with_preset(given):
     """--preset NAME (``presets.CLASSIFY_PRESETS``): its settings, overridden by the options given."""
-    from .presets import classify_preset, describe
+    from .presets import describe, preset
 
     name = given.pop("preset")
-    base = classify_preset(name)
+    base = preset(name, classify=True)
     print(f"preset {name}: {describe(name)}", file=sys.stderr)
     return {**base, **given}
 
@@ -222,7 +222,8 @@ def _select(args, out, epochs):
         sel = fit_select(out, epochs, progress=not args.quiet, jobs=args.jobs or 1)
     mixed = sel.get("mixed") or [sel["chosen"]]
     for i, c in enumerate(sel["candidates"]):
-        print(f"{describe(c)}: {trained_line(c)}, loss {c['best']['val_loss']:.4f}" + ("  <- chosen" if i in mixed else ""))
+        print(f"{describe(c)}: {trained_line(c)}, loss {c['best']['val_loss']:.4f}"
+              + ("  <- chosen" if i in mixed else ""))
     print(f"best checkpoint {os.path.join(out, 'best')} ({describe(sel['candidates'][sel['chosen']])})")
     if len(mixed) > 1:
         print(f"{out} predicts by the mean probability of the {len(mixed)} chosen candidates (validation scores "

@@ -471,7 +471,7 @@ class Terminated(KeyboardInterrupt):
 def _sigterm_stops(out):
     """While --jobs workers train (in the main thread): SIGTERM raises Terminated, so leaving the
     Pool's block stops the workers with the parent. (Killed outright, the parent would leave them
-    training on in RUN until their next report met a broken pipe.)"""
+    training on in RUN until each finished its candidate and its result met a broken pipe.)"""
     import signal
     import threading
 

@@ -16,9 +16,9 @@ budget (the budget is training time: evaluations are not counted).
 ucr (``--task classify``): the recipe of the benchmark table (``benchmarks/classify.py``, whose
 SETUP is this preset; BENCHMARKS.md), chosen over rounds of out-of-fold and then nested
 cross-validation scores on the TRAIN sets of four UCR archive datasets (GunPoint,
-ItalyPowerDemand, ArrowHead, OSULeaf), never on TEST: a bidirectional GRU of 64 units, mean pooling, four models on four folds (each epoch scored
-out of fold on all of TRAIN), ``--patch auto``'s candidates, input dropout 0.05, at most 200
-epochs with patience 50.
+ItalyPowerDemand, ArrowHead, OSULeaf), never on TEST: a bidirectional GRU of 64 units, mean
+pooling, four models on four folds (each epoch scored out of fold on all of TRAIN), ``--patch
+auto``'s candidates, input dropout 0.05, at most 200 epochs with patience 50.
 """
 
 PRESETS = {
@@ -59,22 +59,16 @@ CLASSIFY_PRESETS = {
 }
 
 
-def preset(name):
-    """The settings of preset ``name`` (a new dict); ValueError naming the presets otherwise."""
-    if name in CLASSIFY_PRESETS:
-        raise ValueError(f"--preset {name} is a recipe for --task classify; the character model's presets: "
-                         f"{', '.join(PRESETS)}")
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return dict(PRESETS[name])
-
-
-def classify_preset(name):
-    """The settings of the --task classify preset ``name`` (a new dict); ValueError otherwise."""
-    if name not in CLASSIFY_PRESETS:
-        kind = "is a recipe for the character model" if name in PRESETS else "is unknown"
-        raise ValueError(f"--preset {name} {kind}; --task classify's presets: {', '.join(CLASSIFY_PRESETS)}")
-    return dict(CLASSIFY_PRESETS[name])
+def preset(name, classify=False):
+    """The settings of preset ``name`` (a new dict): the character model's, or with classify=True
+    those of --task classify; ValueError naming the presets of that kind otherwise."""
+    table, other = (CLASSIFY_PRESETS, PRESETS) if classify else (PRESETS, CLASSIFY_PRESETS)
+    if name in other:
+        mine, its = ("--task classify", "the character model")[::1 if classify else -1]
+        raise ValueError(f"--preset {name} is a recipe for {its}; {mine}'s presets: {', '.join(table)}")
+    if name not in table:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(table)}")
+    return dict(table[name])
 
 
 def describe(name):
