@@ -138,6 +138,13 @@ VARIANTS = {
     # each alone and the mean probabilities of two or three scales (SCALE_HITS)
     "roll0.5,diff,scales": {"roll": 0.5, "diff": True},
     "roll0.5,diff,fine": {"roll": 0.5, "diff": True},  # ... with patches K/3 and K/4 (3 and 4 times the steps)
+    "roll0.5,diff,third": {"roll": 0.5, "diff": True},  # ... with patch K/3 alone
+    # ... of 3 members instead of 4 (each trained on 2/3 of the series, 2/3 of the work), with K/3
+    "roll0.5,diff,ens3": {"roll": 0.5, "diff": True, "ensemble": 3},
+    "roll0.5,diff,ens3,third": {"roll": 0.5, "diff": True, "ensemble": 3},
+    # ... one direction instead of two (half the work), with K/3
+    "roll0.5,diff,uni": {"roll": 0.5, "diff": True, "bidirectional": False},
+    "roll0.5,diff,uni,third": {"roll": 0.5, "diff": True, "bidirectional": False},
     "roll0.5,diff,hidden32": {"roll": 0.5, "diff": True, "hidden_size": 32},
     "roll0.5,diff,hidden32,fine": {"roll": 0.5, "diff": True, "hidden_size": 32},
     # (--patch auto was combos' near-tta from round sixteen: select,roll0.5,2's candidates within one
@@ -763,7 +770,7 @@ def refit_rotated(run, epochs, x, yh, pt, where, label):
 
 
 SCALE_HITS = {}
-SCALES = {"scales": (0.5, 2), "fine": (1 / 3, 1 / 4)}  # the other patches, as factors of K
+SCALES = {"scales": (0.5, 2), "fine": (1 / 3, 1 / 4), "third": (1 / 3,)}  # the other patches, as factors of K
 
 
 def rotated_scales(base, K, factors, pt, yh, p_tr, p_ho, cell, seed, epochs, where, label):
@@ -873,7 +880,7 @@ def _fold_run(variant, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, n_
               f"{int((pt.argmax(axis=1) == yh).sum())}/{n_ho}", flush=True)
         if variant.endswith(",refit"):
             refit_rotated(run, ep, x, yh, pt, where, f"{label} {name} seed {seed} outer fold {o}")
-        if variant.endswith((",scales", ",fine")):
+        if variant[variant.rfind(",") + 1:] in SCALES:
             rotated_scales(variant[:variant.rfind(",")], K, SCALES[variant[variant.rfind(",") + 1:]], pt, yh, p_tr, p_ho, cell, seed, epochs, where,
                            f"{name} seed {seed} outer fold {o}")
         return oof, ep, h, (p, pt, yh)

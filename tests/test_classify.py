@@ -380,6 +380,46 @@ def test_ensemble_gradcheck_and_folds(restore_backend):  # noqa: F811
     np.testing.assert_allclose(model.predict(x, lengths), mean_softmax_log(model(x, lengths)))
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_ensemble_rows_compute_only_the_series_each_member_learns_from(backend, restore_backend):  # noqa: F811
+    """forward(x, lengths, rows): member m reads only the series of rows[m] (shorter ones: only the
+    steps they need); its logits there, every gradient and dx equal those of the forward of every
+    member on every series under the same masked loss, and a member that reads none gets none."""
+    from bptt.classify import EnsembleClassifier, masked_cross_entropy
+
+    bptt.cells.set_backend(backend)
+    rng = np.random.default_rng(5)
+    model = EnsembleClassifier(2, 3, members=3, cell="lstm", hidden_size=4, pool="mean", dtype="float64",
+                               seed=2, patch=2, bidirectional=True)
+    x = rng.standard_normal((5, 6, 2))
+    lengths = np.array([3, 5, 1, 4, 2, 5])
+    y = np.array([0, 2, 1, 2, 0, 1])
+    rows = np.array([[1, 0, 1, 0, 1, 0],   # member 0: lengths 3, 1, 2 (3 of the 5 steps)
+                     [0, 0, 0, 0, 0, 0],   # member 1: none
+                     [1, 1, 1, 1, 1, 1]], bool)
+
+    def run(**kw):
+        model.zero_grad()
+        logits = model(x, lengths, **kw)
+        loss, dlogits = masked_cross_entropy(logits, y, rows.astype(float))
+        dx = model.backward(dlogits)
+        return logits, loss, dx, {k: v.copy() for k, v in model.grads.items()}
+
+    full, part = run(), run(rows=rows)
+    np.testing.assert_allclose(part[0][rows], full[0][rows], rtol=0, atol=1e-13)
+    assert np.all(part[0][~rows] == 0)
+    assert abs(part[1] - full[1]) < 1e-13
+    np.testing.assert_allclose(part[2], full[2], rtol=0, atol=1e-13)
+    for k, g in full[3].items():
+        np.testing.assert_allclose(part[3][k], g, rtol=0, atol=1e-13, err_msg=k)
+    assert all(not np.any(g) for k, g in part[3].items() if k.startswith("member1."))
+    assert all(np.any(g) for k, g in part[3].items() if k.startswith(("member0.", "member2.")))
+    model(x, lengths, rows=rows)
+    assert model.backward(np.zeros((3, 6, 3)), input_grad=False) is None  # no dx asked for
+    with pytest.raises(ValueError, match=r"rows must be \(members, batch\) = \(3, 6\)"):
+        model(x, lengths, rows=rows[:2])
+
+
 def test_ensemble_run_scores_out_of_fold(toy, capsys):
     """The validation accuracy of an --ensemble run is the out-of-fold accuracy on all of TRAIN:
     recomputed from RUN/best's members and the run's folds, it is the best epoch's."""

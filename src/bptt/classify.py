@@ -298,7 +298,8 @@ class EnsembleClassifier(Module):
     """M SequenceClassifiers trained side by side, member m on the training series outside fold
     m (``fold_split``), so that each series has one member that never trained on it: the
     out-of-fold predictions score every epoch on all of TRAIN, and the members' average
-    predicts. forward(x, lengths) -> member logits (M, B, C); backward(dlogits (M, B, C)) -> dx;
+    predicts. forward(x, lengths, rows=None) -> member logits (M, B, C) (rows: the series each
+    member reads; training passes each its own); backward(dlogits (M, B, C)) -> dx;
     predict(x, lengths) -> log of the members' mean softmax (B, C)."""
 
     def __init__(self, input_size, num_classes, members=2, seed=None, **kw):
@@ -316,12 +317,41 @@ class EnsembleClassifier(Module):
     def members(self):
         return [m for m in self._modules.values()]
 
-    def forward(self, x, lengths=None):
-        return np.stack([m(x, lengths) for m in self.members])  # (M, B, C)
+    def forward(self, x, lengths=None, rows=None):
+        """rows: None, or (M, B) booleans, member m reading only the series where rows[m] is
+        True (the training series outside its fold: the rest would get no gradient, so they
+        are not computed); its logits are 0 at the others."""
+        if rows is None:
+            self._save_for_backward((None, None))
+            return np.stack([m(x, lengths) for m in self.members])  # (M, B, C)
+        T, B, _ = np.shape(x)
+        lengths = np.full(B, T, np.int64) if lengths is None else np.asarray(lengths, np.int64)
+        rows = np.asarray(rows, bool)
+        if rows.shape != (len(self.members), B):
+            raise ValueError(f"rows must be (members, batch) = {(len(self.members), B)}, got {rows.shape}")
+        logits = np.zeros((len(self.members), B, self.num_classes), self.dtype)  # (M, B, C)
+        seen = []  # (member, its rows, its steps) for those that read any
+        for m, member in enumerate(self.members):
+            r = np.flatnonzero(rows[m])
+            if len(r):
+                Tm = int(lengths[r].max())  # the steps its longest series needs
+                logits[m, r] = member(x[:Tm, r], lengths[r])
+                seen.append((m, r, Tm))
+        self._save_for_backward((np.shape(x), seen))
+        return logits
 
     def backward(self, dlogits, input_grad=True):
-        dx = [m.backward(d, input_grad) for m, d in zip(self.members[::-1], dlogits[::-1])]  # the reverse order
-        return sum(dx[1:], dx[0]) if input_grad else None
+        """dlogits (M, B, C) -> dx (T, B, D), the members' sum (None with input_grad=False)."""
+        shape, seen = self._saved_for_backward()
+        if seen is None:  # a forward of every member on every series
+            dx = [m.backward(d, input_grad) for m, d in zip(self.members[::-1], dlogits[::-1])]  # the reverse order
+            return sum(dx[1:], dx[0]) if input_grad else None
+        dx = np.zeros(shape, self.dtype) if input_grad else None  # (T, B, D)
+        for m, r, Tm in seen[::-1]:
+            d = self.members[m].backward(np.ascontiguousarray(dlogits[m, r]), input_grad)
+            if input_grad:
+                dx[:Tm, r] += d
+        return dx
 
     def predict(self, x, lengths=None):
         return mean_softmax_log(self(x, lengths))

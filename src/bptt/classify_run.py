@@ -174,13 +174,14 @@ class ClassifyRun:
             x, lengths = pad_batch(self._batch_series(idx), range(len(idx)), self.model.dtype)
             x = input_dropout(x, self.cfg.input_dropout, self.drop_rng)  # (T, B, D)
             self.model.zero_grad()
-            logits = self.model(x, lengths)  # (B, C), or (M, B, C) for an ensemble
             if self.fold is None:
+                logits = self.model(x, lengths)  # (B, C)
                 loss = self.loss(logits, self.train_y[idx])
                 dlogits = self.loss.backward()
-            else:  # member m learns from the series outside its fold
-                own = (self.fold[idx][None, :] != np.arange(self.cfg.ensemble)[:, None]).astype(logits.dtype)
-                loss, dlogits = masked_cross_entropy(logits, self.train_y[idx], own)
+            else:  # member m learns from the series outside its fold, and reads only those
+                own = self.fold[idx][None, :] != np.arange(self.cfg.ensemble)[:, None]  # (M, B)
+                logits = self.model(x, lengths, rows=own)  # (M, B, C)
+                loss, dlogits = masked_cross_entropy(logits, self.train_y[idx], own.astype(logits.dtype))
             if not np.isfinite(loss):
                 raise DataError(f"the loss became {loss} at epoch {self.epoch + 1}; training stopped "
                                 f"(try a lower --lr); the last checkpoint is kept")
