@@ -115,6 +115,7 @@ VARIANTS = {
     "combos,rotmeanmax": {},  # ... with --pool meanmax (the same)
     "auto": {},  # round twenty-four: --patch auto as it is since round twenty-three (combos' runs, the rotated
     # candidate with --diff: select_parts), scored by the ways of COMBOS
+    "auto,rotuni96": {},  # round twenty-five: auto and a sixth run, ROTATED["uni96"] (near-tta/uni96)
     "combos+ep400": {},  # round twenty: combos with every candidate trained for 400 epochs at most
     "ep400": {"epochs": 400},  # (its patience unchanged: 50)
     "roll0.5,ep400": {"roll": 0.5, "epochs": 400},
@@ -637,13 +638,14 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
             p_tr, p_ho, tr, ho = write_split(tmp, series, labels, ofold, o)
             lengths = [len(series[i]) for i in tr]
             # round fourteen: each way of COMBOS from the same runs (combos+X: the candidates select,roll0.5,2+X)
-            if variant.startswith("combos") or variant == "auto":
+            if variant.startswith(("combos", "auto")):
                 # combos,rotX (round twenty-one): combos' runs and one more, X as the rotated candidate;
                 # near-tta/X is near-tta with it in place of combos' rotated one, from the same runs
-                rot = variant[len("combos,rot"):] if variant.startswith("combos,rot") else None
-                parts = select_parts("auto" if variant == "auto"
+                # (auto,rotX, round twenty-five: the same with auto's runs)
+                rot = variant.split(",rot", 1)[1] if ",rot" in variant else None
+                parts = select_parts("auto" if variant.startswith("auto")
                                      else "select,roll0.5,2" + ("" if rot else variant[len("combos"):]))
-                extra = [(ROTATED[rot], SELECT_STEPS[0])] if rot else []
+                extra = [ROTATED[rot] if isinstance(ROTATED[rot], tuple) else (ROTATED[rot], SELECT_STEPS[0])] if rot else []
                 runs = [_fold_run(base, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho), n,
                                   probs=True) for base, n in parts + extra]
                 yh = runs[0][3][2]
@@ -684,7 +686,7 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
             print(f"nested {variant}:{way} {name} {cell} seed {seed}: held-out accuracy over {TTA} rotations "
                   f"{SCALE_HITS.pop(way) / len(y):.4f}", flush=True)
     for k, v in combo_hits.items():
-        family = "auto" if variant == "auto" else "combos"  # each way of COMBOS, from the variant's runs
+        family = "auto" if variant.startswith("auto") else "combos"  # each way of COMBOS, from the variant's runs
         print(f"nested {family}:{k} {name} {cell} seed {seed}: held-out accuracy {v / len(y):.4f}", flush=True)
     return hits / len(y), float(np.mean(oofs)), time.perf_counter() - t0
 
@@ -701,7 +703,9 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
 # candidate whose inner score is within one inner series (1 / n_inner) of the best.
 # Round nineteen: near2-tta, of every candidate within two inner series of the best.
 # Round twenty-one: near-tta/X, near-tta with the rotated candidate trained as ROTATED[X] instead.
-ROTATED = {"diff": "roll0.5,diff", "warp": "roll0.5,warp0.1", "meanmax": "roll0.5,meanmax"}
+ROTATED = {"diff": "roll0.5,diff", "warp": "roll0.5,warp0.1", "meanmax": "roll0.5,meanmax",
+           # round twenty-five: one direction, about 96 steps (a third of the patch): (variant, steps)
+           "uni96": ("roll0.5,diff,uni", 96)}
 # Round twenty-two: lead-tta (combo_probs). Round twenty-four: first-tta (combo_probs).
 COMBOS = ("sel", "sel-tta", "avg", "avg-tta", "top2", "top2-tta", "top2u-tta", "tie-tta", "near-tta", "near2-tta",
           "lead-tta", "first-tta")
