@@ -113,9 +113,11 @@ VARIANTS = {
     "combos,rotdiff": {},  # round twenty-one: combos and a sixth run, the rotated candidate with --diff
     "combos,rotwarp": {},  # ... with --warp 0.1 (ROTATED; explored on OSULeaf alone, not run as a round)
     "combos,rotmeanmax": {},  # ... with --pool meanmax (the same)
-    "auto": {},  # round twenty-four: --patch auto as it is since round twenty-three (combos' runs, the rotated
-    # candidate with --diff: select_parts), scored by the ways of COMBOS
-    "auto,rotuni96": {},  # round twenty-five: auto and a sixth run, ROTATED["uni96"] (near-tta/uni96)
+    "auto": {},  # --patch auto as it is (select_parts), scored by the ways of COMBOS
+    "auto23": {},  # round twenty-four: --patch auto as it was from round twenty-three to twenty-five (the rotated
+    # candidate with --diff, both directions, 32 steps)
+    "auto,rotuni96": {},  # round twenty-five: auto23 and a sixth run, ROTATED["uni96"] (near-tta/uni96; adopted:
+    # auto is now --patch auto with it)
     "combos+ep400": {},  # round twenty: combos with every candidate trained for 400 epochs at most
     "ep400": {"epochs": 400},  # (its patience unchanged: 50)
     "roll0.5,ep400": {"roll": 0.5, "epochs": 400},
@@ -523,7 +525,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.stopping:
         return stopping(args.stopping, cap=args.epochs)
-    if any(v.startswith(("select", "combos")) or v == "auto" for v in args.variants) and not args.nested:
+    if any(v.startswith(("select", "combos", "auto")) for v in args.variants) and not args.nested:
         raise SystemExit("the variant select is scored by --nested only (its own score is the best of its candidates')")
     if args.patience is not None:
         bench.SETUP["patience"] = args.patience
@@ -641,9 +643,9 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
             if variant.startswith(("combos", "auto")):
                 # combos,rotX (round twenty-one): combos' runs and one more, X as the rotated candidate;
                 # near-tta/X is near-tta with it in place of combos' rotated one, from the same runs
-                # (auto,rotX, round twenty-five: the same with auto's runs)
+                # (auto,rotX, round twenty-five: the same with the runs of auto as it was then, auto23)
                 rot = variant.split(",rot", 1)[1] if ",rot" in variant else None
-                parts = select_parts("auto" if variant.startswith("auto")
+                parts = select_parts(("auto23" if rot else "auto") if variant.startswith("auto")
                                      else "select,roll0.5,2" + ("" if rot else variant[len("combos"):]))
                 extra = [ROTATED[rot] if isinstance(ROTATED[rot], tuple) else (ROTATED[rot], SELECT_STEPS[0])] if rot else []
                 runs = [_fold_run(base, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho), n,
@@ -833,7 +835,9 @@ def select_parts(variant):
         return [(variant[len("select+"):], n) for n in SELECT_STEPS]
     if variant.startswith("select-"):
         return [("recipe", int(n)) for n in variant[len("select-"):].split(",")]
-    if variant == "auto":  # --patch auto since round twenty-three: the rotated candidate with --diff
+    if variant == "auto":  # --patch auto since round twenty-five: the rotated candidate in one direction, 96 steps
+        return [("recipe", n) for n in SELECT_STEPS + (2,)] + [ROTATED["uni96"]]
+    if variant == "auto23":  # ... from round twenty-three to twenty-five: with --diff, both directions, 32 steps
         return [("recipe", n) for n in SELECT_STEPS + (2,)] + [(ROTATED["diff"], SELECT_STEPS[0])]
     if variant == "select,roll0.5,2":  # the order --patch auto would train them in: the patches, then the roll
         return [("recipe", n) for n in SELECT_STEPS + (2,)] + [("roll0.5", SELECT_STEPS[0])]

@@ -1098,8 +1098,10 @@ assert cs.select_parts("select,roll0.5,2+flip")[-1] == ("roll0.5,flip", 32)     
 assert cs.select_parts("select,roll0.5,2+flipu") == [("flip", 32), ("flip", 8), ("flip", 4), ("flip", 2),
                                                      ("roll0.5", 32)]               # round eighteen
 assert cs.VARIANTS[cs.ROTATED["diff"]] == {"roll": 0.5, "diff": True}                 # round twenty-one
-assert cs.select_parts("auto") == [("recipe", 32), ("recipe", 8), ("recipe", 4), ("recipe", 2),
-                                   ("roll0.5,diff", 32)] and "auto" in cs.VARIANTS     # round twenty-four
+assert cs.select_parts("auto23") == [("recipe", 32), ("recipe", 8), ("recipe", 4), ("recipe", 2),
+                                     ("roll0.5,diff", 32)] and "auto" in cs.VARIANTS   # round twenty-four
+assert cs.select_parts("auto") == cs.select_parts("auto23")[:4] + [("roll0.5,diff,uni", 96)]  # round twenty-five
+assert cs.VARIANTS["roll0.5,diff,uni"] == {"roll": 0.5, "diff": True, "bidirectional": False}
 assert cs.VARIANTS["roll0.5,diff,warp0.1"] == {"roll": 0.5, "diff": True, "warp": 0.1}  # explored after it
 assert cs.VARIANTS["roll0.5,diff,vtta8"] == cs.VARIANTS[cs.ROTATED["diff"]]          # (+ tta_validate)
 assert cs.VARIANTS["ep400"] == {"epochs": 400} and cs.VARIANTS["roll0.5,ep400"] == {"roll": 0.5, "epochs": 400}
