@@ -109,3 +109,36 @@ def test_best_flag_errors(tmp_path, capsys, target):
     rc, _, err = cli(capsys, "eval", path, "--best", "--data", path)
     assert rc == 1 and err.count("\n") == 1
     assert ("no run or checkpoint at" in err) if target == "missing" else ("--best needs a run directory" in err)
+
+
+def test_the_copy_that_becomes_best_is_on_the_disk_before_it_is_named(tmp_path, monkeypatch):
+    """copy_to_best (--patch auto's RUN/best, a classify run's best epoch): each copied file and the
+    copy's directory are fsynced before the rename that makes the copy RUN/best, so that a power loss,
+    not only a kill, leaves RUN/best whole."""
+    from bptt import checkpoint as ck
+
+    src = tmp_path / "run" / "ckpt-00000003"
+    src.mkdir(parents=True)
+    (src / "checkpoint.json").write_text('{"step": 3}')
+    (src / "model.safetensors").write_bytes(b"w" * 1000)
+    events, fsync, replace = [], os.fsync, os.replace
+
+    def record_fsync(fd):
+        events.append(("fsync", os.path.realpath(f"/proc/self/fd/{fd}")))
+        return fsync(fd)
+
+    def record_replace(a, b):
+        events.append(("replace", os.path.realpath(a), os.path.realpath(b)))
+        return replace(a, b)
+
+    monkeypatch.setattr(os, "fsync", record_fsync)
+    monkeypatch.setattr(os, "replace", record_replace)
+    run = os.path.realpath(tmp_path / "run")
+    ck.copy_to_best(str(src), run)
+    new, best = os.path.join(run, "best.new"), os.path.join(run, "best")
+    named = events.index(("replace", new, best))
+    synced = {e[1] for e in events[:named] if e[0] == "fsync"}
+    assert {os.path.join(new, "checkpoint.json"), os.path.join(new, "model.safetensors"), new} <= synced
+    assert ("fsync", run) in events[named:]  # the rename itself made durable
+    assert open(os.path.join(best, "model.safetensors"), "rb").read() == b"w" * 1000
+    assert ck.best_dir(run) == best

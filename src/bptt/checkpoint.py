@@ -56,6 +56,18 @@ def _fsync_dir(path):
         os.close(fd)
 
 
+def _copy_durable(src, dst):
+    """shutil.copy2, then the copy's data flushed to the disk (fsync), so that a copy renamed into
+    place after a power loss is whole, not short."""
+    shutil.copy2(src, dst)
+    fd = os.open(dst, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return dst
+
+
 def _write_tensors(path, tensors, metadata=None):
     from safetensors.numpy import save_file
 
@@ -242,12 +254,13 @@ def copy_to_best(ckpt_dir, run_dir):
 def _install_best(src, run_dir, copy):
     """src (a complete checkpoint directory) becomes RUN_DIR/best, the old one replaced by two
     renames: a kill at any moment leaves the old or the new one whole, or ``best.old``, which
-    ``best_dir`` falls back to."""
+    ``best_dir`` falls back to; a copy's files and directory are on the disk (fsync) before the
+    renames, so a power loss does the same."""
     dst = os.path.join(run_dir, BEST)
     tmp, old = dst + ".new", dst + ".old"
     shutil.rmtree(tmp, ignore_errors=True)
     if copy:
-        shutil.copytree(src, tmp)
+        shutil.copytree(src, tmp, copy_function=_copy_durable)
         _fsync_dir(tmp)
     else:
         os.replace(src, tmp)
