@@ -54,9 +54,9 @@ def add_train_options(p):
       "(a long series is K times fewer steps; default 1); auto: one run for each K = ceil(median TRAIN length / N), "
       "N = 32, 8, 4, 2 (about N steps per series; classify_run.AUTO_STEPS), in RUN/patch-K, and a rotated one "
       "(unless --roll is given): about 96 steps (N = 3 x 32), one direction, with --roll 0.5, --tta 8 and --diff, "
-      "in RUN/patch-K-roll0.5-diff-uni; one after the other; the one with the highest validation (or out-of-fold) accuracy becomes RUN/best (ties: the earlier), "
-      "and RUN predicts (eval, predict, export) by the mean probability of every candidate whose accuracy is "
-      "within one validation series of the best")
+      "in RUN/patch-K-roll0.5-diff-uni; one after the other; the one with the highest validation (or "
+      "out-of-fold) accuracy becomes RUN/best (ties: the earlier), and RUN predicts (eval, predict, export) by "
+      "the mean probability of every candidate whose accuracy is within one validation series of the best")
     a("--diff", action="store_true", default=None, help="classify: the first differences x[t] - x[t-1] as D "
       "more input features, standardised with their own TRAIN statistics; kept in the checkpoint and "
       "applied by eval, predict and the ONNX export (default: off)")
