@@ -560,7 +560,15 @@ SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's e
              'RUN/patch-K-roll0.5-diff-uni/), and the table above is the first run of it. Reported from the same '
              'runs, not judged: lead-tta/uni96 0.970 / 0.960 / 0.806 / 0.919. Command: python '
              'benchmarks/classify_search.py --nested 4 --variants auto,rotuni96 --datasets ItalyPowerDemand '
-             'GunPoint ArrowHead OSULeaf --seeds 74 75 (and 76 77).')
+             'GunPoint ArrowHead OSULeaf --seeds 74 75 (and 76 77).'
+             ' Explored after it, not a round (OSULeaf alone, GRU, seeds 66 and 67, seen; the rotated candidate '
+             'in one direction over 8 rotations, of 200 series per seed, with K = 14 and K/3 = 5 from the same '
+             'runs: python benchmarks/classify_search.py --nested 4 --variants roll0.5,diff,uni,V,third --datasets '
+             'OSULeaf --seeds 66): as adopted, K/3 180 and 183, K 179 and 180, the mean of the two 182 and 183; '
+             'with 80 hidden units (hidden80) K/3 181 and 181, K 181 and 178; with --pool meanmax (meanmax) K/3 179 '
+             'and 186, K 185 and 180, the mean of the two 184 and 187. The last, two rotated candidates with '
+             'meanmax at two patches, is the highest of these ways but was picked among eight on seen seeds; not '
+             'yet run as a round.')
 DATASETS_NOTE = ("Datasets: the archive datasets the issue names that sktime ships, whose 1-NN DTW and ROCKET "
                  "figures both sources below give (the univariate UCR ones), and whose run of the recipe "
                  "trains in about a minute or less on this machine: GunPoint, ItalyPowerDemand, ArrowHead, "

@@ -148,6 +148,12 @@ VARIANTS = {
     # ... one direction instead of two (half the work), with K/3
     "roll0.5,diff,uni": {"roll": 0.5, "diff": True, "bidirectional": False},
     "roll0.5,diff,uni,third": {"roll": 0.5, "diff": True, "bidirectional": False},
+    # explored after round twenty-five: that candidate with --pool meanmax, with 80 hidden units, with K/4
+    "roll0.5,diff,uni,meanmax": {"roll": 0.5, "diff": True, "bidirectional": False, "pool": "meanmax"},
+    "roll0.5,diff,uni,meanmax,third": {"roll": 0.5, "diff": True, "bidirectional": False, "pool": "meanmax"},
+    "roll0.5,diff,uni,hidden80": {"roll": 0.5, "diff": True, "bidirectional": False, "hidden_size": 80},
+    "roll0.5,diff,uni,hidden80,third": {"roll": 0.5, "diff": True, "bidirectional": False, "hidden_size": 80},
+    "roll0.5,diff,uni,quarter": {"roll": 0.5, "diff": True, "bidirectional": False},
     "roll0.5,diff,hidden32": {"roll": 0.5, "diff": True, "hidden_size": 32},
     "roll0.5,diff,hidden32,fine": {"roll": 0.5, "diff": True, "hidden_size": 32},
     # (--patch auto was combos' near-tta from round sixteen: select,roll0.5,2's candidates within one
@@ -776,7 +782,7 @@ def refit_rotated(run, epochs, x, yh, pt, where, label):
 
 
 SCALE_HITS = {}
-SCALES = {"scales": (0.5, 2), "fine": (1 / 3, 1 / 4), "third": (1 / 3,)}  # the other patches, as factors of K
+SCALES = {"scales": (0.5, 2), "fine": (1 / 3, 1 / 4), "third": (1 / 3,), "quarter": (1 / 4,)}  # the other patches, as factors of K
 
 
 def rotated_scales(base, K, factors, pt, yh, p_tr, p_ho, cell, seed, epochs, where, label):
