@@ -550,7 +550,7 @@ SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's e
              'near-tta/uni96: --patch auto\'s rotated candidate in one direction with the patch for about 96 steps '
              '(K = ceil(median length / 96), a third of the first candidate\'s patch: OSULeaf 5, GunPoint 2, ArrowHead '
              '3, ItalyPowerDemand 1) instead of both directions at about 32, all else as before, against near-tta '
-             '(--patch auto as it was), both from the same runs (classify_search.py auto,rotuni96: the five runs of '
+             '(--patch auto as it was), both from the same runs (classify_search.py auto23,rotuni96: the five runs of '
              '--patch auto as it was, auto23, and a sixth), GRU, fresh seeds 74-77, under round twenty-three\'s '
              'rule. Means as ItalyPowerDemand / GunPoint / ArrowHead / OSULeaf: near-tta 0.966 / 0.980 / 0.819 / '
              '0.876, near-tta/uni96 0.963 / 0.975 / 0.826 / 0.919 (-1 / -1 / +1 / +34 series over the four seeds; '
@@ -559,7 +559,7 @@ SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's e
              'auto\'s rotated candidate trains so (classify_run.AUTO_FINER and AUTO_ONE_WAY, in '
              'RUN/patch-K-roll0.5-diff-uni/), and the table above is the first run of it. Reported from the same '
              'runs, not judged: lead-tta/uni96 0.970 / 0.960 / 0.806 / 0.919. Command: python '
-             'benchmarks/classify_search.py --nested 4 --variants auto,rotuni96 --datasets ItalyPowerDemand '
+             'benchmarks/classify_search.py --nested 4 --variants auto23,rotuni96 (then named auto,rotuni96) --datasets ItalyPowerDemand '
              'GunPoint ArrowHead OSULeaf --seeds 74 75 (and 76 77).'
              ' Explored after it, not a round (OSULeaf alone, GRU, seeds 66 and 67, seen; the rotated candidate '
              'in one direction over 8 rotations, of 200 series per seed, with K = 14 and K/3 = 5 from the same '
@@ -567,7 +567,7 @@ SELECTION = ("How the recipe was chosen (by scores on TRAIN; the first round's e
              'OSULeaf --seeds 66): as adopted, K/3 180 and 183, K 179 and 180, the mean of the two 182 and 183; '
              'with 80 hidden units (hidden80) K/3 181 and 181, K 181 and 178; with --pool meanmax (meanmax) K/3 179 '
              'and 186, K 185 and 180, the mean of the two 184 and 187. The last, two rotated candidates with '
-             'meanmax at two patches, is the highest of these ways but was picked among eight on seen seeds; not '
+             'meanmax at two patches, is the highest of these ways but was picked among six on seen seeds; not '
              'yet run as a round.')
 DATASETS_NOTE = ("Datasets: the archive datasets the issue names that sktime ships, whose 1-NN DTW and ROCKET "
                  "figures both sources below give (the univariate UCR ones), and whose run of the recipe "

@@ -116,8 +116,9 @@ VARIANTS = {
     "auto": {},  # --patch auto as it is (select_parts), scored by the ways of COMBOS
     "auto23": {},  # round twenty-four: --patch auto as it was from round twenty-three to twenty-five (the rotated
     # candidate with --diff, both directions, 32 steps)
-    "auto,rotuni96": {},  # round twenty-five: auto23 and a sixth run, ROTATED["uni96"] (near-tta/uni96; adopted:
+    "auto23,rotuni96": {},  # round twenty-five: auto23 and a sixth run, ROTATED["uni96"] (near-tta/uni96; adopted:
     # auto is now --patch auto with it)
+    "auto,rotmm2": {},  # round twenty-six: auto and two more runs, ROTATED["mm2"], in place of its rotated one
     "combos+ep400": {},  # round twenty: combos with every candidate trained for 400 epochs at most
     "ep400": {"epochs": 400},  # (its patience unchanged: 50)
     "roll0.5,ep400": {"roll": 0.5, "epochs": 400},
@@ -649,11 +650,14 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
             if variant.startswith(("combos", "auto")):
                 # combos,rotX (round twenty-one): combos' runs and one more, X as the rotated candidate;
                 # near-tta/X is near-tta with it in place of combos' rotated one, from the same runs
-                # (auto,rotX, round twenty-five: the same with the runs of auto as it was then, auto23)
+                # (AUTO,rotX from round twenty-five: the same with the runs of auto or auto23; X may be
+                # several runs, all in place of the rotated one)
                 rot = variant.split(",rot", 1)[1] if ",rot" in variant else None
-                parts = select_parts(("auto23" if rot else "auto") if variant.startswith("auto")
+                parts = select_parts(variant.split(",rot", 1)[0] if variant.startswith("auto")
                                      else "select,roll0.5,2" + ("" if rot else variant[len("combos"):]))
-                extra = [ROTATED[rot] if isinstance(ROTATED[rot], tuple) else (ROTATED[rot], SELECT_STEPS[0])] if rot else []
+                extra = [] if rot is None else (ROTATED[rot] if isinstance(ROTATED[rot], list)
+                                                else [ROTATED[rot] if isinstance(ROTATED[rot], tuple)
+                                                      else (ROTATED[rot], SELECT_STEPS[0])])
                 runs = [_fold_run(base, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho), n,
                                   probs=True) for base, n in parts + extra]
                 yh = runs[0][3][2]
@@ -713,7 +717,9 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
 # Round twenty-one: near-tta/X, near-tta with the rotated candidate trained as ROTATED[X] instead.
 ROTATED = {"diff": "roll0.5,diff", "warp": "roll0.5,warp0.1", "meanmax": "roll0.5,meanmax",
            # round twenty-five: one direction, about 96 steps (a third of the patch): (variant, steps)
-           "uni96": ("roll0.5,diff,uni", 96)}
+           "uni96": ("roll0.5,diff,uni", 96),
+           # round twenty-six: two rotated candidates, one direction, --pool meanmax, about 32 and 96 steps
+           "mm2": [("roll0.5,diff,uni,meanmax", 32), ("roll0.5,diff,uni,meanmax", 96)]}
 # Round twenty-two: lead-tta (combo_probs). Round twenty-four: first-tta (combo_probs).
 COMBOS = ("sel", "sel-tta", "avg", "avg-tta", "top2", "top2-tta", "top2u-tta", "tie-tta", "near-tta", "near2-tta",
           "lead-tta", "first-tta")
