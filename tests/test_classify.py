@@ -1102,6 +1102,9 @@ assert cs.select_parts("auto23") == [("recipe", 32), ("recipe", 8), ("recipe", 4
                                      ("roll0.5,diff", 32)] and "auto" in cs.VARIANTS   # round twenty-four
 assert cs.select_parts("auto") == cs.select_parts("auto23")[:4] + [("roll0.5,diff,uni", 96)]  # round twenty-five
 assert cs.VARIANTS["roll0.5,diff,uni"] == {"roll": 0.5, "diff": True, "bidirectional": False}
+assert "auto23,rotuni96" in cs.VARIANTS and cs.ROTATED["uni96"] == ("roll0.5,diff,uni", 96)
+assert cs.ROTATED["mm2"] == [("roll0.5,diff,uni,meanmax", 32), ("roll0.5,diff,uni,meanmax", 96)]  # round twenty-six
+assert cs.VARIANTS["roll0.5,diff,uni,meanmax"] == {**cs.VARIANTS["roll0.5,diff,uni"], "pool": "meanmax"}
 assert cs.VARIANTS["roll0.5,diff,warp0.1"] == {"roll": 0.5, "diff": True, "warp": 0.1}  # explored after it
 assert cs.VARIANTS["roll0.5,diff,vtta8"] == cs.VARIANTS[cs.ROTATED["diff"]]          # (+ tta_validate)
 assert cs.VARIANTS["ep400"] == {"epochs": 400} and cs.VARIANTS["roll0.5,ep400"] == {"roll": 0.5, "epochs": 400}
