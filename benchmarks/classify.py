@@ -609,8 +609,8 @@ def one_run(name, cell, seed, epochs, jobs=1):
 
 
 def _short(c):
-    """A candidate of --patch auto in the table: its patch K, 'Kr' for the rotated one (--roll 0.5 --tta 8 --diff,
-    one direction)."""
+    """A candidate of --patch auto in the table: its patch K, 'Kr' for a rotated one (--roll 0.5 --tta 8 --diff
+    --pool meanmax, one direction)."""
     return f"{c['patch']}" + ("r" if "roll" in c else "")
 
 
@@ -667,7 +667,8 @@ def _f(v):
 
 
 def table(rows, args):
-    from bptt.classify_run import AUTO_DIFF, AUTO_FINER, AUTO_MIX, AUTO_ONE_WAY, AUTO_ROLL, AUTO_STEPS, AUTO_TTA
+    from bptt.classify_run import (AUTO_DIFF, AUTO_FINER, AUTO_MIX, AUTO_ONE_WAY, AUTO_ROLL, AUTO_ROTATED_POOL,
+                                   AUTO_STEPS, AUTO_TTA)
 
     lines = [
         "## Sequence classification on archive datasets (`benchmarks/classify.py`)",
@@ -676,9 +677,10 @@ def table(rows, args):
         f".ts files); one recipe for all (`bptt train --task classify --preset ucr`, with `--cell lstm` for the "
         f"LSTM): bidirectional, {SETUP['hidden_size']} hidden units, mean over the "
         f"valid steps, `--patch auto`: one such run for each patch K = ceil(median TRAIN length / N) "
-        f"consecutive values per step, N = {', '.join(map(str, AUTO_STEPS))} (about N recurrent steps), and a "
-        f"rotated one with about {AUTO_FINER * AUTO_STEPS[0]} steps (K = ceil(median / {AUTO_FINER * AUTO_STEPS[0]}))"
-        + (" in one direction" if AUTO_ONE_WAY else "") + f" and --roll {AUTO_ROLL:g} (each training series rotated in time by up to half its length, "
+        f"consecutive values per step, N = {', '.join(map(str, AUTO_STEPS))} (about N recurrent steps), and two "
+        f"rotated ones with about {AUTO_STEPS[0]} and {AUTO_FINER * AUTO_STEPS[0]} steps (the first K and K = "
+        f"ceil(median / {AUTO_FINER * AUTO_STEPS[0]}))" + (" in one direction" if AUTO_ONE_WAY else "")
+        + f", `--pool {AUTO_ROTATED_POOL}` (the mean and the max of the steps side by side) and --roll {AUTO_ROLL:g} (each training series rotated in time by up to half its length, "
         f"new every epoch, and predicting by its mean probability over {AUTO_TTA} rotations of each series, "
         f"`--tta {AUTO_TTA}`" + (", with each value's first difference as one more feature, `--diff`" if AUTO_DIFF
                                   else "")
@@ -701,7 +703,7 @@ def table(rows, args):
            else f"on {args.threads} thread(s). ")
         + f"Machine: {machine_line()}.",
         "",
-        "| dataset | train | test | length | dims | patch K: candidates, Kr the rotated one (chosen, by seed; K+K: their mean) | LSTM acc | LSTM s | GRU acc | GRU s | 1-NN DTW | ROCKET "
+        "| dataset | train | test | length | dims | patch K: candidates, Kr the rotated ones (chosen, by seed; K+K: their mean) | LSTM acc | LSTM s | GRU acc | GRU s | 1-NN DTW | ROCKET "
         "| best >= DTW | best within 2 pts of ROCKET |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -118,7 +118,9 @@ VARIANTS = {
     # candidate with --diff, both directions, 32 steps)
     "auto23,rotuni96": {},  # round twenty-five: auto23 and a sixth run, ROTATED["uni96"] (near-tta/uni96; adopted:
     # auto is now --patch auto with it)
-    "auto,rotmm2": {},  # round twenty-six: auto and two more runs, ROTATED["mm2"], in place of its rotated one
+    "auto25": {},  # --patch auto as round twenty-five adopted it (one rotated candidate, ROTATED["uni96"])
+    "auto25,rotmm2": {},  # round twenty-six: auto25 and two more runs, ROTATED["mm2"], in place of its rotated
+    # one (then named auto,rotmm2; adopted: auto is now --patch auto with them)
     "combos+ep400": {},  # round twenty: combos with every candidate trained for 400 epochs at most
     "ep400": {"epochs": 400},  # (its patience unchanged: 50)
     "roll0.5,ep400": {"roll": 0.5, "epochs": 400},
@@ -847,7 +849,9 @@ def select_parts(variant):
         return [(variant[len("select+"):], n) for n in SELECT_STEPS]
     if variant.startswith("select-"):
         return [("recipe", int(n)) for n in variant[len("select-"):].split(",")]
-    if variant == "auto":  # --patch auto since round twenty-five: the rotated candidate in one direction, 96 steps
+    if variant == "auto":  # --patch auto since round twenty-six: two rotated candidates, meanmax, 32 and 96 steps
+        return [("recipe", n) for n in SELECT_STEPS + (2,)] + ROTATED["mm2"]
+    if variant == "auto25":  # ... in round twenty-five: one rotated candidate in one direction, 96 steps
         return [("recipe", n) for n in SELECT_STEPS + (2,)] + [ROTATED["uni96"]]
     if variant == "auto23":  # ... from round twenty-three to twenty-five: with --diff, both directions, 32 steps
         return [("recipe", n) for n in SELECT_STEPS + (2,)] + [(ROTATED["diff"], SELECT_STEPS[0])]

@@ -777,24 +777,28 @@ def test_export_classify_run_to_onnx(toy, capsys):
 
 # ----------------------------------------------------------------------------- --patch auto
 def test_auto_patches_and_the_choice(capsys):
-    from bptt.classify_run import (AUTO_DIFF, AUTO_FINER, AUTO_MIX, AUTO_ONE_WAY, AUTO_ROLL, AUTO_STEPS,
-                                   auto_candidates, auto_patches, choose, describe, mix)
+    from bptt.classify_run import (AUTO_DIFF, AUTO_FINER, AUTO_MIX, AUTO_ONE_WAY, AUTO_ROLL, AUTO_ROTATED_POOL,
+                                   AUTO_STEPS, auto_candidates, auto_patches, choose, describe, mix)
 
     assert AUTO_STEPS == (32, 8, 4, 2) and AUTO_ROLL == 0.5 and AUTO_DIFF and AUTO_FINER == 3 and AUTO_ONE_WAY
+    assert AUTO_ROTATED_POOL == "meanmax"
     assert auto_patches([251] * 36) == [8, 32, 63, 126]  # ArrowHead: ceil(251 / 32), / 8, / 4, / 2
     assert auto_patches([24, 24]) == [1, 3, 6, 12]  # ItalyPowerDemand
     assert auto_patches([5, 7, 9]) == [1, 2, 4]  # repeats dropped: K = 1, 1, 2, 4
     assert auto_patches([2]) == [1]
-    # the candidates: each patch, then, unless --roll is given, a rotated one with --roll 0.5 and --diff,
-    # in one direction, with about 96 steps: K = ceil(251 / 96) = 3 (OSULeaf's 427: 5, GunPoint's 150: 2)
+    # the candidates: each patch, then, unless --roll is given, two rotated ones with --roll 0.5, --diff and
+    # --pool meanmax, in one direction, with about 32 and about 96 steps: K = 8 and ceil(251 / 96) = 3
+    # (OSULeaf's 427: 14 and 5, GunPoint's 150: 5 and 2); one when both give the same K
+    rotated = {"roll": 0.5, "tta": 8, "diff": True, "bidirectional": False, "pool": "meanmax"}
     assert auto_candidates([251] * 36) == [{"patch": 8, "dir": "patch-8"}, {"patch": 32, "dir": "patch-32"},
                                            {"patch": 63, "dir": "patch-63"}, {"patch": 126, "dir": "patch-126"},
-                                           {"patch": 3, "roll": 0.5, "tta": 8, "diff": True, "bidirectional": False,
-                                            "dir": "patch-3-roll0.5-diff-uni"}]
-    assert auto_candidates([427])[-1]["patch"] == 5 and auto_candidates([150])[-1]["patch"] == 2
+                                           {"patch": 8, **rotated, "dir": "patch-8-roll0.5-diff-uni-meanmax"},
+                                           {"patch": 3, **rotated, "dir": "patch-3-roll0.5-diff-uni-meanmax"}]
+    assert [c["patch"] for c in auto_candidates([427])[-2:]] == [14, 5]
+    assert [c["patch"] for c in auto_candidates([150])[-2:]] == [5, 2]
     assert auto_candidates([251] * 36, roll=0.1) == auto_candidates([251] * 36)[:4]
-    assert [describe(c) for c in auto_candidates([24])] == ["patch 1", "patch 3", "patch 6", "patch 12",
-                                                           "patch 1, --roll 0.5, --tta 8, --diff, one direction"]
+    assert [describe(c) for c in auto_candidates([24])] == [
+        "patch 1", "patch 3", "patch 6", "patch 12", "patch 1, --roll 0.5, --tta 8, --diff, one direction, --pool meanmax"]
     assert choose([0.5, 0.7, 0.6]) == 1
     assert choose([0.7, 0.7, 0.6]) == 0 and choose([0.6, 0.7, 0.7]) == 1  # ties: more steps
     # the mix: every candidate within AUTO_MIX = 1 validation series of the best predicts
@@ -807,9 +811,10 @@ def test_auto_patches_and_the_choice(capsys):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "N = " + ", ".join(map(str, AUTO_STEPS)) + " (about N steps" in help_text  # the help says what the code does
-    assert (f"a rotated one (unless --roll is given): about {AUTO_FINER * AUTO_STEPS[0]} steps (N = {AUTO_FINER} x "
-            f"{AUTO_STEPS[0]}), one direction, with --roll {AUTO_ROLL:g}, --tta 8 and --diff, in "
-            f"RUN/patch-K-roll{AUTO_ROLL:g}-diff-uni") in help_text
+    assert (f"two rotated ones (unless --roll is given): about {AUTO_STEPS[0]} and about "
+            f"{AUTO_FINER * AUTO_STEPS[0]} steps (N = {AUTO_STEPS[0]} and {AUTO_FINER} x {AUTO_STEPS[0]}), one "
+            f"direction, with --roll {AUTO_ROLL:g}, --tta 8, --diff and --pool {AUTO_ROTATED_POOL}, in "
+            f"RUN/patch-K-roll{AUTO_ROLL:g}-diff-uni-{AUTO_ROTATED_POOL}") in help_text
 
 
 def _onnx_logits(path, series):
@@ -843,9 +848,9 @@ def test_patch_auto_trains_each_candidate_and_keeps_the_best(toy, capsys):
     sel = json.load(open(os.path.join(out, "select.json")))
     series, _ = load_labelled(toy["train"], "training")
     cands = auto_candidates([len(s) for s in series])
-    assert [{k: c[k] for k in ("patch", "dir", "roll", "tta", "diff", "bidirectional") if k in c}
+    assert [{k: c[k] for k in ("patch", "dir", "roll", "tta", "diff", "bidirectional", "pool") if k in c}
             for c in sel["candidates"]] == cands
-    assert len(cands) >= 3 and "roll" not in cands[-2] and cands[-1]["roll"] == 0.5
+    assert len(cands) >= 3 and "roll" not in cands[0] and cands[-1]["roll"] == 0.5
     accs = []
     for c in sel["candidates"]:
         run = os.path.join(out, c["dir"])
@@ -854,7 +859,8 @@ def test_patch_auto_trains_each_candidate_and_keeps_the_best(toy, capsys):
         meta = json.load(open(os.path.join(run, "best", "checkpoint.json")))
         assert meta["step"] == best["epoch"] == c["best"]["epoch"] and meta["config"]["patch"] == c["patch"]
         assert meta["config"]["roll"] == c.get("roll", 0.0) and meta["config"]["diff"] == c.get("diff", False)
-        assert meta["config"]["bidirectional"] == ("roll" not in c)  # the rotated one in one direction
+        assert meta["config"]["bidirectional"] == ("roll" not in c)  # the rotated ones in one direction
+        assert meta["config"]["pool"] == ("meanmax" if "roll" in c else "mean")
         assert len(history) == 3
         # each candidate's epochs and training time, in select.json and in the report
         assert c["trained"] == {"epochs": 3, "seconds": history[-1]["seconds"]} and c["trained"]["seconds"] > 0
@@ -1100,7 +1106,8 @@ assert cs.select_parts("select,roll0.5,2+flipu") == [("flip", 32), ("flip", 8), 
 assert cs.VARIANTS[cs.ROTATED["diff"]] == {"roll": 0.5, "diff": True}                 # round twenty-one
 assert cs.select_parts("auto23") == [("recipe", 32), ("recipe", 8), ("recipe", 4), ("recipe", 2),
                                      ("roll0.5,diff", 32)] and "auto" in cs.VARIANTS   # round twenty-four
-assert cs.select_parts("auto") == cs.select_parts("auto23")[:4] + [("roll0.5,diff,uni", 96)]  # round twenty-five
+assert cs.select_parts("auto25") == cs.select_parts("auto23")[:4] + [("roll0.5,diff,uni", 96)]  # round twenty-five
+assert cs.select_parts("auto") == cs.select_parts("auto23")[:4] + cs.ROTATED["mm2"]  # round twenty-six
 assert cs.VARIANTS["roll0.5,diff,uni"] == {"roll": 0.5, "diff": True, "bidirectional": False}
 assert "auto23,rotuni96" in cs.VARIANTS and cs.ROTATED["uni96"] == ("roll0.5,diff,uni", 96)
 assert cs.ROTATED["mm2"] == [("roll0.5,diff,uni,meanmax", 32), ("roll0.5,diff,uni,meanmax", 96)]  # round twenty-six

@@ -52,9 +52,9 @@ def add_train_options(p):
     a("--epochs", type=_positive_int, help="classify: passes over the training part (default 60)")
     a("--patch", type=_patch, metavar="K|auto", help="classify: K consecutive values as one step of K*D features "
       "(a long series is K times fewer steps; default 1); auto: one run for each K = ceil(median TRAIN length / N), "
-      "N = 32, 8, 4, 2 (about N steps per series; classify_run.AUTO_STEPS), in RUN/patch-K, and a rotated one "
-      "(unless --roll is given): about 96 steps (N = 3 x 32), one direction, with --roll 0.5, --tta 8 and --diff, "
-      "in RUN/patch-K-roll0.5-diff-uni; one after the other; the one with the highest validation (or "
+      "N = 32, 8, 4, 2 (about N steps per series; classify_run.AUTO_STEPS), in RUN/patch-K, and two rotated ones "
+      "(unless --roll is given): about 32 and about 96 steps (N = 32 and 3 x 32), one direction, with --roll 0.5, "
+      "--tta 8, --diff and --pool meanmax, in RUN/patch-K-roll0.5-diff-uni-meanmax; one after the other; the one with the highest validation (or "
       "out-of-fold) accuracy becomes RUN/best (ties: the earlier), and RUN predicts (eval, predict, export) by "
       "the mean probability of every candidate whose accuracy is within one validation series of the best")
     a("--diff", action="store_true", default=None, help="classify: the first differences x[t] - x[t-1] as D "

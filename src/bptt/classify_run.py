@@ -10,8 +10,9 @@
       metrics.jsonl            one line per epoch
 
 With ``--patch auto`` (``new_select`` / ``fit_select``) RUN holds one such run per candidate patch
-instead, RUN/patch-K/ (and RUN/patch-K'-roll0.5-diff-uni/, with --roll 0.5 and --diff in one direction
-and three times the first candidate's steps),
+instead, RUN/patch-K/ (and two rotated ones, RUN/patch-K-roll0.5-diff-uni-meanmax/ with the first K and
+RUN/patch-K'-roll0.5-diff-uni-meanmax/ with three times its steps: --roll 0.5, --diff, --pool meanmax, one
+direction),
 trained one after the other, and RUN/select.json (the candidates, then their
 scores and the choice); when the last has finished, the best checkpoint of the one with the highest
 validation accuracy is copied to RUN/best, which eval, predict and export read as usual (the
@@ -80,8 +81,9 @@ AUTO_STEPS = (32, 8, 4, 2)  # --patch auto: one run with about this many recurre
 AUTO_ROLL = 0.5  # ... and one more, unless --roll is given: rotated (--roll AUTO_ROLL),
 AUTO_TTA = 8  # ... which predicts by its mean over AUTO_TTA rotations (--tta)
 AUTO_DIFF = True  # ... and reads first differences as well (--diff)
-AUTO_FINER = 3  # ... with about this many times the first candidate's steps (a third of its patch)
+AUTO_FINER = 3  # ... with the first candidate's steps, and again with about this many times as many
 AUTO_ONE_WAY = True  # ... in one direction (--bidirectional off)
+AUTO_ROTATED_POOL = "meanmax"  # ... pooling the mean and the max of the steps (--pool)
 AUTO_MIX = 1  # the candidates within this many validation series of the best score predict by their mean
 SELECT = "select.json"
 
@@ -100,31 +102,32 @@ def auto_patches(lengths, steps=AUTO_STEPS):
 
 def auto_candidates(lengths, roll=0.0, steps=AUTO_STEPS):
     """The candidates of --patch auto, in order: {"patch": K, "dir": "patch-K"} for each K of
-    ``auto_patches``, then, when ``roll`` is 0 (no --roll given), a rotated one: K' = ceil(median
-    length / (AUTO_FINER * steps[0])) (three times the first candidate's steps) with {"roll":
-    AUTO_ROLL, "tta": AUTO_TTA, "diff": AUTO_DIFF, "bidirectional": False} in
-    "patch-K'-roll0.5-diff-uni" (circular shifts: a series that is a closed outline, whose starting
-    point means nothing, learns from every rotation, and is predicted by the mean over AUTO_TTA of
-    them; with its first differences, which say how the outline turns wherever it starts; finer
-    steps follow the outline closely, and one direction, at half the work, learns it as well once
-    every rotation is seen)."""
+    ``auto_patches``, then, when ``roll`` is 0 (no --roll given), rotated ones, with the first K and
+    with K' = ceil(median length / (AUTO_FINER * steps[0])) (three times its steps; one candidate
+    when K' = K), each with {"roll": AUTO_ROLL, "tta": AUTO_TTA, "diff": AUTO_DIFF, "bidirectional":
+    False, "pool": AUTO_ROTATED_POOL} in "patch-K-roll0.5-diff-uni-meanmax" (circular shifts: a
+    series that is a closed outline, whose starting point means nothing, learns from every rotation,
+    and is predicted by the mean over AUTO_TTA of them; with its first differences, which say how the
+    outline turns wherever it starts; one direction, at half the work, learns it as well once every
+    rotation is seen; two scales of steps, which the mix of near scores can average)."""
     patches = auto_patches(lengths, steps)
     out = [{"patch": k, "dir": f"patch-{k}"} for k in patches]
     if not roll:
-        k = auto_patches(lengths, (AUTO_FINER * steps[0],))[0]
-        out.append({"patch": k, "roll": AUTO_ROLL, "tta": AUTO_TTA, "diff": AUTO_DIFF,
-                    **({"bidirectional": False} if AUTO_ONE_WAY else {}),
-                    "dir": f"patch-{k}-roll{AUTO_ROLL:g}" + ("-diff" if AUTO_DIFF else "")
-                    + ("-uni" if AUTO_ONE_WAY else "")})
+        for k in auto_patches(lengths, (steps[0], AUTO_FINER * steps[0])):
+            out.append({"patch": k, "roll": AUTO_ROLL, "tta": AUTO_TTA, "diff": AUTO_DIFF,
+                        **({"bidirectional": False} if AUTO_ONE_WAY else {}), "pool": AUTO_ROTATED_POOL,
+                        "dir": f"patch-{k}-roll{AUTO_ROLL:g}" + ("-diff" if AUTO_DIFF else "")
+                        + ("-uni" if AUTO_ONE_WAY else "") + f"-{AUTO_ROTATED_POOL}"})
     return out
 
 
 def describe(c):
     """A candidate as the messages name it: 'patch 14' or 'patch 5, --roll 0.5, --tta 8, --diff, one
-    direction'."""
+    direction, --pool meanmax'."""
     return (f"patch {c['patch']}" + (f", --roll {c['roll']:g}" if "roll" in c else "")
             + (f", --tta {c['tta']}" if c.get("tta", 0) > 1 else "") + (", --diff" if c.get("diff") else "")
-            + (", one direction" if c.get("bidirectional") is False else ""))
+            + (", one direction" if c.get("bidirectional") is False else "")
+            + (f", --pool {c['pool']}" if "pool" in c else ""))
 
 
 def choose(scores):
@@ -527,6 +530,7 @@ def _fit_candidate(out, c, config, progress, index=None):
                                             "tta": c.get("tta", config.get("tta", 0)),
                                             "diff": c.get("diff", config.get("diff", False)),
                                             "bidirectional": c.get("bidirectional", config["bidirectional"]),
+                                            "pool": c.get("pool", config["pool"]),
                                             "out": path}))
     report = None if _EVENTS is None else (lambda r: _EVENTS.put((index, r.epoch, r.best["val_accuracy"])))
     fit(run, progress, on_epoch=report)

@@ -18,7 +18,7 @@ SETUP is this preset; BENCHMARKS.md), chosen over rounds of out-of-fold and then
 cross-validation scores on the TRAIN sets of four UCR archive datasets (GunPoint,
 ItalyPowerDemand, ArrowHead, OSULeaf), never on TEST: a bidirectional GRU of 64 units, mean
 pooling, four models on four folds (each epoch scored out of fold on all of TRAIN), ``--patch
-auto``'s candidates (its rotated one in one direction), input dropout 0.05, at most 200 epochs with
+auto``'s candidates (its rotated ones in one direction, with meanmax pooling), input dropout 0.05, at most 200 epochs with
 patience 50.
 """
 
