@@ -78,7 +78,7 @@ class ClassifyConfig:
 
 
 AUTO_STEPS = (32, 8, 4, 2)  # --patch auto: one run with about this many recurrent steps per series each
-AUTO_ROLL = 0.5  # ... and one more, unless --roll is given: rotated (--roll AUTO_ROLL),
+AUTO_ROLL = 0.5  # ... and, unless --roll is given, rotated ones (--roll AUTO_ROLL),
 AUTO_TTA = 8  # ... which predicts by its mean over AUTO_TTA rotations (--tta)
 AUTO_DIFF = True  # ... and reads first differences as well (--diff)
 AUTO_FINER = 3  # ... with the first candidate's steps, and again with about this many times as many
