@@ -657,9 +657,7 @@ def nested(name, variant, cell, seed, outer=4, epochs=bench.EPOCHS):
                 rot = variant.split(",rot", 1)[1] if ",rot" in variant else None
                 parts = select_parts(variant.split(",rot", 1)[0] if variant.startswith("auto")
                                      else "select,roll0.5,2" + ("" if rot else variant[len("combos"):]))
-                extra = [] if rot is None else (ROTATED[rot] if isinstance(ROTATED[rot], list)
-                                                else [ROTATED[rot] if isinstance(ROTATED[rot], tuple)
-                                                      else (ROTATED[rot], SELECT_STEPS[0])])
+                extra = [] if rot is None else rotated_runs(rot)
                 runs = [_fold_run(base, name, cell, seed, epochs, lengths, p_tr, p_ho, tmp, o, len(ho), n,
                                   probs=True) for base, n in parts + extra]
                 yh = runs[0][3][2]
@@ -842,6 +840,12 @@ def tta_probs(run, x, flip=False):
 SELECT_STEPS = (32, 8, 4)
 
 
+def rotated_runs(rot):
+    """ROTATED[rot] as the runs it means, each (variant, steps): a variant alone runs at SELECT_STEPS[0]."""
+    r = ROTATED[rot]
+    return list(r) if isinstance(r, list) else [r if isinstance(r, tuple) else (r, SELECT_STEPS[0])]
+
+
 def select_parts(variant):
     """'select', 'select+X', 'select-32,8,4,2' or 'select,X' -> the candidates, each (the variant it
     runs, its number of steps)."""
@@ -849,12 +853,12 @@ def select_parts(variant):
         return [(variant[len("select+"):], n) for n in SELECT_STEPS]
     if variant.startswith("select-"):
         return [("recipe", int(n)) for n in variant[len("select-"):].split(",")]
-    if variant == "auto":  # --patch auto since round twenty-six: two rotated candidates, meanmax, 32 and 96 steps
-        return [("recipe", n) for n in SELECT_STEPS + (2,)] + ROTATED["mm2"]
-    if variant == "auto25":  # ... in round twenty-five: one rotated candidate in one direction, 96 steps
-        return [("recipe", n) for n in SELECT_STEPS + (2,)] + [ROTATED["uni96"]]
-    if variant == "auto23":  # ... from round twenty-three to twenty-five: with --diff, both directions, 32 steps
-        return [("recipe", n) for n in SELECT_STEPS + (2,)] + [(ROTATED["diff"], SELECT_STEPS[0])]
+    # --patch auto since round twenty-six: two rotated candidates, meanmax, 32 and 96 steps; auto25: in round
+    # twenty-five, one in one direction at 96 steps; auto23: from round twenty-three to twenty-five, with --diff
+    # in both directions at 32 steps
+    autos = {"auto": "mm2", "auto25": "uni96", "auto23": "diff"}
+    if variant in autos:
+        return [("recipe", n) for n in SELECT_STEPS + (2,)] + rotated_runs(autos[variant])
     if variant == "select,roll0.5,2":  # the order --patch auto would train them in: the patches, then the roll
         return [("recipe", n) for n in SELECT_STEPS + (2,)] + [("roll0.5", SELECT_STEPS[0])]
     if variant.startswith("select,roll0.5,2+"):  # combos+X: the same candidates, each with X (the rotated
