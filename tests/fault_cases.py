@@ -158,16 +158,32 @@ def disk_full_at_tensor_write(n):
 
 
 @contextlib.contextmanager
-def disk_full_in_safetensors():
-    """safetensors itself hits a full disk: it raises its own SafetensorError, not OSError."""
-    from safetensors import SafetensorError
+def disk_full_in_tensor_file():
+    """The disk fills up while a tensor file is being written: the first 16 bytes land (a partial
+    file, as a real full disk leaves), then the write's own ENOSPC, which names no file."""
 
-    def full(tensors, path, metadata=None):
-        with open(path, "wb") as f:  # a partial file, as a real full disk leaves
-            f.write(b"\x00" * 16)
-        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    class Full:
+        def __init__(self, f):
+            self.f = f
 
-    with mock.patch("safetensors.numpy.save_file", full):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[:16])
+            raise _enospc()
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    def open_(path, mode="r", *a, **kw):
+        f = open(path, mode, *a, **kw)
+        return Full(f) if str(path).endswith(".safetensors") and "w" in mode else f
+
+    with mock.patch.object(ckpt_io, "open", open_, create=True):
         yield
 
 
@@ -467,9 +483,9 @@ _add("train", "disk full at the second checkpoint of a new run (simulated ENOSPC
      lambda e: _train(e, e.text, "--steps", 6, "--checkpoint-every", 2),
      r"No space left on device: \S*/new/\.tmp-ckpt-00000004-\d+$", fault=lambda e: disk_full_at_tensor_write(3),
      group="fault")
-_add("train --resume", "disk full inside safetensors (its own SafetensorError, not an OSError)",
+_add("train --resume", "disk full while a tensor file is written (a partial file, the write's own ENOSPC)",
      lambda e: _resume(e), r"No space left on device: \S*/\.tmp-ckpt-00000009-\d+/model\.safetensors$",
-     fault=lambda e: disk_full_in_safetensors(), group="fault")
+     fault=lambda e: disk_full_in_tensor_file(), group="fault")
 _add("train --resume", "disk full writing checkpoint.json (simulated ENOSPC)",
      lambda e: _resume(e), r"No space left on device: \S*/run/\.tmp-ckpt-00000009-\d+$",
      fault=lambda e: disk_full_at_json_write(), group="fault")

@@ -162,15 +162,17 @@ def test_doc_states_the_code_defaults():
 
 
 def test_every_compiled_kernel_is_in_the_doc_map():
-    """Each numba kernel of the fast path has its row in the doc's table (sections 10, 11), and
+    """Each numba kernel of the fast path (and of ``_fused``) has its row in the doc's table (sections 10, 11), and
     each cell's backward kernel points to its step function and section."""
     from numba.core.registry import CPUDispatcher
 
+    from bptt import _fused
     from bptt.cells import _numba_loops
 
     text = _doc()
     kernels = [n for n, v in vars(_numba_loops).items() if isinstance(v, CPUDispatcher)]
     assert len(kernels) > 30
+    kernels += [n for n, v in vars(_fused).items() if isinstance(v, CPUDispatcher)]
     missing = [n for n in kernels if f"`{n}`" not in text and f"{n}/" not in text and f"/{n}`" not in text]
     assert not missing, missing
     for name, cell, section in (("_rnn_act_grad", "rnn", 3), ("_lstm_cell_bwd", "lstm", 4), ("_gru_cell_bwd", "gru", 5)):

@@ -69,19 +69,24 @@ def _copy_durable(src, dst):
 
 
 def _write_tensors(path, tensors, metadata=None):
-    from safetensors.numpy import save_file
+    """Write a safetensors file and flush it to the disk -> the SHA-256 of its bytes (hashed
+    as written, not read back)."""
+    from safetensors.numpy import save
 
     try:
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path, metadata=metadata)
-    except Exception as e:  # safetensors reports an I/O error (e.g. a full disk) as its own error type
-        if isinstance(e, OSError):
-            raise
-        code = re.search(r"os error (\d+)", str(e))
-        if code:
-            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), path) from None
+        data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=metadata)
+    except Exception as e:  # safetensors reports its errors as its own error type
         raise OSError(f"cannot write {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        if e.filename is None and e.errno:  # a write's own error (e.g. a full disk) names no file
+            raise OSError(e.errno, e.strerror, path) from None
+        raise
+    return hashlib.sha256(data).hexdigest()
 
 
 def _write_json(path, obj):
@@ -108,10 +113,9 @@ def save_checkpoint(run_dir, step, weights, state_tensors, meta):
         shutil.rmtree(tmp)
     os.makedirs(tmp)
     try:
-        _write_tensors(os.path.join(tmp, "model.safetensors"), weights, {"format": "pt"})
-        _write_tensors(os.path.join(tmp, "state.safetensors"), state_tensors)
-        meta = dict(meta, format=FORMAT, format_version=FORMAT_VERSION, step=step)
-        meta["files"] = {f: _sha256(os.path.join(tmp, f)) for f in ("model.safetensors", "state.safetensors")}
+        files = {"model.safetensors": _write_tensors(os.path.join(tmp, "model.safetensors"), weights, {"format": "pt"}),
+                 "state.safetensors": _write_tensors(os.path.join(tmp, "state.safetensors"), state_tensors)}
+        meta = dict(meta, format=FORMAT, format_version=FORMAT_VERSION, step=step, files=files)
         _write_json(os.path.join(tmp, "checkpoint.json"), meta)
         _fsync_dir(tmp)
         if os.path.exists(final):  # the same step saved again (e.g. after a resume)

@@ -21,6 +21,7 @@ import re
 
 import numpy as np
 
+from .cells._kernels import fused
 from .data import DataError
 from .head import Linear
 from .module import Module, no_grad
@@ -250,15 +251,11 @@ class SequenceClassifier(Module):
         if self.pool == "last":
             h_n = state[0] if self.cell == "lstm" else state  # (L*K, B, H)
             feat = np.concatenate(list(h_n[-K:]), axis=-1)  # (B, K*H)
-        elif self.pool == "mean":
-            feat = mean_pool_forward(out, lengths)  # (B, K*H)
-        elif self.pool == "max":
-            feat, where = max_pool_forward(out, lengths)  # (B, K*H)
         elif self.pool == "attn":
             feat = self.attn(out, lengths)  # (B, K*H)
-        else:
-            feat_max, where = max_pool_forward(out, lengths)
-            feat = np.concatenate([mean_pool_forward(out, lengths), feat_max], axis=1)  # (B, 2*K*H)
+        else:  # mean, max, or meanmax: the mean, then the max
+            mean, feat_max, where = pool_forward(out, lengths, self.pool != "max", self.pool != "mean")  # (B, K*H)
+            feat = mean if feat_max is None else feat_max if mean is None else np.concatenate([mean, feat_max], axis=1)
         self._save_for_backward(((T, x.shape[1], K * self.rnn.hidden_size), lengths, lengths0, T0, where))
         return self.head(feat)
 
@@ -275,14 +272,12 @@ class SequenceClassifier(Module):
             dout = None  # the forward kept no output sequence
         else:
             dstate = None
-            if self.pool == "mean":
-                dout = mean_pool_backward(dfeat, lengths, T)
-            elif self.pool == "max":
-                dout = max_pool_backward(dfeat, where, T)
-            elif self.pool == "attn":
+            if self.pool == "attn":
                 dout = self.attn.backward(dfeat)
             else:
-                dout = mean_pool_backward(dfeat[:, :KH], lengths, T) + max_pool_backward(dfeat[:, KH:], where, T)
+                dmean, dmax = {"mean": (dfeat, None), "max": (None, dfeat),
+                               "meanmax": (dfeat[:, :KH], dfeat[:, KH:])}[self.pool]
+                dout = pool_backward(dmean, dmax, where, lengths, T)
             dout = dout.astype(self.dtype, copy=False)
         dx, _ = self.rnn.backward(dout, dstate, input_grad=input_grad)
         return patch_backward(dx, lengths0, T0, self.patch) if input_grad else None
@@ -457,6 +452,29 @@ def masked_cross_entropy(logits, y, weight):
     return loss, (dlogits * w[..., None]).astype(logits.dtype)
 
 
+def pool_forward(out, lengths, mean=True, max=True):
+    """out (T, B, F) zero past each length, lengths (B,) -> (mean_pool_forward (B, F) or None,
+    then max_pool_forward's max and where, or None, None): compiled in one pass with the
+    compiled loops (``bptt._fused``, equal to the bit), else the two functions below."""
+    fast = fused()
+    if fast is not None:
+        return fast.pool_forward(out, lengths, mean, max)
+    mx, where = max_pool_forward(out, lengths) if max else (None, None)
+    return (mean_pool_forward(out, lengths) if mean else None), mx, where
+
+
+def pool_backward(dmean, dmax, where, lengths, T):
+    """The gradient of pool_forward: dmean (B, F) or None, dmax (B, F) and where, or None ->
+    dout (T, B, F), the sum of mean_pool_backward and max_pool_backward (compiled: one pass)."""
+    fast = fused()
+    if fast is not None:
+        return fast.pool_backward(dmean, dmax, where, lengths, T)
+    if dmax is None:
+        return mean_pool_backward(dmean, lengths, T)
+    dout = max_pool_backward(dmax, where, T)
+    return dout if dmean is None else mean_pool_backward(dmean, lengths, T) + dout
+
+
 def mean_pool_forward(out, lengths):
     """out (T, B, F) zero past each length (as the recurrent layers return it), lengths (B,) ->
     the mean over the valid steps (B, F): the sum over all steps, the padding adding zeros."""
@@ -536,6 +554,9 @@ def patch_forward(x, lengths, K):
     The steps past each length (in a series' last, partial patch) are zeros, as in pad_batch."""
     if K == 1:
         return x, lengths
+    fast = fused()
+    if fast is not None:  # the same copy, in one compiled pass
+        return fast.patch_forward(x, lengths, K), -(-lengths // K)
     T0, B, D = x.shape
     T = -(-T0 // K)
     xp = np.zeros((T * K, B, D), x.dtype)

@@ -258,18 +258,18 @@ class ClassifyRun:
         return {
             "task": TASK, "config": asdict(self.cfg), "classes": self.classes, "input_size": self.D,
             "norm_mean": self.norm.mean.tolist(), "norm_std": self.norm.std.tolist(),
-            "optimizer": {k: v for k, v in self.opt.state_dict().items() if k != "buffers"},
+            "optimizer": {k: v for k, v in self.opt.state_dict(copy=False).items() if k != "buffers"},
             "rng": {"batches": self.rng.bit_generator.state, "input_dropout": self.drop_rng.bit_generator.state,
                     "dropout": [r.bit_generator.state for r in self._dropout_rngs()]},
             "best": self.best, "history": self.history, "elapsed": self.elapsed,
         }
 
     def tensors(self):
-        buffers = self.opt.state_dict()["buffers"]
+        buffers = self.opt.state_dict(copy=False)["buffers"]  # written out at once
         return {f"optim.{b}.{p}": a for b, d in buffers.items() for p, a in d.items()}
 
     def save(self, best=False):
-        path = ckpt_io.save_checkpoint(self.cfg.out, self.epoch, self.model.state_dict(), self.tensors(),
+        path = ckpt_io.save_checkpoint(self.cfg.out, self.epoch, self.model.params, self.tensors(),  # written at once
                                        self.meta())
         if best:
             ckpt_io.copy_to_best(path, self.cfg.out)

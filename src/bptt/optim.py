@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from .cells._kernels import fused
+
 
 def _require(ok, message):
     if not ok:
@@ -150,13 +152,14 @@ class Optimizer:
     def hyper(self):
         return {h: getattr(self, h) for h in self.HYPER}
 
-    def state_dict(self):
-        """Plain data for a checkpoint; the arrays are copies."""
+    def state_dict(self, copy=True):
+        """Plain data for a checkpoint; the arrays are copies (copy=False: the buffers themselves,
+        to be written out at once, not kept)."""
         return {
             "type": self.name,
             "hyper": self.hyper(),
             "step": self.t,
-            "buffers": {b: {k: a.copy() for k, a in arrays.items()}
+            "buffers": {b: {k: a.copy() if copy else a for k, a in arrays.items()}
                         for b, arrays in self.buffers.items()},
         }
 
@@ -338,6 +341,14 @@ class Adam(Optimizer):
 
     def _update(self, p, g, state):
         beta1, beta2 = self.betas
+        fast = fused()
+        if fast is not None and _one_layout(p, g, *state.values()):  # the same steps below, in one pass
+            decoupled = self.weight_decay != 0 and self.decoupled_weight_decay
+            fast.adam_update(p, g, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
+                             1 - self.lr * self.weight_decay if decoupled else 1,
+                             0 if decoupled else self.weight_decay, beta1, beta2,
+                             (1 - beta2**self.t) ** 0.5, self.eps, self.lr / (1 - beta1**self.t))
+            return
         if self.weight_decay != 0:
             if self.decoupled_weight_decay:
                 p *= 1 - self.lr * self.weight_decay
@@ -354,6 +365,11 @@ class Adam(Optimizer):
             v = np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
         denom = np.sqrt(v) / bias_correction2**0.5 + self.eps
         p -= step_size * (m / denom)
+
+
+def _one_layout(*arrays):
+    """Arrays a compiled update can run on flat: C-contiguous, of one dtype."""
+    return all(a.flags.c_contiguous and a.dtype == arrays[0].dtype for a in arrays)
 
 
 class AdamW(Adam):

@@ -266,7 +266,7 @@ class Run:
             "train": asdict(self.cfg),
             "data": {"description": self.data_desc, "sha256": _text_digest(self.text),
                      **self.train_batches.state_dict()},
-            "optimizer": {k: v for k, v in self.opt.state_dict().items() if k != "buffers"},
+            "optimizer": {k: v for k, v in self.opt.state_dict(copy=False).items() if k != "buffers"},
             "rng": {"dropout": self.model.rnn.rng.bit_generator.state},
             "elapsed": self.elapsed,
             "metrics_bytes": self.metrics_bytes,
@@ -274,7 +274,7 @@ class Run:
         }
 
     def state_tensors(self):
-        buffers = self.opt.state_dict()["buffers"]
+        buffers = self.opt.state_dict(copy=False)["buffers"]  # written out at once
         t = {f"optim.{b}.{p}": a for b, d in buffers.items() for p, a in d.items()}
         t.update(_state_arrays(self.whole_state()))
         return t

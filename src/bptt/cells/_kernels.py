@@ -1,5 +1,6 @@
 """Chooses the implementation of the time loops (and of the large products around them): ``_numba_loops`` (compiled, the default) or
-``_numpy_loops`` (plain NumPy, the reference and the fallback).
+``_numpy_loops`` (plain NumPy, the reference and the fallback); with the compiled loops, also the
+compiled element-wise passes around them (``fused``: Adam's update, the classifier's pooling).
 
 The choice is made on the first call, not at import: importing bptt neither imports numba nor
 compiles anything. If numba cannot be imported the NumPy loops run, silently. The environment
@@ -62,6 +63,16 @@ def set_backend(name):
 def get_backend():
     """The backend the time loops run with: ``"numba"`` or ``"numpy"``."""
     return "numba" if _resolve() is not _numpy_loops else "numpy"
+
+
+def fused():
+    """``bptt._fused`` (compiled passes equal to the bit to their NumPy references) when the
+    loops run compiled, else None (the callers then run the references)."""
+    if _resolve() is _numpy_loops:
+        return None
+    from .. import _fused
+
+    return _fused
 
 
 def release_buffers():
