@@ -19,7 +19,6 @@ No pickle anywhere: tensors go to safetensors, everything else to JSON.
 import hashlib
 import json
 import os
-import re
 import shutil
 
 import numpy as np
