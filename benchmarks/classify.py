@@ -613,6 +613,7 @@ def one_run(name, cell, seed, epochs, jobs=1):
     accuracy kept) on TRAIN, scored on TEST as RUN predicts (the mean of the candidates within one
     series of the best) -> (accuracy, seconds, the chosen patches, joined by '+')."""
     from bptt.classify_run import ClassifyConfig, evaluate_file, fit_select, new_select
+    from bptt.memory import keep_freed_memory
 
     d = os.path.join(data_dir(), name)
     with tempfile.TemporaryDirectory() as out:
@@ -620,6 +621,7 @@ def one_run(name, cell, seed, epochs, jobs=1):
         cfg = ClassifyConfig(data=os.path.join(d, f"{name}_TRAIN.ts"), cell=cell, epochs=epochs, seed=seed,
                              out=os.path.join(out, "run"), **SETUP)
         new_select(cfg)
+        keep_freed_memory()  # as the command does (its --jobs workers do it themselves)
         sel = fit_select(cfg.out, progress=False, jobs=jobs)
         s, _, _ = evaluate_file(os.path.join(d, f"{name}_TEST.ts"), cfg.out)
         return s["accuracy"], time.perf_counter() - t0, "+".join(_short(sel["candidates"][i]) for i in sel["mixed"])

@@ -309,3 +309,49 @@ def test_long_benchmark_alternates_and_pools_rounds():
     assert long.merge(runs[:2])["seconds"] == 3.5  # the median of 1, 2, 3, 4, 5, 9
     failed = {"error": "took longer than 900 s"}
     assert long.merge([runs[0], failed]) == failed
+
+
+_REALLOC = """
+import resource, sys
+import numpy as np
+from bptt.memory import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+sizes = np.random.default_rng(0).integers(1 << 16, 1 << 21, 400)  # arrays of 256 KiB to 8 MiB
+before, kept = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, []
+for n in sizes:  # as training steps do: new arrays while the last few are still held
+    kept = kept[-3:] + [np.ones(n, np.float32)]
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_keep_freed_memory_spares_the_page_faults_of_arrays_made_again_and_again():
+    """keep_freed_memory (the classify command and its --jobs workers call it): arrays allocated
+    and freed as a training loop does reuse the freed memory instead of faulting in fresh pages;
+    in a process of its own, since the setting is process-wide."""
+    import subprocess
+    import sys
+
+    def faults(how):
+        out = subprocess.run([sys.executable, "-c", _REALLOC, how], capture_output=True, text=True, check=True)
+        return int(out.stdout)
+
+    default, kept = faults("default"), faults("keep")
+    assert kept * 4 < default, (kept, default)
+
+
+def test_jobs_workers_keep_freed_memory(monkeypatch):
+    """A --jobs worker's start (its threads and signals left as they are in this process)."""
+    import signal
+
+    import numba
+
+    from bptt import classify_run
+
+    called = []
+    monkeypatch.setattr(memory, "keep_freed_memory", lambda: called.append(1) or True)
+    monkeypatch.setattr(classify_run, "_EVENTS", None)
+    monkeypatch.setattr(signal, "signal", lambda *a: None)
+    monkeypatch.setattr(numba, "set_num_threads", lambda n: None)
+    classify_run._worker_init(None)
+    assert called == [1]

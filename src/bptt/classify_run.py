@@ -539,15 +539,19 @@ def _fit_candidate(out, c, config, progress, index=None):
 
 def _worker_init(events=None):
     """A --jobs worker: one thread for the compiled loops (the others run in the other workers),
-    Ctrl-C left to the parent, which stops the workers (one message, not one per process), and
-    the queue its epochs are reported to (None: no progress shown)."""
+    freed memory kept for reuse (``memory.keep_freed_memory``), Ctrl-C left to the parent, which
+    stops the workers (one message, not one per process), and the queue its epochs are reported
+    to (None: no progress shown)."""
     import signal
 
     import numba
 
+    from .memory import keep_freed_memory
+
     global _EVENTS
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     numba.set_num_threads(1)
+    keep_freed_memory()  # (a worker is bptt's own process)
     _EVENTS = events
 
 

@@ -277,6 +277,27 @@ RECENT_SHARE = 4
 _recent = [-math.inf, 0]
 
 
+def keep_freed_memory():
+    """Ask the C library's malloc (glibc) to keep the memory a process frees for its next
+    allocations: no trimming of the heap below 256 MiB free, and arrays up to 32 MiB from the
+    heap rather than each from its own mmap. A training step's arrays then reuse the memory the
+    step before freed instead of fresh pages, each of which the kernel must fault in and zero (a
+    small classifier's epoch: about 10,000 page faults without it, 100 with it, a sixth of its time
+    on a 2-core VM). Results do not change. Process-wide, so it is for bptt's own processes: the
+    classify command and its --jobs workers call it. -> True when set (False where there is no
+    glibc mallopt: nothing changes)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(mallopt(M_TRIM_THRESHOLD, 256 << 20)) and bool(mallopt(M_MMAP_THRESHOLD, 32 << 20))
+
+
 def _release_pool():
     """Give the buffers the compiled loops keep for reuse back to the system -> bytes freed
     (they count as used in the machine's reading, though the next step could reuse them)."""
