@@ -281,11 +281,11 @@ def keep_freed_memory():
     """Ask the C library's malloc (glibc) to keep the memory a process frees for its next
     allocations: no trimming of the heap below 256 MiB free, and arrays up to 32 MiB from the
     heap rather than each from its own mmap. A training step's arrays then reuse the memory the
-    step before freed instead of fresh pages, each of which the kernel must fault in and zero (a
-    small classifier's epoch: about 10,000 page faults without it, 100 with it, up to a fifth of its time
-    on a 2-core VM). Results do not change. Process-wide, so it is for bptt's own processes: the
-    classify command and its --jobs workers call it. -> True when set (False where there is no
-    glibc mallopt: nothing changes)."""
+    step before freed instead of fresh pages, each of which the kernel must fault in and zero
+    (a small classifier's epoch: about 10,000 page faults without it, 100 with it; up to a
+    fifth of its time on a 2-core VM). Results do not change. Process-wide, so it is for bptt's
+    own processes: the classify command and its --jobs workers call it. -> True when set (False
+    where there is no glibc mallopt: nothing changes)."""
     import ctypes
     import ctypes.util
 

@@ -1,6 +1,7 @@
 """Chooses the implementation of the time loops (and of the large products around them): ``_numba_loops`` (compiled, the default) or
 ``_numpy_loops`` (plain NumPy, the reference and the fallback); with the compiled loops, also the
-compiled element-wise passes around them (``fused``: Adam's update, the classifier's pooling).
+compiled element-wise passes around them (``fused``: Adam's update, the classifier's patching
+and pooling).
 
 The choice is made on the first call, not at import: importing bptt neither imports numba nor
 compiles anything. If numba cannot be imported the NumPy loops run, silently. The environment
