@@ -161,6 +161,7 @@ def run_train(args):
                                resume_run)
     from .memory import keep_freed_memory
 
+    keep_freed_memory()  # for every training below, one run or --patch auto's (its --jobs workers: their own)
     given = {k: v for k, v in vars(args).items() if k not in _IGNORED and v is not None and v is not False}
     if "preset" in given:
         if args.resume:
@@ -206,7 +207,6 @@ def run_train(args):
               f"{c.cell.upper()} {c.num_layers}x{c.hidden_size}{' bidirectional' if c.bidirectional else ''}, "
               f"pool {c.pool}, patch {c.patch}{', diff' if c.diff else ''}"
               f"{', lr schedule ' + c.schedule if c.schedule != 'constant' else ''}, {m.num_parameters():,} parameters; run directory {c.out}", file=sys.stderr)
-    keep_freed_memory()  # fewer page faults (results unchanged)
     with _threads(args.threads):
         fit(run, progress=not args.quiet)
     b = run.best
@@ -219,9 +219,7 @@ def run_train(args):
 def _select(args, out, epochs):
     """--patch auto: train or resume every candidate of the selection in `out`, then report."""
     from .classify_run import AUTO_MIX, describe, fit_select, trained_line
-    from .memory import keep_freed_memory
 
-    keep_freed_memory()  # (and each --jobs worker)
     with _threads(args.threads):
         sel = fit_select(out, epochs, progress=not args.quiet, jobs=args.jobs or 1)
     mixed = sel.get("mixed") or [sel["chosen"]]
